@@ -1,0 +1,54 @@
+"""Shared fixtures. Tests run offline and build tiny models from configs (no weights are downloaded)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# A little multilingual medical text to train the tiny tokenizer on (no download needed).
+_TINY_CORPUS = [
+    "seizure", "epileptic seizure", "abnormality of the heart", "ventricular septal defect", "short stature",
+    "intellectual disability", "microcephaly", "hypotonia", "fever", "headache", "convulsión", "crise d'épilepsie",
+    "anomalie cardiaque", "baja estatura", "discapacidad intelectual", "Krampfanfall", "Kleinwuchs", "発作", "低身長",
+    "query: ", "passage: ", "patient presented with recurrent seizures and developmental delay",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny BERT (hidden 32, 2 layers) with a WordPiece tokenizer trained here, saved as a HF folder."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], min_frequency=1
+    )
+    tok.train_from_iterator(_TINY_CORPUS * 3, trainer)
+    fast = BertTokenizerFast(tokenizer_object=tok, model_max_length=64)
+    fast.save_pretrained(path)
+    import torch
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_xnorm_home(tmp_path, monkeypatch):
+    """Each test gets its own empty XNORM_HOME, so no test depends on what an earlier one cached."""
+    monkeypatch.setenv("XNORM_HOME", str(tmp_path / "xnorm_home"))
