@@ -1,0 +1,158 @@
+"""``xnorm link``: normalize the entity mentions of annotated documents (or of quick terms) to concept ids."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+FORMATS = ["bigbio", "brat", "pubtator", "hf"]
+
+
+@click.command("link")
+@click.argument("input_path", metavar="INPUT", required=False, type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=True), help="Where to write the linked documents.")
+@click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False),
+              help="A saved candidate index (`xnorm index`).")
+@click.option("--terminology", help="A saved terminology folder, a recipe file or a built-in recipe name; "
+              "the index is built on the fly and cached.")
+@click.option("--linker", "linker_dir", type=click.Path(exists=True, file_okay=False),
+              help="A saved linker folder (`Linker.save`).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="A linker YAML config (see README).")
+@click.option("--top-k", type=click.IntRange(1, 1024), default=None, help="Predictions per mention [default: 1].")
+@click.option("--lang", help="Language (ISO 639-1) of every mention; default: the document's `lang`, else en.")
+@click.option("--format", "in_format", type=click.Choice(FORMATS), help="Input format [default: detected].")
+@click.option("--output-format", type=click.Choice(["bigbio", "brat"]),
+              help="Output format [default: bigbio, or brat for a brat input].")
+@click.option("--threshold", type=float, help="NIL threshold: a mention whose best score is below gets no "
+              "prediction (empty list).")
+@click.option("--field", default="normalized", show_default=True,
+              help="Entity field that receives the predictions.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty FIELD (gold annotations). Without it, an "
+              "input whose entities already have FIELD filled is refused: use --field pred to keep both.")
+@click.option("--explain", is_flag=True, help="Add the matched name and the route to each prediction and print "
+              "which pipeline ran.")
+@click.option("--text", help="Quick use: link mention(s) in this text (with --mention START:END).")
+@click.option("--mention", "spans", multiple=True, help="START:END character span in --text (repeatable).")
+@click.option("--terms", is_flag=True, help="Quick use: read one term per line from stdin, print a TSV.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Documents per batch.")
+def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
+         output_format, threshold, field, overwrite, explain, text, spans, terms, batch_size):
+    """Normalize entity mentions in INPUT and write OUTPUT.
+
+    INPUT holds documents with entity mentions: BigBIO kb JSONL, a BRAT folder (.txt + .ann), PubTator, or a
+    Hugging Face dataset folder (detected; --format forces). OUTPUT is the same documents, unchanged except that
+    each entity's FIELD (default `normalized`) holds the ranked predictions, best first, each
+    {db_name, db_id, score}. Nothing is written unless the run finishes.
+
+    With no --index/--terminology/--linker/--config, the embedded default runs (English HPO + the embedded
+    multilingual encoder): it works offline; its first run builds and caches the index.
+
+    \b
+    Examples:
+      xnorm link notes.bigbio.jsonl -o linked.jsonl --top-k 5
+      xnorm link --text "Patient with recurrent seizures." --mention 23:31
+      printf 'convulsiones\\nbaja estatura\\n' | xnorm link --terms --lang es
+    """
+    from xnorm.errors import InputError
+
+    quick = text is not None or terms
+    if quick and input_path:
+        raise click.UsageError("give INPUT or --text/--terms, not both.")
+    if not quick and not input_path:
+        raise click.UsageError("missing INPUT (or use --text / --terms for quick use).")
+    if not quick and not output:
+        raise click.UsageError("missing -o/--output.")
+    if spans and text is None:
+        raise click.UsageError("--mention needs --text.")
+    if sum(x is not None for x in (index_dir, terminology, linker_dir, config_path)) > 1:
+        raise click.UsageError("give at most one of --index, --terminology, --linker, --config.")
+
+    linker = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
+    if explain:
+        click.echo(f"pipeline: {linker.pipeline}", err=True)
+    if quick:
+        _quick(linker, text, spans, lang, top_k, explain)
+        return
+
+    from tqdm import tqdm
+
+    from xnorm.data import read_documents, write_documents
+
+    docs = read_documents(input_path, format=in_format)
+    fmt = output_format or ("brat" if (in_format or _detected(input_path)) == "brat" else "bigbio")
+    with tqdm(unit=" mentions", desc="linking", disable=None, file=sys.stderr) as bar:
+        linked = linker.link(docs, top_k=top_k, field=field, overwrite=overwrite, explain=explain,
+                             batch_size=batch_size, lang=lang, progress=bar.update)
+        n_docs = write_documents(linked, output, format=fmt)
+    click.echo(f"linked {bar.n} mentions in {n_docs} documents -> {output}", err=True)
+    if bar.n == 0:
+        raise InputError("the input holds no entity mentions to link.", file=input_path,
+                         fix="give documents with entities (BigBIO `entities`, BRAT T lines, PubTator mentions).")
+
+
+def _detected(path: str) -> str:
+    from xnorm.data import detect_format
+
+    return detect_format(path)
+
+
+def _make_linker(index_dir, terminology, linker_dir, config_path, threshold):
+    from xnorm.linker import Linker, LinkerConfig
+
+    if linker_dir:
+        linker = Linker.load(linker_dir)
+    elif config_path:
+        linker = Linker.from_config(config_path, show_progress=True)
+    else:
+        cfg = LinkerConfig()
+        if index_dir:
+            cfg.index = index_dir
+        elif terminology:
+            cfg.terminology = terminology
+        linker = Linker.from_config(cfg, show_progress=True)
+    if threshold is not None:
+        linker.config.threshold = threshold
+    return linker
+
+
+def _quick(linker, text, spans, lang, top_k, explain) -> None:
+    """--text/--mention or --terms: print one TSV row per prediction."""
+    from xnorm.errors import InputError
+    from xnorm.types import Mentions
+
+    lang = lang or linker.config.default_lang
+    if text is not None:
+        if not spans:
+            spans = (f"0:{len(text)}",)
+        texts = []
+        for s in spans:
+            try:
+                start, end = (int(x) for x in s.split(":"))
+            except ValueError:
+                raise InputError(f"bad span {s!r}.", field="--mention", fix="write START:END, e.g. 0:7.") from None
+            if not 0 <= start < end <= len(text):
+                raise InputError(f"span {s} is outside the text (length {len(text)}).", field="--mention",
+                                 fix="give 0 <= START < END <= length of --text.")
+            texts.append(text[start:end])
+    else:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
+    mentions = Mentions.from_texts(texts, lang)
+    preds = linker.predict(mentions, top_k)
+    ids = preds.concept_ids(linker.terminology)
+    term = linker.terminology
+    header = ["mention", "rank", "db_id", "score", "preferred_name"] + (["matched_name", "route"] if explain else [])
+    click.echo("\t".join(header))
+    from xnorm.types import ROUTE_NAMES
+
+    for i, t in enumerate(texts):
+        for j in range(ids.shape[1]):
+            if ids[i, j] is None:
+                if j == 0:
+                    click.echo(f"{t}\t1\t\t\t(NIL)")
+                break
+            row = [t, str(j + 1), ids[i, j], f"{preds.scores[i, j]:.4f}", term.preferred_names[preds.concepts[i, j]]]
+            if explain:
+                n = preds.names[i, j]
+                row += [term.name_texts[n] if n >= 0 else "", ROUTE_NAMES[preds.routes[i, j]]]
+            click.echo("\t".join(row))

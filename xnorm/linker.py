@@ -1,0 +1,277 @@
+"""The ``Linker``: candidate generation (+ later a reranker) + NIL threshold over documents.
+
+A linker is one folder (manifest + config + the candidate index), built in code, from a YAML config, or the
+embedded default (English HPO + the embedded multilingual encoder), which works offline right after install.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import yaml
+
+from . import __version__
+from ._io import atomic_dir, sha256_file
+from .errors import ArtifactError, ConfigError
+from .paths import indexes_dir
+from .terminology.core import read_manifest, verify_checksums
+from .types import ROUTE_NAMES, Candidates, Mentions
+
+log = logging.getLogger(__name__)
+
+FORMAT = "xnorm-linker"
+FORMAT_VERSION = 1
+
+# The best pipeline xnorm ships: TF-IDF over character n-grams and the embedded multilingual encoder, fused
+# by reciprocal rank, English names as the fallback route for other languages.
+DEFAULT_TERMINOLOGY = "hpo-en"
+DEFAULT_CANDIDATES: dict[str, Any] = {
+    "generators": [
+        {"type": "sparse"},
+        {"type": "dense", "model": "multilingual-e5-small"},
+    ],
+    "routing": "fallback",
+    "fusion": {"method": "rrf"},
+}
+
+
+@dataclass
+class LinkerConfig:
+    """What a linker is made of; every field has a default, unknown keys are errors."""
+
+    terminology: str | None = DEFAULT_TERMINOLOGY  # saved folder, recipe path or built-in recipe name
+    index: str | None = None  # a saved CandidateIndex folder (overrides terminology + candidates)
+    candidates: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_CANDIDATES)))
+    k: int = 64  # candidates per mention passed to later stages
+    top_k: int = 1  # predictions written per mention
+    threshold: float | None = None  # NIL: top score below it -> no prediction (calibrate_threshold sets it)
+    db_name: str | None = None  # written into `normalized`; default: from the terminology (e.g. "HPO")
+    abbreviations: bool = True  # expand abbreviations defined in the document (scispaCy detector)
+    context_chars: int = 100
+    default_lang: str = "en"
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "LinkerConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)}.", file=source, field=unknown[0],
+                fix=f"use only: {', '.join(sorted(known))}.",
+            )
+        cfg = cls(**d)
+        if cfg.top_k < 1 or cfg.k < cfg.top_k:
+            raise ConfigError(f"need 1 <= top_k <= k, got top_k={cfg.top_k}, k={cfg.k}.", file=source,
+                              field="top_k", fix="lower top_k or raise k.")
+        return cfg
+
+
+class Linker:
+    """Maps mentions to ranked concept ids. ``link(documents)`` fills each entity's ``normalized`` list."""
+
+    def __init__(self, index, config: LinkerConfig | None = None) -> None:
+        self.index = index
+        self.config = config or LinkerConfig()
+
+    # ---- construction --------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: str | os.PathLike | dict | LinkerConfig, show_progress: bool = False) -> "Linker":
+        """Build from a YAML file, a dict or a ``LinkerConfig``; indexes built on the fly are cached."""
+        source = "config"
+        if isinstance(config, (str, os.PathLike)):
+            source = str(config)
+            config = _read_yaml(Path(config))
+        if isinstance(config, dict):
+            config = LinkerConfig.from_dict(config, source)
+        from .candidates import CandidateIndex
+
+        if config.index:
+            index = CandidateIndex.load(config.index)
+        else:
+            index = _cached_index(config.terminology or DEFAULT_TERMINOLOGY, config.candidates, show_progress)
+        return cls(index, config)
+
+    @classmethod
+    def default(cls, show_progress: bool = False) -> "Linker":
+        """The embedded default: English HPO + the embedded multilingual encoder (offline)."""
+        return cls.from_config(LinkerConfig(), show_progress=show_progress)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            self.index.save(tmp / "index")
+            cfg = asdict(self.config)
+            cfg["index"] = "index"  # relative to the linker folder
+            (tmp / "linker.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "xnorm_version": __version__,
+                "sha256": {"linker.yaml": sha256_file(tmp / "linker.yaml")},
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Linker":
+        from .candidates import CandidateIndex
+
+        path = Path(path)
+        manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
+        verify_checksums(path, manifest)
+        cfg = LinkerConfig.from_dict(_read_yaml(path / "linker.yaml"), str(path / "linker.yaml"))
+        index = CandidateIndex.load(path / (cfg.index or "index"))
+        cfg.index = str(path / (cfg.index or "index"))
+        return cls(index, cfg)
+
+    # ---- linking -------------------------------------------------------------------------------------------
+    @property
+    def terminology(self):
+        return self.index.terminology
+
+    @property
+    def db_name(self) -> str:
+        return self.config.db_name or self.terminology.metadata.get("db_name") or self.terminology.metadata.get(
+            "name", "") or ""
+
+    @property
+    def pipeline(self) -> str:
+        """One line saying what runs (printed by `--explain` and stored in output metadata)."""
+        return self.index.describe() if hasattr(self.index, "describe") else type(self.index).__name__
+
+    def candidates(self, mentions: Mentions, k: int | None = None) -> Candidates:
+        """Ranked candidates for a batch of mentions (all stages before the NIL threshold)."""
+        return self.index.candidates(mentions, k=k or self.config.k)
+
+    def predict(self, mentions: Mentions, top_k: int | None = None) -> Candidates:
+        """Top-k predictions; rows whose best score is under the threshold are emptied (NIL)."""
+        top_k = top_k or self.config.top_k
+        cands = self.candidates(mentions).top(top_k)
+        if self.config.threshold is not None and len(cands):
+            nil = cands.scores[:, 0] < self.config.threshold
+            cands.concepts[nil] = -1
+            cands.scores[nil] = -np.inf
+            cands.names[nil] = -1
+            cands.routes[nil] = 0
+        return cands
+
+    def link(
+        self,
+        documents: Iterable[dict],
+        *,
+        top_k: int | None = None,
+        field: str = "normalized",
+        overwrite: bool = False,
+        explain: bool = False,
+        batch_size: int = 64,
+        lang: str | None = None,
+        progress=None,
+    ) -> Iterator[dict]:
+        """Yield the documents with each entity's ``field`` set to its ranked predictions.
+
+        Streams: ``batch_size`` documents at a time. Gold annotations in ``field`` are never silently replaced:
+        with ``overwrite=False`` a non-empty ``field`` raises; write to another field or pass ``overwrite=True``.
+        ``progress`` (optional) is called with the number of mentions done after each batch.
+        """
+        from .data import mentions_from_documents, set_predictions
+
+        batch: list[dict] = []
+        for doc in documents:
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                yield from self._link_batch(batch, top_k, field, overwrite, explain, lang, progress,
+                                            mentions_from_documents, set_predictions)
+                batch = []
+        if batch:
+            yield from self._link_batch(batch, top_k, field, overwrite, explain, lang, progress,
+                                        mentions_from_documents, set_predictions)
+
+    def _link_batch(self, docs, top_k, field, overwrite, explain, lang, progress, extract, set_predictions):
+        if not overwrite:
+            _check_no_gold(docs, field)
+        mentions, refs = extract(docs, default_lang=lang or self.config.default_lang,
+                                 context_chars=self.config.context_chars)
+        if lang:
+            mentions.langs[:] = lang
+        if self.config.abbreviations and len(mentions):
+            from .candidates.abbreviations import fill_long_forms
+
+            fill_long_forms(docs, refs, mentions)
+        preds = self.predict(mentions, top_k)
+        extra = None
+        if explain:
+            extra = _explanations(preds, self.terminology)
+        set_predictions(docs, refs, preds.concept_ids(self.terminology), preds.scores, field=field,
+                        db_name=self.db_name, extra=extra)
+        if progress is not None:
+            progress(len(mentions))
+        yield from docs
+
+
+def _explanations(preds: Candidates, terminology) -> np.ndarray:
+    """Per prediction: the name that matched and the route that found it."""
+    out = np.empty(preds.shape, dtype=object)
+    for (i, j), c in np.ndenumerate(preds.concepts):
+        if c < 0:
+            continue
+        n = preds.names[i, j]
+        out[i, j] = {
+            "matched_name": terminology.name_texts[n] if n >= 0 else terminology.preferred_names[c],
+            "route": ROUTE_NAMES[preds.routes[i, j]],
+        }
+    return out
+
+
+def _check_no_gold(docs: list[dict], field: str) -> None:
+    from .errors import InputError
+
+    for doc in docs:
+        for ent in doc.get("entities", []):
+            if ent.get(field):
+                raise InputError(
+                    f"entity {ent.get('id')!r} already has a non-empty {field!r} (gold annotations?) and would be"
+                    " overwritten.", document=str(doc.get("id")), field=field,
+                    fix="pass --overwrite to replace it, or --field NAME to write predictions to another field.",
+                )
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError("config file not found.", file=str(path), fix="check the path.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"not valid YAML ({getattr(e, 'problem', e)}).", file=str(path),
+                          line=mark.line + 1 if mark else None, fix="fix the YAML syntax.") from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of keys to values at the top level.", file=str(path),
+                          fix="write the config as `key: value` lines.")
+    return data
+
+
+def _cached_index(terminology_spec: str, candidates_config: dict, show_progress: bool):
+    """Load the index for (terminology, config) from the cache, building and saving it on first use."""
+    from .candidates import CandidateIndex
+    from .terminology import load_terminology
+
+    terminology = load_terminology(terminology_spec)
+    key = hashlib.sha256(json.dumps(
+        {"terminology": terminology.metadata.get("checksum") or terminology_spec,
+         "n_names": terminology.n_names, "candidates": candidates_config, "xnorm": __version__},
+        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = Path(str(terminology_spec)).name.replace(".yaml", "")
+    path = indexes_dir() / f"{name}-{key}"
+    if (path / "manifest.json").is_file():
+        try:
+            return CandidateIndex.load(path)
+        except ArtifactError as e:  # a damaged cache is rebuilt, not fatal
+            log.warning("cached index unusable (%s); rebuilding", e)
+    log.info("building the candidate index for %s (first use; cached in %s)", terminology_spec, path)
+    index = CandidateIndex.build(terminology, candidates_config, show_progress=show_progress)
+    index.save(path)
+    return index
