@@ -1,0 +1,209 @@
+"""Mention-level ranking metrics: accuracy@1, recall@k, MRR (pure functions over arrays, no I/O).
+
+A *run* is, for n mentions, the ranked predicted concept ids: an ``[n, k]`` object array (``None`` in empty
+slots) or a list of lists (ragged lists are padded). *Gold* is one collection of ids per mention (a set, list or
+tuple); a prediction hits when it equals **any** of the mention's gold ids.
+
+Ties: a run is a ranking, so ties are already broken by the order of each row and the metrics never look at
+scores. Callers who hold raw scores rank them first with :func:`rank_by_score` (score descending, ties broken by
+id ascending, deterministic).
+
+Empty predictions (``None`` or ``""``) are misses; a mention with no gold id can never hit (leave NIL mentions
+out before calling if they should not count). ``aliases`` (old id -> current id, e.g. HPO ``alt_id``) is applied
+to both sides before comparing; chains (a -> b -> c) are followed to their end.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+# recall@k cut-offs reported by default: powers of two up to 64 plus the customary 5 and 10.
+DEFAULT_KS: tuple[int, ...] = (1, 2, 4, 5, 8, 10, 16, 32, 64)
+
+
+def as_prediction_array(predictions: np.ndarray | Sequence[Sequence[str | None]]) -> np.ndarray:
+    """The run as an ``[n, k]`` object array, ragged rows padded with ``None`` and ``""`` turned into ``None``."""
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 2:
+        out = predictions.astype(object, copy=True)
+    else:
+        rows = [list(r) if r is not None else [] for r in predictions]
+        width = max((len(r) for r in rows), default=0)
+        out = np.full((len(rows), width), None, dtype=object)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+    if out.size:
+        out[out == ""] = None
+    return out
+
+
+def resolve_aliases(aliases: Mapping[str, str] | None) -> dict[str, str]:
+    """Follow alias chains to their end once, so lookups need a single step (cycles stop where they repeat)."""
+    if not aliases:
+        return {}
+    resolved = {}
+    for old in aliases:
+        seen = {old}
+        cur = aliases[old]
+        while cur in aliases and cur not in seen:
+            seen.add(cur)
+            cur = aliases[cur]
+        resolved[old] = cur
+    return resolved
+
+
+class IdCoder:
+    """Maps id strings to integer codes, after aliases, so comparisons run on integer arrays.
+
+    Two ids get the same code exactly when they are equal after alias resolution. ``None`` / ``""`` get -1.
+    """
+
+    def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
+        self.aliases = resolve_aliases(aliases)
+        self._codes: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def code(self, value: str | None) -> int:
+        if value is None or value == "":
+            return -1
+        value = self.aliases.get(value, value)
+        code = self._codes.get(value)
+        if code is None:
+            code = self._codes[value] = len(self._codes)
+        return code
+
+    def encode(self, values: Iterable[str | None]) -> np.ndarray:
+        return np.fromiter((self.code(v) for v in values), dtype=np.int64)
+
+
+def _encode_gold(gold: Sequence[Iterable[str]], coder: IdCoder) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten gold sets into (owner row, id code) pairs; empty ids are dropped."""
+    owners, codes = [], []
+    for i, ids in enumerate(gold):
+        if isinstance(ids, str):  # a bare string is one id, not a set of characters
+            ids = (ids,)
+        for g in ids:
+            c = coder.code(g)
+            if c >= 0:
+                owners.append(i)
+                codes.append(c)
+    return np.asarray(owners, dtype=np.int64), np.asarray(codes, dtype=np.int64)
+
+
+def hit_matrix(
+    predictions: np.ndarray | Sequence[Sequence[str | None]],
+    gold: Sequence[Iterable[str]],
+    aliases: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """Boolean ``[n, k]``: whether the prediction in each slot is one of the mention's gold ids."""
+    preds = as_prediction_array(predictions)
+    n, k = preds.shape
+    if len(gold) != n:
+        raise ValueError(f"{n} prediction rows but {len(gold)} gold entries")
+    coder = IdCoder(aliases)
+    # Gold first: predicted ids that never occur in gold get codes too, harmlessly.
+    owners, gold_codes = _encode_gold(gold, coder)
+    pred_codes = coder.encode(preds.ravel()).reshape(n, k)
+    width = max(len(coder), 1)
+    # One integer key per (mention, id): a hit is a predicted key that is also a gold key.
+    gold_keys = owners * width + gold_codes
+    pred_keys = np.arange(n, dtype=np.int64)[:, None] * width + pred_codes
+    return np.isin(pred_keys, gold_keys) & (pred_codes >= 0)
+
+
+def first_hit_ranks(
+    predictions: np.ndarray | Sequence[Sequence[str | None]],
+    gold: Sequence[Iterable[str]],
+    aliases: Mapping[str, str] | None = None,
+) -> np.ndarray:
+    """1-based rank of the first gold hit per mention; 0 when no prediction in the row hits."""
+    hits = hit_matrix(predictions, gold, aliases)
+    if hits.shape[1] == 0:
+        return np.zeros(hits.shape[0], dtype=np.int64)
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0).astype(np.int64)
+
+
+def recall_at(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-mention 0/1: a gold id is within the first ``k`` predictions.
+
+    A ``k`` larger than the rows simply counts every prediction there is (recall@k then equals recall@width).
+    """
+    ranks = np.asarray(ranks)
+    return ((ranks > 0) & (ranks <= k)).astype(np.float64)
+
+
+def reciprocal_ranks(ranks: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Per-mention 1/rank of the first gold hit (0 without a hit, or when it lies beyond ``k``)."""
+    ranks = np.asarray(ranks)
+    ok = ranks > 0
+    if k is not None:
+        ok &= ranks <= k
+    out = np.zeros(ranks.shape, dtype=np.float64)
+    out[ok] = 1.0 / ranks[ok]
+    return out
+
+
+def metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
+    """Names of the per-mention columns of :func:`per_mention_values`, in order."""
+    return ["accuracy@1"] + [f"recall@{k}" for k in ks] + ["mrr"]
+
+
+def per_mention_values(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> np.ndarray:
+    """``[n, m]`` per-mention values whose column means are the metrics of :func:`metric_names`.
+
+    This is what bootstrap confidence intervals and paired tests resample.
+    """
+    ranks = np.asarray(ranks)
+    cols = [recall_at(ranks, 1)] + [recall_at(ranks, k) for k in ks] + [reciprocal_ranks(ranks)]
+    return np.stack(cols, axis=1) if len(ranks) else np.zeros((0, len(cols)))
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """accuracy@1, recall@k for each k, MRR and ``n_mentions`` from first-hit ranks (all 0.0 when n = 0)."""
+    ranks = np.asarray(ranks)
+    values = per_mention_values(ranks, ks)
+    means = values.mean(axis=0) if len(ranks) else np.zeros(values.shape[1])
+    out: dict[str, float] = {name: float(v) for name, v in zip(metric_names(ks), means)}
+    out["n_mentions"] = int(len(ranks))
+    return out
+
+
+def mention_metrics(
+    predictions: np.ndarray | Sequence[Sequence[str | None]],
+    gold: Sequence[Iterable[str]],
+    ks: Sequence[int] = DEFAULT_KS,
+    aliases: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """accuracy@1, recall@k, MRR of a run against gold (see the module docstring for the conventions)."""
+    return metrics_from_ranks(first_hit_ranks(predictions, gold, aliases), ks)
+
+
+def rank_by_score(
+    ids: np.ndarray | Sequence[Sequence[str | None]],
+    scores: np.ndarray | Sequence[Sequence[float]],
+    k: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each row by score, highest first; equal scores are ordered by id (string order), so the result
+    does not depend on the input order. Empty ids and NaN scores go last. Returns ``(ids, scores)``, cut to k.
+    """
+    ids = as_prediction_array(ids)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != ids.shape:
+        raise ValueError(f"ids have shape {ids.shape}, scores {scores.shape}")
+    flat = ids.ravel()
+    valid = np.not_equal(flat, None)
+    # Codes that follow string order, so sorting by code = sorting by id.
+    vocab = np.array(sorted(set(flat[valid].tolist())), dtype=object)
+    id_rank = np.full(flat.shape, len(vocab), dtype=np.int64)
+    if len(vocab):
+        id_rank[valid] = np.searchsorted(vocab, flat[valid])
+    id_rank = id_rank.reshape(ids.shape)
+    last = (~valid.reshape(ids.shape)) | np.isnan(scores)
+    primary = np.where(last, 0.0, -scores)
+    # np.lexsort: the last key is the primary one.
+    order = np.lexsort((id_rank, primary, last), axis=-1)
+    if k is not None:
+        order = order[:, :k]
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)

@@ -1,0 +1,74 @@
+"""Plain-text tables of evaluation results (what ``xnorm evaluate`` prints without ``--json``)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .entity import MODES
+from .ranking import metric_names
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned with two spaces between them; the first column left-aligned, the others right-aligned."""
+    table = [list(header)] + [list(r) for r in rows]
+    widths = [max(len(r[j]) for r in table) for j in range(len(header))]
+    lines = []
+    for r in table:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _ks_of(result: dict) -> list[int]:
+    return [int(k.split("@", 1)[1]) for k in result if k.startswith("recall@")]
+
+
+def format_report(result: dict) -> str:
+    """The mention-level, entity-level, per-group and comparison tables of one evaluation result."""
+    parts = []
+    names = metric_names(_ks_of(result))
+    ci = result.get("ci")
+    header = ["metric", "value"] + ([f"{int(ci['confidence'] * 100)}% CI"] if ci else [])
+    rows = []
+    for name in names:
+        row = [name, _num(result[name])]
+        if ci:
+            row.append(f"[{_num(ci[name][0])}, {_num(ci[name][1])}]")
+        rows.append(row)
+    parts.append(f"mention level: {result['n_mentions']} gold mentions with an id in {result['n_documents']} "
+                 f"documents ({result['n_nil_gold']} NIL left out), up to {result['max_predictions']} "
+                 "predictions each")
+    parts.append(format_table(header, rows))
+
+    rows = []
+    for mode in MODES:
+        if mode not in result:
+            continue
+        m = result[mode]
+        for avg in ("micro", "macro"):
+            rows.append([f"{mode} {avg}", _num(m[avg]["precision"]), _num(m[avg]["recall"]), _num(m[avg]["f1"])])
+    if rows:
+        parts.append("\nentity level (top-1 prediction per entity)")
+        parts.append(format_table(["match", "precision", "recall", "f1"], rows))
+
+    for key, groups in (result.get("per") or {}).items():
+        short = ["acc@1"] + [f"R@{k}" for k in _ks_of(result)] + ["mrr"]
+        rows = [[g or "(none)"] + [_num(v[name]) for name in names] + [str(v["n_mentions"])]
+                for g, v in groups.items()]
+        parts.append(f"\nper {key}")
+        parts.append(format_table([key] + short + ["n"], rows))
+
+    comp = result.get("comparison")
+    if comp:
+        rows = []
+        for metric in ("accuracy@1", "mrr"):
+            if metric in comp:
+                c = comp[metric]
+                rows.append([metric, _num(c["baseline"]), _num(c["run"]), f"{c['delta']:+.4f}", f"{c['p_value']:.4f}"])
+        parts.append(f"\npaired {comp['test']} test against {comp['baseline']} (seed {comp['seed']})")
+        parts.append(format_table(["metric", "baseline", "run", "delta", "p"], rows))
+    return "\n".join(parts)
