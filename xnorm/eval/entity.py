@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .ranking import IdCoder
+from .ranking import encode_ids
 
 MODES = ("strict", "partial", "loose")
 
@@ -149,13 +149,13 @@ class _Encoded:
         self.gold_type = _codes(gold.types if match_types else [""] * len(gold), types)
         self.pred_type = _codes(pred.types if match_types else [""] * len(pred), types)
         self.n_types = max(len(types), 1)
-        coder = IdCoder(aliases)
         # Gold ids flattened to (owner entity, id code) rows; NIL entities contribute no row.
         lens = np.fromiter((len(t) for t in gold.ids), dtype=np.int64, count=len(gold))
+        flat = [x for t in gold.ids for x in t] + [t[0] if t else None for t in pred.ids]
+        codes = encode_ids(flat, aliases)
         self.g_owner = np.repeat(np.arange(len(gold)), lens)
-        self.g_id = coder.encode(x for t in gold.ids for x in t)
-        self.pred_id = coder.encode(t[0] if t else None for t in pred.ids)
-        self.n_ids = max(len(coder), 1)
+        self.g_id, self.pred_id = codes[: int(lens.sum())], codes[int(lens.sum()):]
+        self.n_ids = int(codes.max(initial=-1)) + 1 or 1
         self.gold_has_id = lens > 0
         self.pred_has_id = self.pred_id >= 0
         self.gold_spans, self.pred_spans = gold.spans, pred.spans

@@ -52,44 +52,47 @@ def resolve_aliases(aliases: Mapping[str, str] | None) -> dict[str, str]:
     return resolved
 
 
-class IdCoder:
-    """Maps id strings to integer codes, after aliases, so comparisons run on integer arrays.
+def _dictionary_encode(values: Sequence[str | None] | np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Distinct strings and each value's index among them (-1 for None), hash-based in C (Arrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    Two ids get the same code exactly when they are equal after alias resolution. ``None`` / ``""`` get -1.
+    values = np.asarray(values, dtype=object).ravel()
+    try:
+        arr = pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # non-string ids (e.g. ints): compare their text
+        arr = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    encoded = arr.dictionary_encode()
+    index = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+    return index, encoded.dictionary.to_pylist()
+
+
+def encode_ids(values: Sequence[str | None] | np.ndarray, aliases: Mapping[str, str] | None = None) -> np.ndarray:
+    """Integer codes of ids, equal exactly when the ids are equal after alias resolution; -1 for None / "".
+
+    6.4M ids take under a second; aliases are applied to the distinct ids only.
     """
-
-    def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
-        self.aliases = resolve_aliases(aliases)
-        self._codes: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._codes)
-
-    def code(self, value: str | None) -> int:
-        if value is None or value == "":
-            return -1
-        value = self.aliases.get(value, value)
-        code = self._codes.get(value)
-        if code is None:
-            code = self._codes[value] = len(self._codes)
-        return code
-
-    def encode(self, values: Iterable[str | None]) -> np.ndarray:
-        return np.fromiter((self.code(v) for v in values), dtype=np.int64)
+    index, distinct = _dictionary_encode(values)
+    resolved = resolve_aliases(aliases)
+    canonical: dict[str, int] = {}
+    remap = np.empty(len(distinct) + 1, dtype=np.int64)
+    for i, value in enumerate(distinct):
+        value = resolved.get(value, value)
+        remap[i] = -1 if value == "" else canonical.setdefault(value, len(canonical))
+    remap[-1] = -1  # index -1 (None) picks this last slot
+    return remap[index]
 
 
-def _encode_gold(gold: Sequence[Iterable[str]], coder: IdCoder) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten gold sets into (owner row, id code) pairs; empty ids are dropped."""
-    owners, codes = [], []
-    for i, ids in enumerate(gold):
-        if isinstance(ids, str):  # a bare string is one id, not a set of characters
-            ids = (ids,)
-        for g in ids:
-            c = coder.code(g)
-            if c >= 0:
-                owners.append(i)
-                codes.append(c)
-    return np.asarray(owners, dtype=np.int64), np.asarray(codes, dtype=np.int64)
+def _encode_gold(gold: Sequence[Iterable[str]]) -> tuple[np.ndarray, list]:
+    """Flatten gold sets into owner rows and ids (a bare string is one id, not a set of characters)."""
+    owners, ids = [], []
+    for i, row in enumerate(gold):
+        if isinstance(row, str):
+            row = (row,)
+        for g in row:
+            owners.append(i)
+            ids.append(g)
+    return np.asarray(owners, dtype=np.int64), ids
 
 
 def hit_matrix(
@@ -102,15 +105,22 @@ def hit_matrix(
     n, k = preds.shape
     if len(gold) != n:
         raise ValueError(f"{n} prediction rows but {len(gold)} gold entries")
-    coder = IdCoder(aliases)
-    # Gold first: predicted ids that never occur in gold get codes too, harmlessly.
-    owners, gold_codes = _encode_gold(gold, coder)
-    pred_codes = coder.encode(preds.ravel()).reshape(n, k)
-    width = max(len(coder), 1)
+    owners, gold_ids = _encode_gold(gold)
+    # Both sides in one encoding, so equal ids get equal codes.
+    codes = encode_ids(np.concatenate([np.asarray(gold_ids, dtype=object), preds.ravel()]), aliases)
+    gold_codes, pred_codes = codes[: len(gold_ids)], codes[len(gold_ids):].reshape(n, k)
+    keep = gold_codes >= 0
+    owners, gold_codes = owners[keep], gold_codes[keep]
+    width = int(codes.max(initial=-1)) + 2
     # One integer key per (mention, id): a hit is a predicted key that is also a gold key.
     gold_keys = owners * width + gold_codes
     pred_keys = np.arange(n, dtype=np.int64)[:, None] * width + pred_codes
-    return np.isin(pred_keys, gold_keys) & (pred_codes >= 0)
+    # Membership by binary search in the (small) sorted gold keys: cheaper than np.isin, which sorts both sides.
+    gold_keys = np.unique(gold_keys)
+    if len(gold_keys) == 0:
+        return np.zeros((n, k), dtype=bool)
+    pos = np.minimum(np.searchsorted(gold_keys, pred_keys), len(gold_keys) - 1)
+    return (gold_keys[pos] == pred_keys) & (pred_codes >= 0)
 
 
 def first_hit_ranks(
@@ -192,15 +202,13 @@ def rank_by_score(
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != ids.shape:
         raise ValueError(f"ids have shape {ids.shape}, scores {scores.shape}")
-    flat = ids.ravel()
-    valid = np.not_equal(flat, None)
-    # Codes that follow string order, so sorting by code = sorting by id.
-    vocab = np.array(sorted(set(flat[valid].tolist())), dtype=object)
-    id_rank = np.full(flat.shape, len(vocab), dtype=np.int64)
-    if len(vocab):
-        id_rank[valid] = np.searchsorted(vocab, flat[valid])
-    id_rank = id_rank.reshape(ids.shape)
-    last = (~valid.reshape(ids.shape)) | np.isnan(scores)
+    index, distinct = _dictionary_encode(ids)
+    # Each id's position in string order (only the distinct ids are sorted), so sorting by it sorts by id.
+    position = np.empty(len(distinct) + 1, dtype=np.int64)
+    position[np.argsort(np.array(distinct, dtype=object), kind="stable")] = np.arange(len(distinct))
+    position[-1] = len(distinct)  # None
+    id_rank = position[index].reshape(ids.shape)
+    last = (index < 0).reshape(ids.shape) | np.isnan(scores)
     primary = np.where(last, 0.0, -scores)
     # np.lexsort: the last key is the primary one.
     order = np.lexsort((id_rank, primary, last), axis=-1)
