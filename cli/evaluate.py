@@ -42,9 +42,13 @@ def _parse_ks(ctx, param, value: str | None):
 @click.option("--allow-missing", is_flag=True,
               help="Tolerate documents present in only one file: gold-only documents count as misses, "
                    "prediction-only documents are ignored.")
+@click.option("--pred-field", default="normalized", show_default=True,
+              help="Entity field of PRED that holds the ranked predictions (`xnorm link --field`).")
+@click.option("--gold-field", default="normalized", show_default=True,
+              help="Entity field of GOLD that holds the gold ids.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
 def evaluate(pred, gold, as_json, ks, per, ci, resamples, confidence, seed, baseline, test, typed, aliases,
-             allow_missing, output):
+             allow_missing, pred_field, gold_field, output):
     """Score PRED (what `xnorm link --top-k K` writes) against GOLD (the same documents with gold ids).
 
     Both are BigBIO kb documents; an entity's `normalized` list holds its ids ({db_name, db_id}), ranked
@@ -68,7 +72,7 @@ def evaluate(pred, gold, as_json, ks, per, ci, resamples, confidence, seed, base
     result = evaluate_files(
         pred, gold, baseline_path=baseline, aliases_path=aliases, ks=ks or DEFAULT_KS, per=per, ci=ci,
         n_resamples=resamples, confidence=confidence, seed=seed, match_types=typed, allow_missing=allow_missing,
-        test=test,
+        test=test, pred_field=pred_field, gold_field=gold_field,
     )
     text = json.dumps(result, indent=2, ensure_ascii=False)
     if output:

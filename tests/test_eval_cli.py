@@ -162,3 +162,39 @@ def test_align_documents_rows_follow_gold():
     assert run_.predictions[3].tolist() == [None, None]
     assert run_.gold[1] == ("HP:0004322", "HP:0000002")
     assert run_.keys["type"].tolist() == ["Phenotype", "Phenotype", "Disease", "Phenotype"]
+
+
+def test_aliases_fields_and_per_errors(tmp_path, capsys):
+    gold = write(tmp_path / "gold.jsonl", [doc("d1", "en", [ent("e1", [[0, 3]], ["HP:0000001"])])])
+    # Predictions kept beside the gold ids (`xnorm link --field pred`), using a retired id.
+    both = doc("d1", "en", [ent("e1", [[0, 3]], ["HP:0000001"])])
+    both["entities"][0]["pred"] = [{"db_name": "HPO", "db_id": "HP:0009999", "score": 0.8}]
+    pred = write(tmp_path / "pred.jsonl", [both])
+    code, out, err = run(capsys, pred, pred, "--pred-field", "pred", "--json")
+    assert code == 0, err
+    assert json.loads(out)["accuracy@1"] == 0.0
+    aliases = tmp_path / "aliases.tsv"
+    aliases.write_text("# old\tcurrent\nHP:0009999\tHP:0000001\n")
+    code, out, err = run(capsys, pred, gold, "--pred-field", "pred", "--aliases", str(aliases), "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["accuracy@1"] == 1.0 and r["strict"]["micro"]["f1"] == 1.0
+    aliases.write_text("HP:0009999 HP:0000001\n")
+    code, _, err = run(capsys, pred, gold, "--aliases", str(aliases))
+    assert code == 3 and "aliases.tsv:1" in err
+    code, _, err = run(capsys, gold, gold, "--per", "provenance")
+    assert code == 3 and "'provenance'" in err
+    code, out, err = run(capsys, gold, gold, "--per", "type", "--json")
+    assert json.loads(out)["per"]["type"]["Phenotype"]["n_mentions"] == 1
+
+
+def test_aliases_from_a_saved_terminology(tmp_path):
+    from xnorm.eval.documents import load_aliases
+    from xnorm.terminology.core import TerminologyBuilder
+
+    builder = TerminologyBuilder()
+    builder.add_concept("HP:0000001", "All")
+    builder.add_name("HP:0000001", "All", "en")
+    builder.add_alias("HP:0009999", "HP:0000001")
+    builder.build().save(tmp_path / "term")
+    assert load_aliases(tmp_path / "term") == {"HP:0009999": "HP:0000001"}

@@ -142,10 +142,15 @@ def align_documents(
     pred_name: str = "PRED",
     gold_name: str = "GOLD",
     allow_missing: bool = False,
-    field_name: str = "normalized",
+    pred_field: str = "normalized",
+    gold_field: str = "normalized",
     key_fields: Sequence[str] = ("lang", "type"),
 ) -> AlignedRun:
-    """Match predicted to gold documents and entities (rules in the module docstring)."""
+    """Match predicted to gold documents and entities (rules in the module docstring).
+
+    ``pred_field`` / ``gold_field``: the entity field holding the ranked predictions / the gold ids (``xnorm link
+    --field pred`` keeps both in one file). ``key_fields``: breakdown columns to collect (see ``AlignedRun.keys``).
+    """
     gold_by_key = _index_documents(gold_docs, gold_name)
     pred_by_key = _index_documents(pred_docs, pred_name)
     missing = [k for k in gold_by_key if k not in pred_by_key]
@@ -174,7 +179,7 @@ def align_documents(
                 p_doc.append(key)
                 p_span.append(_span(ent, pred_name, key))
                 p_type.append(str(ent.get("type") or ""))
-                p_ids.append(tuple(_ids(ent, pred_name, key, field_name)[:1]))
+                p_ids.append(tuple(_ids(ent, pred_name, key, pred_field)[:1]))
                 if ent.get("id") is not None:
                     if str(ent["id"]) in pred_ents:
                         raise InputError(f"entity id {ent['id']!r} occurs twice.", file=pred_name, document=key,
@@ -182,7 +187,7 @@ def align_documents(
                     pred_ents[str(ent["id"])] = ent
         seen: set[str] = set()
         for ent in _entities(gdoc, gold_name, key):
-            ids = tuple(dict.fromkeys(_ids(ent, gold_name, key, field_name)))
+            ids = tuple(dict.fromkeys(_ids(ent, gold_name, key, gold_field)))
             g_doc.append(key)
             g_span.append(_span(ent, gold_name, key))
             g_type.append(str(ent.get("type") or ""))
@@ -200,7 +205,7 @@ def align_documents(
                 n_nil += 1
                 continue
             pent = pred_ents.get(eid)
-            preds.append(_ids(pent, pred_name, key, field_name) if pent is not None else [])
+            preds.append(_ids(pent, pred_name, key, pred_field) if pent is not None else [])
             gold.append(ids)
             doc_col.append(key)
             ent_col.append(eid)
@@ -282,6 +287,8 @@ def evaluate_documents(
     baseline_docs: Iterable[Mapping] | None = None,
     baseline_name: str = "BASELINE",
     test: str = "bootstrap",
+    pred_field: str = "normalized",
+    gold_field: str = "normalized",
 ) -> dict:
     """All metrics of predicted BigBIO documents against gold ones (see the module docstring).
 
@@ -293,14 +300,20 @@ def evaluate_documents(
         raise ValueError(f"unknown test {test!r}; use one of {sorted(PAIRED_TESTS)}")
     gold_docs = list(gold_docs)
     key_fields = tuple(dict.fromkeys(("lang", "type", *per)))
+    fields = dict(pred_field=pred_field, gold_field=gold_field, key_fields=key_fields)
     run = align_documents(pred_docs, gold_docs, pred_name=pred_name, gold_name=gold_name,
-                          allow_missing=allow_missing, key_fields=key_fields)
+                          allow_missing=allow_missing, **fields)
+    for p in per:
+        if len(run.gold) and not any(run.keys[p]):
+            raise InputError(f"no gold entity or document has a field {p!r} to group by.", file=gold_name,
+                             field=p, fix="use --per lang, --per type or a field the gold entities or documents "
+                             "carry.")
     opts = dict(ks=ks, ci=ci, n_resamples=n_resamples, confidence=confidence, seed=seed, aliases=aliases,
                 match_types=match_types)
     result, ranks = evaluate_aligned(run, per=per, **opts)
     if baseline_docs is not None:
         base = align_documents(baseline_docs, gold_docs, pred_name=baseline_name, gold_name=gold_name,
-                               allow_missing=allow_missing, key_fields=key_fields)
+                               allow_missing=allow_missing, **fields)
         base_result, base_ranks = evaluate_aligned(base, **opts)
         tester = PAIRED_TESTS[test]
         comparison: dict = {"baseline": baseline_name, "test": test, "seed": seed}
