@@ -111,6 +111,7 @@ def hit_matrix(
     gold_codes, pred_codes = codes[: len(gold_ids)], codes[len(gold_ids):].reshape(n, k)
     keep = gold_codes >= 0
     owners, gold_codes = owners[keep], gold_codes[keep]
+    # +2: an empty slot (code -1) of row i lands on row i-1's unused code max+1, never on a real gold key.
     width = int(codes.max(initial=-1)) + 2
     # One integer key per (mention, id): a hit is a predicted key that is also a gold key.
     gold_keys = owners * width + gold_codes
