@@ -23,6 +23,10 @@ def _num(x: float) -> str:
     return f"{x:.4f}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _ks_of(result: dict) -> list[int]:
     return [int(k.split("@", 1)[1]) for k in result if k.startswith("recall@")]
 
@@ -39,9 +43,9 @@ def format_report(result: dict) -> str:
         if ci:
             row.append(f"[{_num(ci[name][0])}, {_num(ci[name][1])}]")
         rows.append(row)
-    parts.append(f"mention level: {result['n_mentions']} gold mentions with an id in {result['n_documents']} "
-                 f"documents ({result['n_nil_gold']} NIL left out), up to {result['max_predictions']} "
-                 "predictions each")
+    parts.append(f"mention level: {_count(result['n_mentions'], 'gold mention')} with an id in "
+                 f"{_count(result['n_documents'], 'document')} ({result['n_nil_gold']} NIL left out), "
+                 f"up to {_count(result['max_predictions'], 'prediction')} each")
     parts.append(format_table(header, rows))
 
     rows = []
