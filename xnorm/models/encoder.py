@@ -1,0 +1,322 @@
+"""``Encoder``: turn names and mentions into L2-normalised vectors with any Hugging Face encoder.
+
+One obvious call, ``Encoder(...).encode(texts)``; batching, length sorting, pooling and progress are handled
+inside. An encoder is an ordinary object: several may live in one process (no global model cache).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+
+from xnorm.errors import ArtifactError, ConfigError, InputError
+from xnorm.models import registry
+
+if TYPE_CHECKING:  # heavy imports stay lazy so that `import xnorm` is fast
+    import torch
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE = "xnorm_encoder.json"
+POOLINGS = ("mean", "cls")
+PRECISIONS = ("fp32", "int8")
+KINDS = ("query", "passage")
+DEFAULT_MAX_LENGTH = 32
+# Texts are tokenized this many batches at a time: enough to make length sorting pay off, little enough that
+# encoding millions of names never holds all their token lists in memory at once.
+_CHUNK_BATCHES = 32
+_POOLER_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "camembert"}
+_CONFIG_KEYS = {
+    "model", "pooling", "query_prefix", "passage_prefix", "max_length", "batch_size", "device", "precision",
+    "normalize",
+}
+
+
+def read_model_settings(model_dir: str | Path) -> dict[str, Any]:
+    """Pooling / prefixes / max_length a model folder declares for itself (empty dict when it declares nothing).
+
+    ``xnorm_encoder.json`` wins; else a sentence-transformers folder's ``modules.json``, its pooling module's
+    ``config.json`` and the ``query``/``passage`` prompts of ``config_sentence_transformers.json``.
+    """
+    model_dir = Path(model_dir)
+    own = model_dir / SETTINGS_FILE
+    if own.is_file():
+        try:
+            data = json.loads(own.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"not valid JSON ({e.msg}).", file=str(own), line=e.lineno,
+                                fix="repair or delete the file.") from None
+        unknown = set(data) - {"pooling", "query_prefix", "passage_prefix", "max_length"}
+        if unknown:
+            raise ArtifactError(f"unknown settings {sorted(unknown)}.", file=str(own),
+                                fix="keep only pooling, query_prefix, passage_prefix and max_length.")
+        return data
+    modules = model_dir / "modules.json"
+    if not modules.is_file():
+        return {}
+    settings: dict[str, Any] = {}
+    try:
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            if module.get("type", "").endswith("Pooling"):
+                pool_cfg = json.loads((model_dir / module.get("path", "") / "config.json").read_text("utf-8"))
+                if pool_cfg.get("pooling_mode_cls_token"):
+                    settings["pooling"] = "cls"
+                elif pool_cfg.get("pooling_mode_mean_tokens"):
+                    settings["pooling"] = "mean"
+        st_cfg = model_dir / "config_sentence_transformers.json"
+        if st_cfg.is_file():
+            prompts = json.loads(st_cfg.read_text("utf-8")).get("prompts") or {}
+            if "query" in prompts:
+                settings["query_prefix"] = prompts["query"]
+            if "passage" in prompts or "document" in prompts:
+                settings["passage_prefix"] = prompts.get("passage", prompts.get("document"))
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise ArtifactError(f"unreadable sentence-transformers settings ({e}).", file=str(model_dir),
+                            fix="repair the folder, or pass pooling= and the prefixes explicitly.") from None
+    return settings
+
+
+def _transformer_dir(model_dir: Path) -> Path:
+    """The folder holding the transformer weights (older sentence-transformers folders use ``0_Transformer``)."""
+    if not (model_dir / "config.json").is_file() and (model_dir / "0_Transformer" / "config.json").is_file():
+        return model_dir / "0_Transformer"
+    return model_dir
+
+
+class Encoder:
+    """A Hugging Face encoder with pooling, prefixes and length-sorted batching.
+
+    ``model`` is a registry name (``xnorm models list``; the embedded default is materialized on first use), a
+    local Hugging Face or sentence-transformers folder, or a hub id. Settings left at ``None`` come from the
+    model itself (``xnorm_encoder.json``, sentence-transformers files, the registry), else mean pooling, no
+    prefix, max_length 32.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = registry.DEFAULT_MODEL,
+        *,
+        pooling: str | None = None,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+        max_length: int | None = None,
+        batch_size: int = 128,
+        device: str | None = None,
+        precision: str = "fp32",
+        normalize: bool = True,
+    ) -> None:
+        import torch
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}.", field="precision", fix=f"use one of {PRECISIONS}.")
+        if pooling is not None and pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}.", field="pooling", fix=f"use one of {POOLINGS}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}.", field="batch_size",
+                              fix="use e.g. 128.")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
+            raise ConfigError(f"max_length must be an integer >= 2, not {max_length!r}.", field="max_length",
+                              fix="use e.g. 32 for entity names.")
+
+        info = registry.lookup(str(model)) if not isinstance(model, Path) else None
+        # What config() reports: the registry's canonical name, an absolute folder path or the hub id as given.
+        if info is not None:
+            self._model_ref = info.name
+        elif Path(str(model)).expanduser().is_dir():
+            self._model_ref = str(Path(str(model)).expanduser().resolve())
+        else:
+            self._model_ref = str(model)
+        location = registry.resolve_model(model)
+        is_local = Path(location).is_dir()
+
+        declared = read_model_settings(location) if is_local else {}
+        if info is not None:
+            fallback = {"pooling": info.pooling, "query_prefix": info.query_prefix,
+                        "passage_prefix": info.passage_prefix, "max_length": info.max_length}
+        else:
+            fallback = {"pooling": "mean", "query_prefix": "", "passage_prefix": "", "max_length": DEFAULT_MAX_LENGTH}
+
+        def pick(key: str, given: Any) -> Any:
+            return given if given is not None else declared.get(key, fallback[key])
+
+        self.pooling: str = pick("pooling", pooling)
+        if self.pooling not in POOLINGS:
+            raise ArtifactError(f"the model declares an unknown pooling {self.pooling!r}.", file=location,
+                                field="pooling", fix=f"pass pooling= one of {POOLINGS}.")
+        self.query_prefix: str = pick("query_prefix", query_prefix)
+        self.passage_prefix: str = pick("passage_prefix", passage_prefix)
+        self.max_length: int = int(pick("max_length", max_length))
+        self.batch_size = batch_size
+        self.precision = precision
+        self.normalize = normalize
+        self._requested_device = device
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if precision == "int8" and not self.device.startswith("cpu"):
+            raise ConfigError("precision 'int8' (dynamic quantization) runs on the CPU only.", field="precision",
+                              fix="use device='cpu' with int8, or precision='fp32' on the GPU.")
+
+        self.tokenizer, self.model = _load(location, is_local)
+        if precision == "int8":
+            # Dynamic quantization of the Linear layers: weights int8, activations quantized on the fly; about
+            # 3/4 of the encoder's time is in these matrix products. torch 2.13 marks torch.ao.quantization as
+            # deprecated in favour of torchao, which is not in our pinned set; it still works, so keep the log clean.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                self.model = torch.ao.quantization.quantize_dynamic(
+                    self.model, {torch.nn.Linear}, dtype=torch.qint8
+                )
+        self.model.to(self.device)
+        self.model.eval()
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and self.max_length > limit:
+            raise ConfigError(f"max_length {self.max_length} exceeds the model's {limit} positions.",
+                              field="max_length", fix=f"use max_length <= {limit}.")
+
+    # -- public ---------------------------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the vectors ``encode`` returns."""
+        return int(self.model.config.hidden_size)
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this encoder with ``Encoder.from_config`` (JSON-serialisable)."""
+        return {
+            "model": self._model_ref,
+            "pooling": self.pooling,
+            "query_prefix": self.query_prefix,
+            "passage_prefix": self.passage_prefix,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "device": self._requested_device,
+            "precision": self.precision,
+            "normalize": self.normalize,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Encoder":
+        """Rebuild an encoder from ``config()``'s output."""
+        if not isinstance(config, dict) or "model" not in config:
+            raise ConfigError("an encoder config must be a mapping with a 'model' entry.", field="encoder",
+                              fix="pass the dict that Encoder.config() returned.")
+        unknown = set(config) - _CONFIG_KEYS
+        if unknown:
+            raise ConfigError(f"unknown encoder settings {sorted(unknown)}.", field="encoder",
+                              fix=f"use only {sorted(_CONFIG_KEYS)}.")
+        kwargs = dict(config)
+        return cls(kwargs.pop("model"), **kwargs)
+
+    def encode(self, texts: Sequence[str], kind: str = "query", show_progress: bool = False) -> np.ndarray:
+        """Encode ``texts`` into a float32 array [n, dim], rows in input order (L2-normalised when ``normalize``).
+
+        ``kind`` picks the prefix (``query`` for mentions, ``passage`` for terminology names where the model
+        distinguishes them). Texts are sorted by token length inside each chunk so batches carry little padding.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        if isinstance(texts, str):
+            raise InputError("encode() takes a sequence of texts, not one string.", field="texts",
+                             fix="wrap the text in a list: encode([text]).")
+        if kind not in KINDS:
+            raise ConfigError(f"unknown kind {kind!r}.", field="kind", fix=f"use one of {KINDS}.")
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        chunk = self.batch_size * _CHUNK_BATCHES
+        with tqdm(total=n, unit="name", unit_scale=True, disable=not show_progress, desc="encoding") as bar, \
+                torch.inference_mode():
+            for start in range(0, n, chunk):
+                part = texts[start:start + chunk]
+                for i, t in enumerate(part):
+                    if not isinstance(t, str):
+                        raise InputError(f"text {start + i} is a {type(t).__name__}, not a string.",
+                                         field="texts", fix="pass strings only (drop or convert missing values).")
+                ids = self.tokenizer(
+                    [prefix + t for t in part] if prefix else list(part),
+                    add_special_tokens=True, truncation=True, max_length=self.max_length,
+                    return_attention_mask=False, return_token_type_ids=False,
+                )["input_ids"]
+                for rows, vectors in self._encode_tokenized(ids):
+                    out[start + rows] = vectors
+                    bar.update(len(rows))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Encoder({self._model_ref!r}, pooling={self.pooling!r}, max_length={self.max_length}, "
+                f"precision={self.precision!r}, device={self.device!r})")
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _encode_tokenized(self, ids: list[list[int]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (row indices within ``ids``, vectors) batch by batch, longest texts first."""
+        import torch
+
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
+        starts = np.zeros(len(ids), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        # Longest first: a too-large batch fails at once, and each batch pads only to its own longest text.
+        order = np.argsort(-lengths, kind="stable")
+        for b in range(0, len(order), self.batch_size):
+            rows = order[b:b + self.batch_size]
+            lens = lengths[rows]
+            width = int(lens.max())
+            positions = np.arange(width)
+            mask = positions[None, :] < lens[:, None]
+            input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
+            input_ids[mask] = flat[(starts[rows][:, None] + positions[None, :])[mask]]
+            yield rows, self._forward(torch.from_numpy(input_ids), torch.from_numpy(mask.astype(np.int64)))
+
+    def _forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> np.ndarray:
+        import torch
+
+        input_ids = input_ids.to(self.device)
+        attention_mask = attention_mask.to(self.device)
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
+        return pooled.float().cpu().numpy()
+
+
+def _load(location: str, is_local: bool) -> tuple[Any, Any]:
+    """Tokenizer and model from a folder or the hub; failures become ``ArtifactError`` with a fix."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    source = str(_transformer_dir(Path(location))) if is_local else location
+    try:
+        # fix_mistral_regex=False: transformers 4.57.3+ warns about an "incorrect regex pattern" for every local
+        # folder whose config.json was written by a 4.57.x release, mistral or not. Our tokenizers are BERT
+        # WordPiece / XLM-R Unigram (no such regex; ids were checked identical to transformers 5), so the
+        # warning is spurious and the flag changes nothing but the log.
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, fix_mistral_regex=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        # Pooling is ours: skip the BERT-family pooler (unused weights, and a "newly initialized" warning for
+        # checkpoints saved without it).
+        extra = {"add_pooling_layer": False} if config.model_type in _POOLER_MODEL_TYPES else {}
+        model = AutoModel.from_pretrained(source, config=config, trust_remote_code=False, **extra)
+    except (OSError, ValueError) as e:
+        if is_local:
+            raise ArtifactError(
+                f"cannot load a Hugging Face model from this folder ({str(e).splitlines()[0]}).", file=source,
+                fix="it needs config.json, the weights (model.safetensors) and tokenizer files; re-create it, "
+                "or run `xnorm models prepare` for the embedded model.",
+            ) from None
+        raise ArtifactError(
+            f"model {location!r} is not a local folder and could not be fetched from the Hugging Face hub "
+            f"(the hub is unreachable or offline, or the id is wrong: {str(e).splitlines()[0]}).",
+            fix=f"where the hub is reachable run `huggingface-cli download {location} --local-dir DIR` and pass "
+            "DIR as the model; or use the embedded model 'multilingual-e5-small', which works offline.",
+        ) from None
+    return tokenizer, model

