@@ -1,0 +1,85 @@
+"""Abbreviation long forms from scispaCy's ``AbbreviationDetector`` (Schwartz & Hearst), with no model download.
+
+The detector runs on ``spacy.blank("en")`` plus a sentencizer. It finds definitions such as
+"ventricular septal defect (VSD)" and marks every later use of the short form in the same document, so a
+mention "VSD" can also be queried as "ventricular septal defect" (``Mentions.long_forms``).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..types import Mentions
+
+
+@lru_cache(maxsize=1)
+def _pipeline():
+    import spacy
+    from scispacy.abbreviation import AbbreviationDetector  # noqa: F401  (registers "abbreviation_detector")
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    nlp.add_pipe("abbreviation_detector")
+    return nlp
+
+
+def detect_abbreviations(texts: Iterable[str], batch_size: int = 32) -> list[dict[tuple[int, int], str]]:
+    """For each text: ``{(start, end) of a short-form occurrence: its long form}`` (character offsets)."""
+    out: list[dict[tuple[int, int], str]] = []
+    for doc in _pipeline().pipe((str(t) for t in texts), batch_size=batch_size):
+        out.append({(a.start_char, a.end_char): a._.long_form.text for a in doc._.abbreviations})
+    return out
+
+
+def document_text(doc: dict) -> str:
+    """A BigBIO kb document's text: its passages' texts joined by one space (what entity offsets index)."""
+    parts: list[str] = []
+    for passage in doc.get("passages", []):
+        text = passage.get("text", [])
+        parts.extend([text] if isinstance(text, str) else text)
+    return " ".join(parts)
+
+
+def long_forms_for_documents(docs: Sequence[dict]) -> list[dict[str, str]]:
+    """For each document: ``{short form text: long form}`` of the abbreviations it defines."""
+    found = detect_abbreviations(document_text(d) for d in docs)
+    result = []
+    for doc, spans in zip(docs, found):
+        text = document_text(doc)
+        result.append({text[s:e]: long for (s, e), long in spans.items()})
+    return result
+
+
+def fill_long_forms(docs: Sequence[dict], refs=None, mentions: Mentions | None = None) -> Mentions:
+    """Set ``mentions.long_forms`` (where still empty) for mentions that are abbreviations defined in their document.
+
+    A mention is matched to its document through ``mentions.doc_ids`` (BigBIO ``document_id`` or ``id``) and to
+    a short form by its text. ``refs`` (the linker's mention -> entity references) is accepted for symmetry
+    with ``set_predictions`` and not needed. Returns ``mentions`` (changed in place).
+    """
+    if mentions is None:
+        raise ValueError("fill_long_forms needs the mentions to fill")
+    per_doc = long_forms_for_documents(docs)
+    by_key: dict[str, dict[str, str]] = {}
+    for doc, forms in zip(docs, per_doc):
+        for key in (doc.get("document_id"), doc.get("id")):
+            if key is not None:
+                by_key.setdefault(str(key), forms)
+    for i, (doc_id, text) in enumerate(zip(mentions.doc_ids, mentions.texts)):
+        if mentions.long_forms[i]:
+            continue
+        long = by_key.get(str(doc_id), {}).get(str(text).strip())
+        if long and long.strip().casefold() != str(text).strip().casefold():
+            mentions.long_forms[i] = long
+    return mentions
+
+
+def expand_mentions(mentions: Mentions) -> tuple[np.ndarray, Mentions]:
+    """Rows that have a long form, and a ``Mentions`` batch of those rows with the long form as text."""
+    rows = np.flatnonzero([bool(x) for x in mentions.long_forms])
+    sub = mentions[rows]
+    sub.texts = np.asarray(sub.long_forms, dtype=object).copy()
+    sub.long_forms = np.asarray([""] * len(rows), dtype=object)
+    return rows, sub

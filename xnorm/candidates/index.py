@@ -1,0 +1,226 @@
+"""``CandidateIndex``: the terminology, its fitted generators, routing, fusion and filters, as one saved folder.
+
+Folder layout (every file's SHA-256 is in the manifest and checked on load; nothing is ever unpickled)::
+
+    manifest.json          format + version, xnorm version, config, generators, checksums
+    config.yaml            the full config (defaults filled in), for people to read
+    terminology/           Terminology.save
+    gen-0-sparse/          vocabulary.json, idf.npy, names.npz
+    gen-1-dense/           names-<i>.faiss (one per name language), encoder reference in the manifest
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import __version__
+from .._io import atomic_dir, sha256_file
+from ..errors import ArtifactError, ConfigError
+from ..terminology.core import Terminology, read_manifest, verify_checksums
+from ..types import Candidates, Mentions
+from .abbreviations import expand_mentions
+from .base import CandidateGenerator
+from .config import normalize_config
+from .dense import DenseGenerator, make_encoder
+from .filters import SemanticTypeFilter, allowed_per_mention
+from .fusion import fuse
+from .sparse import SparseGenerator
+
+FORMAT = "xnorm-candidate-index"
+FORMAT_VERSION = 1
+
+
+def _encoder_for(cfg: dict, encoders: Mapping[str, Any] | None, saved: dict | None = None):
+    """The encoder of a dense generator: given by the caller (by generator name or model), else built."""
+    encoders = encoders or {}
+    for key in (cfg["name"], cfg["model"]):
+        if key in encoders:
+            return encoders[key]
+    try:
+        from ..models.encoder import Encoder
+    except ImportError as e:
+        raise ConfigError(f"dense generator {cfg['name']!r} needs xnorm.models.encoder ({e}).",
+                          field=f"generators.{cfg['name']}.model",
+                          fix="install xnorm completely, or use only sparse generators.") from None
+    if saved and hasattr(Encoder, "from_config"):
+        return Encoder.from_config(saved)
+    return make_encoder(cfg)
+
+
+class CandidateIndex:
+    """Generators fitted on one terminology, with routing, fusion and filters from one config."""
+
+    def __init__(self, terminology: Terminology, config: dict, generators: Sequence[CandidateGenerator],
+                 build_seconds: float | None = None) -> None:
+        self.terminology = terminology
+        self.config = config
+        self.generators = list(generators)
+        self.build_seconds = build_seconds
+        self._type_filter: SemanticTypeFilter | None = None
+
+    # ---- building ----------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, terminology: Terminology, config: Mapping | str | os.PathLike | None = None, *,
+              encoders: Mapping[str, Any] | None = None, show_progress: bool = False) -> "CandidateIndex":
+        """Fit every generator of ``config`` (dict, YAML path, or ``None`` = sparse only) on ``terminology``.
+
+        ``encoders`` maps a dense generator's name (or model string) to a ready encoder object, e.g. one that
+        is already loaded; otherwise the encoder is built from the config.
+        """
+        cfg = normalize_config(config)
+        if terminology.n_names == 0:
+            raise ConfigError("the terminology has no names to index.", field="terminology",
+                              fix="check the terminology recipe (languages, sources).")
+        start = time.perf_counter()
+        generators: list[CandidateGenerator] = []
+        for g in cfg["generators"]:
+            if g["type"] == "sparse":
+                gen: CandidateGenerator = SparseGenerator.from_config(g)
+            else:
+                gen = DenseGenerator.from_config(g, encoder=_encoder_for(g, encoders))
+            generators.append(gen.fit(terminology, show_progress=show_progress))
+        return cls(terminology, cfg, generators, time.perf_counter() - start)
+
+    # ---- candidates --------------------------------------------------------------------------------------
+    def generator_candidates(self, mentions: Mentions, k: int = 64) -> dict[str, Candidates]:
+        """Each generator's own ranked list (before fusion, long forms and filters), by generator name."""
+        routing, lang = self.config["routing"], self.config["default_lang"]
+        return {g.name: g.candidates(mentions, k, routing, lang) for g in self.generators}
+
+    def _generate(self, mentions: Mentions, k: int) -> Candidates:
+        lists = list(self.generator_candidates(mentions, k).values())
+        if len(lists) == 1:
+            return lists[0]
+        f = self.config["fusion"]
+        return fuse(lists, k, method=f["method"], weights=f["weights"], rrf_k=f["k"], source="fusion")
+
+    def candidates(self, mentions: Mentions, k: int = 64, *,
+                   allowed_types: Iterable[str] | Sequence[Iterable[str] | None] | None = None) -> Candidates:
+        """Ranked candidates ``[len(mentions), k]``: routed, deduplicated by concept, fused, filtered.
+
+        Mentions with a long form (``Mentions.long_forms``) are also queried with it, and both lists are fused
+        by reciprocal rank. ``allowed_types``: a collection of semantic types for all mentions, or one per
+        mention (``None`` = no filter for that one); without it the config's ``filters`` apply.
+        """
+        n = len(mentions)
+        if n == 0:
+            return Candidates.empty(0, k, "fusion" if len(self.generators) > 1 else self.generators[0].name)
+        flt = self.config["filters"]
+        per_mention = None
+        if allowed_types is None:
+            per_mention = allowed_per_mention(mentions, flt["semantic_types"], flt["by_entity_type"])
+        elif isinstance(allowed_types, (list, tuple)) and len(allowed_types) == n and not all(
+                isinstance(a, str) for a in allowed_types):
+            per_mention = list(allowed_types)
+        filtering = per_mention is not None or allowed_types is not None
+        fetch = k * flt["overfetch"] if filtering else k
+        result = self._generate(mentions, fetch)
+        if self.config["long_forms"]:
+            rows, expanded = expand_mentions(mentions)
+            if len(rows):
+                both = fuse([result[rows], self._generate(expanded, fetch)], fetch, method="rrf",
+                             rrf_k=self.config["fusion"]["k"], source=result.source)
+                for attr in ("concepts", "scores", "names", "routes"):
+                    getattr(result, attr)[rows] = getattr(both, attr)
+        if filtering:
+            if self._type_filter is None:
+                self._type_filter = SemanticTypeFilter(self.terminology)
+            if per_mention is not None:
+                result = self._type_filter.apply_per_mention(result, per_mention)
+            else:
+                result = self._type_filter.apply(result, allowed_types)  # type: ignore[arg-type]
+        return result.top(k)
+
+    def describe(self) -> str:
+        """One line: what generates candidates and how they are combined."""
+        gens = []
+        for g in self.generators:
+            if isinstance(g, SparseGenerator):
+                gens.append(f"{g.name}(tfidf {g.analyzer} {g.ngram_range[0]}-{g.ngram_range[1]})")
+            else:
+                gens.append(f"{g.name}({g.settings.get('model', '?')}, faiss {g.factory})")
+        fusion = f" fused by {self.config['fusion']['method']}" if len(gens) > 1 else ""
+        return (f"{' + '.join(gens)}{fusion}, routing {self.config['routing']}, "
+                f"{len(self.terminology)} concepts / {self.terminology.n_names} names")
+
+    # ---- persistence -------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index folder atomically (a failed save leaves any old folder in place)."""
+        import yaml
+
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            self.terminology.save(tmp / "terminology")
+            files = [f"terminology/{f.name}" for f in sorted((tmp / "terminology").iterdir())]
+            gens = []
+            for i, g in enumerate(self.generators):
+                sub = f"gen-{i}-{g.type}"
+                written = g.save(tmp / sub)
+                files += [f"{sub}/{f}" for f in written]
+                entry = {"name": g.name, "type": g.type, "dir": sub, "config": g.config(), "languages": g.languages}
+                if isinstance(g, DenseGenerator):
+                    entry["encoder"] = g.encoder_config()
+                    entry["dim"] = int(next(iter(g.indexes.values())).d) if g.indexes else None
+                gens.append(entry)
+            (tmp / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True),
+                                             encoding="utf-8")
+            files.append("config.yaml")
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "xnorm_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "concepts": len(self.terminology), "names": self.terminology.n_names,
+                "languages": self.terminology.languages, "build_seconds": self.build_seconds,
+                "config": self.config, "generators": gens,
+                "sha256": {f: sha256_file(tmp / f) for f in files},
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
+                                               encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, encoders: Mapping[str, Any] | None = None,
+             verify: bool = True) -> "CandidateIndex":
+        """Read a folder written by ``save``: checks format, version and (if ``verify``) every checksum."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ArtifactError("candidate index folder not found.", file=str(path),
+                                fix="build one with `xnorm index --terminology ... --config ... -o DIR`.")
+        manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
+        if verify:
+            verify_checksums(path, manifest)
+        try:
+            cfg = normalize_config(manifest["config"], source=str(path / "manifest.json"))
+        except ConfigError as e:
+            raise ArtifactError(f"the stored config is not valid for this xnorm ({e.message}).",
+                                file=str(path / "manifest.json"), field="config",
+                                fix="rebuild the index with this version of xnorm.") from None
+        terminology = Terminology.load(path / "terminology", verify=verify)
+        generators: list[CandidateGenerator] = []
+        for entry in manifest.get("generators", []):
+            sub = path / entry["dir"]
+            if entry["type"] == "sparse":
+                generators.append(SparseGenerator.load(sub, entry["config"], terminology))
+            elif entry["type"] == "dense":
+                encoder = _encoder_for(entry["config"], encoders, entry.get("encoder"))
+                generators.append(DenseGenerator.load(sub, entry["config"], terminology, encoder=encoder))
+            else:
+                raise ArtifactError(f"unknown generator type {entry['type']!r}.", file=str(path / "manifest.json"),
+                                    field="generators", fix="rebuild the index with this version of xnorm.")
+        if not generators:
+            raise ArtifactError("the manifest lists no generators.", file=str(path / "manifest.json"),
+                                field="generators", fix="rebuild the index with `xnorm index`.")
+        return cls(terminology, cfg, generators, manifest.get("build_seconds"))
+
+    def size_on_disk(self, path: str | os.PathLike) -> dict[str, int]:
+        """Bytes per top-level part of a saved index folder (for `xnorm index` output and benchmarks)."""
+        sizes: dict[str, int] = {}
+        for f in Path(path).rglob("*"):
+            if f.is_file():
+                part = f.relative_to(path).parts[0]
+                sizes[part] = sizes.get(part, 0) + f.stat().st_size
+        return sizes
