@@ -42,7 +42,7 @@ DENSE_DEFAULTS: dict[str, Any] = {
     "pooling": None,  # None: the model's own setting
     "query_prefix": None,
     "passage_prefix": None,
-    "max_length": 32,
+    "max_length": None,  # None: the model's own setting (32 for the embedded e5-small)
     "batch_size": 128,
     "precision": "fp32",
     "device": None,
@@ -64,6 +64,9 @@ TOP_DEFAULTS: dict[str, Any] = {
     "fusion": None,
     "filters": None,
     "long_forms": True,  # also query with Mentions.long_forms (abbreviation expansions) and fuse
+    # RRF weight of the long-form list against the mention's own (1): the expansion is what the document
+    # defines the abbreviation to mean, so it outranks look-alike short names.
+    "long_form_weight": 2.0,
     "default_lang": "en",  # language of mentions that carry none, and the fallback language of routing
 }
 GENERATOR_DEFAULTS = {"sparse": SPARSE_DEFAULTS, "dense": DENSE_DEFAULTS}
@@ -124,7 +127,9 @@ def _generator(raw: Any, i: int, source: str) -> dict:
         if g["search_params"] is not None and not isinstance(g["search_params"], str):
             raise ConfigError("search_params must be a FAISS parameter string.", file=source,
                               field=f"{where}.search_params", fix='e.g. search_params: "efSearch=128".')
-        for key in ("max_length", "batch_size", "train_size", "names_per_concept", "search_batch"):
+        if g["max_length"] is not None:
+            _positive_int(g["max_length"], f"{where}.max_length", source, 2)
+        for key in ("batch_size", "train_size", "names_per_concept", "search_batch"):
             _positive_int(g[key], f"{where}.{key}", source)
     return g
 
@@ -198,6 +203,11 @@ def normalize_config(config: Mapping | str | os.PathLike | None, source: str = "
     if not isinstance(cfg["long_forms"], bool):
         raise ConfigError("long_forms must be true or false.", file=source, field="long_forms",
                           fix="long_forms: true queries with abbreviation expansions too.")
+    lw = cfg["long_form_weight"]
+    if isinstance(lw, bool) or not isinstance(lw, (int, float)) or lw < 0:
+        raise ConfigError(f"long_form_weight must be a number >= 0, got {lw!r}.", file=source,
+                          field="long_form_weight", fix="e.g. long_form_weight: 2.")
+    cfg["long_form_weight"] = float(lw)
     if not isinstance(cfg["default_lang"], str) or not cfg["default_lang"]:
         raise ConfigError("default_lang must be a language code.", file=source, field="default_lang",
                           fix="e.g. default_lang: en.")

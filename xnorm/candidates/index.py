@@ -104,7 +104,7 @@ class CandidateIndex:
         """Ranked candidates ``[len(mentions), k]``: routed, deduplicated by concept, fused, filtered.
 
         Mentions with a long form (``Mentions.long_forms``) are also queried with it, and both lists are fused
-        by reciprocal rank. ``allowed_types``: a collection of semantic types for all mentions, or one per
+        by reciprocal rank (the long form's list weighted by ``long_form_weight``). ``allowed_types``: a collection of semantic types for all mentions, or one per
         mention (``None`` = no filter for that one); without it the config's ``filters`` apply.
         """
         n = len(mentions)
@@ -124,7 +124,8 @@ class CandidateIndex:
             rows, expanded = expand_mentions(mentions)
             if len(rows):
                 both = fuse([result[rows], self._generate(expanded, fetch)], fetch, method="rrf",
-                             rrf_k=self.config["fusion"]["k"], source=result.source)
+                             weights=[1.0, self.config["long_form_weight"]], rrf_k=self.config["fusion"]["k"],
+                             source=result.source)
                 for attr in ("concepts", "scores", "names", "routes"):
                     getattr(result, attr)[rows] = getattr(both, attr)
         if filtering:
