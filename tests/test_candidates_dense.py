@@ -1,0 +1,153 @@
+"""Dense candidates with the real ``Encoder`` on the tiny BERT, fusion with TF-IDF, persistence, ``xnorm index``."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from test_candidates_core import HELD_OUT_ES, hpo_terminology, obo_terms, official_labels
+
+from xnorm import Mentions
+from xnorm.candidates import CandidateIndex, DenseGenerator
+from xnorm.cli.main import main
+from xnorm.errors import ArtifactError, ConfigError
+from xnorm.models.encoder import Encoder
+from xnorm.types import ROUTE_ENGLISH_FALLBACK, ROUTE_SAME_LANGUAGE
+
+
+@pytest.fixture(scope="module")
+def term():
+    return hpo_terminology()
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model_dir):
+    return Encoder(str(tiny_model_dir), batch_size=256)
+
+
+@pytest.fixture(scope="module")
+def mentions():
+    es = official_labels("es")
+    texts = [es[h] for h in list(obo_terms())[:20] if h in es] + [es[h] for h in HELD_OUT_ES] + ["seizure"]
+    return Mentions(texts=texts, langs=["es"] * (len(texts) - 1) + ["en"])
+
+
+@pytest.fixture(scope="module")
+def fusion_index(term, tiny_model_dir):
+    cfg = {"generators": [{"type": "sparse"}, {"type": "dense", "model": str(tiny_model_dir), "index": "Flat"}],
+           "fusion": {"method": "rrf", "weights": [1, 1]}}
+    return CandidateIndex.build(term, cfg)
+
+
+def test_dense_flat_is_exact_vs_brute_force(term, encoder, mentions):
+    gen = DenseGenerator(encoder, index="Flat", names_per_concept=10_000).fit(term)
+    k = 10
+    c = gen.candidates(mentions, k=k, routing="fallback")
+    names = encoder.encode(list(term.name_texts), kind="passage")
+    queries = encoder.encode(list(mentions.texts), kind="query")
+    sims = queries @ names.T
+    for i, lang in enumerate(mentions.langs):
+        allowed = np.isin(term.name_langs, ["es", "en"] if lang == "es" else ["en"])
+        best = np.full(len(term), -np.inf)
+        np.maximum.at(best, term.name_concepts[allowed], sims[i, allowed])
+        order = np.lexsort((np.arange(len(term)), -best))[:k]
+        np.testing.assert_allclose(c.scores[i], best[order], atol=1e-4)
+        # Names are the argmax name of each concept, and routes follow the name language.
+        for j in range(k):
+            n = c.names[i, j]
+            assert term.name_concepts[n] == c.concepts[i, j]
+            assert sims[i, n] == pytest.approx(best[c.concepts[i, j]], abs=1e-4)
+            expected_route = ROUTE_SAME_LANGUAGE if term.name_langs[n] == lang else ROUTE_ENGLISH_FALLBACK
+            assert c.routes[i, j] == expected_route
+
+
+@pytest.mark.parametrize("factory", ["HNSW32", "IVF8,Flat"])
+def test_other_faiss_factories_build_and_search(term, encoder, mentions, factory):
+    gen = DenseGenerator(encoder, index=factory, search_params="nprobe=8" if "IVF" in factory else "efSearch=256")
+    gen.fit(term)
+    exact = DenseGenerator(encoder, index="Flat").fit(term)
+    a, b = gen.candidates(mentions, k=5), exact.candidates(mentions, k=5)
+    assert a.shape == (len(mentions), 5) and (a.concepts[:, 0] >= 0).all()
+    # nprobe = nlist / large efSearch on ~1,000 names: the same top candidate as exact search.
+    assert (a.concepts[:, 0] == b.concepts[:, 0]).mean() >= 0.9
+
+
+def test_bad_factory_is_a_config_error(term, encoder):
+    with pytest.raises(ConfigError, match="index"):
+        DenseGenerator(encoder, index="NoSuchIndex").fit(term)
+
+
+def test_fusion_index_save_load_identical(fusion_index, mentions, tmp_path):
+    before = fusion_index.candidates(mentions, k=32)
+    assert before.source == "fusion" and "fused by rrf" in fusion_index.describe()
+    for i in range(len(mentions)):
+        row = before.concepts[i][before.concepts[i] >= 0]
+        assert len(np.unique(row)) == len(row)
+    path = fusion_index.save(tmp_path / "idx")
+    manifest = json.loads((path / "manifest.json").read_text())
+    dense = manifest["generators"][1]
+    assert dense["type"] == "dense" and dense["encoder"]["pooling"] == "mean" and dense["dim"] == 32
+    assert any(f.endswith(".faiss") for f in manifest["sha256"])
+    loaded = CandidateIndex.load(path)  # the encoder is rebuilt from the stored reference
+    after = loaded.candidates(mentions, k=32)
+    np.testing.assert_array_equal(before.concepts, after.concepts)
+    np.testing.assert_allclose(before.scores, after.scores, rtol=1e-5)
+    np.testing.assert_array_equal(before.routes, after.routes)
+    faiss_file = next(path.glob("gen-1-dense/*.faiss"))
+    faiss_file.write_bytes(faiss_file.read_bytes()[:-8])
+    with pytest.raises(ArtifactError, match="checksum"):
+        CandidateIndex.load(path)
+    with pytest.raises(ArtifactError, match="FAISS"):
+        CandidateIndex.load(path, verify=False)
+
+
+def test_fused_scores_are_reciprocal_rank_sums_of_both_generators(fusion_index, mentions):
+    k = 16
+    per = fusion_index.generator_candidates(mentions, k)
+    fused = fusion_index.candidates(mentions, k)
+    for i in range(len(mentions)):
+        expected: dict[int, float] = {}
+        for c in per.values():
+            for rank, concept in enumerate(c.concepts[i], start=1):
+                if concept >= 0:
+                    expected[int(concept)] = expected.get(int(concept), 0.0) + 1.0 / (60 + rank)
+        best = sorted(expected.items(), key=lambda x: (-x[1], x[0]))[:k]
+        assert fused.concepts[i][fused.concepts[i] >= 0].tolist() == [c for c, _ in best]
+        np.testing.assert_allclose(fused.scores[i, :len(best)], [v for _, v in best], rtol=1e-5)
+    # Both generators contribute: some fused candidates come only from the dense list.
+    only_dense = [set(per["dense"].concepts[i]) - set(per["sparse"].concepts[i]) & set(fused.concepts[i])
+                  for i in range(len(mentions))]
+    assert any(only_dense)
+
+
+def _cli(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_cli_index_end_to_end(term, tiny_model_dir, tmp_path, capsys):
+    term_dir = term.save(tmp_path / "term")
+    cfg = tmp_path / "fusion.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "generators": [{"type": "sparse", "ngram_range": [2, 4]},
+                       {"type": "dense", "model": str(tiny_model_dir), "index": "Flat"}],
+        "routing": "fallback", "fusion": {"method": "rrf", "weights": [1, 1]}}))
+    out_dir = tmp_path / "index"
+    code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o", str(out_dir),
+                          "--no-progress")
+    assert code == 0, err
+    assert "wrote" in out and "names" in err and "fused by rrf" in err
+    index = CandidateIndex.load(out_dir)
+    c = index.candidates(Mentions(texts=["Defecto septal ventricular"], langs=["es"]), k=5)
+    assert index.terminology.concept_ids[c.concepts[0, 0]] == "HP:0001629"
+    # A typo in the config: exit code 3, one line naming the key, nothing written.
+    cfg.write_text("generators:\n  - type: sparse\n    ngram_rang: [2, 4]\n")
+    code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o",
+                          str(tmp_path / "bad"))
+    assert code == 3 and "ngram_rang" in err and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
+    code, out, err = _cli(capsys, "index", "--terminology", str(tmp_path / "missing"), "-o", str(tmp_path / "x"))
+    assert code == 3 and "missing" in err
