@@ -153,10 +153,11 @@ def test_settings_from_sentence_transformers_folder(tiny_model_dir, tmp_path):
 
 def test_sentence_transformers_encoding_agrees(tiny_model_dir, tmp_path):
     """Our mean pooling equals sentence-transformers' own on the same folder."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    word = models.Transformer(str(tiny_model_dir), max_seq_length=32)
-    st = SentenceTransformer(modules=[word, models.Pooling(word.get_embedding_dimension(), "mean")],
+    word = Transformer(str(tiny_model_dir), max_seq_length=32)
+    st = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), "mean")],
                              device="cpu")
     st.save(str(tmp_path / "st"))
     ours = Encoder(tmp_path / "st", device="cpu").encode(TEXTS)

