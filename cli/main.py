@@ -18,6 +18,7 @@ COMMANDS = {
     "index": ("index", "index"),
     "link": ("link", "link"),
     "evaluate": ("evaluate", "evaluate"),
+    "benchmark": ("benchmark", "benchmark"),
 }
 
 

@@ -1,0 +1,282 @@
+"""The benchmark runner and `xnorm benchmark`: the shipped smoke config end to end (TF-IDF, no model), resume,
+config errors, report helpers."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import SHARED_DATA
+from xnorm.benchmark.config import load_config
+from xnorm.benchmark.datasets import ExtraNames
+from xnorm.benchmark.report import order_languages
+from xnorm.benchmark.runner import run_benchmark, with_extra_names
+from xnorm.errors import ConfigError, InputError
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "benchmarks" / "configs" / "smoke.yaml"
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data folder {SHARED_DATA} is absent")
+
+
+def _hpo_terminology(path: Path) -> Path:
+    """The English HPO (labels + exact synonyms of current terms, hp.obo aliases) saved as a terminology folder."""
+    from xnorm.benchmark.hpo_obo import default_hp_obo, read_hpo_ids
+    from xnorm.terminology import TerminologyBuilder
+
+    ids = read_hpo_ids()
+    b = TerminologyBuilder()
+    term: dict = {}
+
+    def flush():
+        if term.get("id") in ids.current:
+            b.add_concept(term["id"], term["name"], source="hp.obo")
+            b.add_name(term["id"], term["name"], "en", "preferred", "hp.obo")
+            for s in term.get("syn", []):
+                b.add_name(term["id"], s, "en", "exact", "hp.obo")
+
+    for line in open(default_hp_obo(), encoding="utf-8"):
+        if line.startswith("["):
+            flush()
+            term = {}
+        elif line.startswith("id: "):
+            term["id"] = line[4:].strip()
+        elif line.startswith("name: "):
+            term["name"] = line[6:].strip()
+        elif line.startswith("synonym: ") and " EXACT" in line:
+            term.setdefault("syn", []).append(line.split('"')[1])
+    flush()
+    for old, new in ids.aliases.items():
+        b.add_alias(old, new)
+    b.build(name="hpo-en-test", db_name="HPO").save(path)
+    return path
+
+
+class _IndexLinker:
+    """Links BigBIO documents with a real CandidateIndex: used while ``xnorm.data`` (the document <-> Mentions
+    plumbing that ``Linker.link`` needs) is not in this build yet."""
+
+    def __init__(self, index, k):
+        self.index, self.k, self.pipeline = index, k, index.describe()
+
+    def link(self, documents, *, top_k=None, field="normalized", overwrite=False, batch_size=64, progress=None):
+        from xnorm.types import Mentions
+
+        docs = list(documents)
+        ents = [(d, e) for d in docs for e in d["entities"]]
+        mentions = Mentions(texts=[" ".join(e["text"]) for _, e in ents], langs=[d.get("lang", "en") for d, _ in ents])
+        cands = self.index.candidates(mentions, k=self.k).top(top_k or 1)
+        ids = cands.concept_ids(self.index.terminology)
+        for (_, e), row, scores in zip(ents, ids, cands.scores):
+            e[field] = [{"db_name": "HPO", "db_id": c, "score": float(s)} for c, s in zip(row, scores) if c]
+        if progress:
+            progress(len(ents))
+        return iter(docs)
+
+
+def _factory():
+    """The runner's default factory (a real Linker) when this build can link documents, else the stand-in."""
+    try:
+        from xnorm.data import mentions_from_documents  # noqa: F401
+
+        return None
+    except ImportError:
+        def factory(terminology, linker_cfg):
+            from xnorm.candidates import CandidateIndex
+
+            return _IndexLinker(CandidateIndex.build(terminology, linker_cfg["candidates"]), linker_cfg["k"])
+        return factory
+
+
+@pytest.fixture(scope="module")
+def hpo_folder(tmp_path_factory) -> Path:
+    return _hpo_terminology(tmp_path_factory.mktemp("term") / "hpo-en")
+
+
+def _smoke_config(tmp_path: Path, hpo_folder: Path, languages=("es", "fr", "ja", "nna")) -> Path:
+    """The shipped smoke config, pointed at the test's terminology folder and a few languages (for speed)."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    for d in raw["datasets"]:
+        d["options"]["languages"] = list(languages)
+    for p in raw["pipelines"]:
+        p["linker"]["terminology"] = str(hpo_folder)
+    raw["data_root"] = str(SHARED_DATA)
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@needs_data
+def test_smoke_runs_end_to_end_and_resumes(tmp_path, hpo_folder):
+    cfg = _smoke_config(tmp_path, hpo_folder)
+    out = tmp_path / "results"
+    lines: list[str] = []
+    run_benchmark(cfg, out, factory=_factory(), show_progress=False, echo=lines.append)
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["runs"]) == {"hpo-labels/tfidf", "hpo-labels-in-language/tfidf"}
+    assert res["machine"]["cores_usable"] >= 1 and res["machine"]["python"].startswith("3.")
+    assert res["git"]["commit"] and res["config"]["name"] == "smoke"
+    en = res["runs"]["hpo-labels/tfidf"]
+    assert en["n_mentions"] == 200 and set(en["per_language"]) == {"es", "fr", "ja", "nna"}
+    m = en["metrics"]
+    assert 0 <= m["accuracy@1"] <= m["recall@5"] <= m["recall@10"] <= m["recall@64"] <= 1
+    assert m["accuracy@1"] == pytest.approx(np.mean([v["accuracy@1"] for v in en["per_language"].values()]))
+    # Character n-grams match Spanish/French labels far better than Japanese ones against English names.
+    assert en["per_language"]["es"]["recall@64"] > en["per_language"]["ja"]["recall@64"] + 0.3
+    t = en["timing"]
+    assert t["index_build_s"] > 0 and t["mentions_per_s"] > 0 and t["peak_rss_mb"] > 50
+    held = res["runs"]["hpo-labels-in-language/tfidf"]
+    extra = res["datasets"]["hpo-labels-in-language"]["index_terminology"][str(hpo_folder)]
+    assert extra["extra_names_added"] > 1000 and held["terminology"]["names"] == extra["names"]
+    assert "es" in held["terminology"]["languages"]
+    # In-language names of other concepts must not hurt much and Japanese gains from Japanese names.
+    assert held["per_language"]["ja"]["recall@64"] >= en["per_language"]["ja"]["recall@64"]
+
+    md = (out / "results.md").read_text()
+    assert "## hpo-labels" in md and "| language | n | tfidf acc@1 | tfidf R@1 | tfidf R@5 |" in md
+    rows = [ln.split(" | ")[0].strip("| ") for ln in md.split("## hpo-labels-in-language")[0].splitlines()
+            if re.match(r"^\| (es|fr|ja|nna|\*\*all)", ln)]
+    assert rows == ["es", "fr", "ja", "nna", "**all**"]  # high- to low-resource
+    assert f"{en['per_language']['es']['accuracy@1']:.3f}" in md
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    try:
+        import matplotlib  # noqa: F401
+        assert pngs == ["hpo-labels-acc1.png", "hpo-labels-in-language-acc1.png",
+                        "hpo-labels-in-language-recall-at-k.png", "hpo-labels-recall-at-k.png"]
+    except ImportError:
+        assert not pngs and any("plots skipped" in ln for ln in lines)
+
+    # Resume: nothing reruns; the factory would fail if it were called.
+    def boom(*_):
+        raise AssertionError("a finished run was rerun")
+
+    lines.clear()
+    run_benchmark(cfg, out, resume=True, factory=boom, show_progress=False, echo=lines.append)
+    assert any("already done" in ln for ln in lines)
+    assert json.loads((out / "results.json").read_text())["runs"]["hpo-labels/tfidf"]["finished"] == en["finished"]
+
+    # A changed pipeline reruns only its runs; a run already done stays as it was.
+    raw = yaml.safe_load(cfg.read_text())
+    raw["pipelines"].append({"name": "tfidf-same", "linker": {**raw["pipelines"][0]["linker"], "candidates": {
+        "generators": [{"type": "sparse"}], "routing": "same"}}})
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    calls = []
+    real = _factory()
+
+    def counting(term, linker_cfg):
+        calls.append(linker_cfg["candidates"]["routing"])
+        from xnorm.benchmark.runner import build_linker
+        return (real or build_linker)(term, linker_cfg)
+
+    run_benchmark(cfg, out, resume=True, factory=counting, show_progress=False, echo=lines.append)
+    res2 = json.loads((out / "results.json").read_text())
+    assert calls == ["same", "same"] and res2["runs"]["hpo-labels/tfidf"]["finished"] == en["finished"]
+    # With no Spanish names at all, "same" still falls back to English: as good as "fallback".
+    assert res2["runs"]["hpo-labels/tfidf-same"]["per_language"]["es"] == en["per_language"]["es"]
+    # Held-out split + only Spanish names: the gold concept of a query never has a Spanish name (it is on the
+    # other side of the split), so nothing can be found; with the English fallback most are.
+    same = res2["runs"]["hpo-labels-in-language/tfidf-same"]["per_language"]["es"]
+    assert same["recall@64"] == 0.0 and held["per_language"]["es"]["recall@64"] > 0.5
+
+    # Without --resume an existing results folder is not overwritten.
+    with pytest.raises(ConfigError, match="--resume"):
+        run_benchmark(cfg, out, factory=boom, show_progress=False)
+
+
+def test_with_extra_names_adds_to_existing_concepts(hpo_folder):
+    from xnorm.terminology import Terminology
+
+    term = Terminology.load(hpo_folder)
+    extra = ExtraNames(*(np.array(x, dtype=object) for x in (
+        ["HP:0001250", "HP:9999999"], ["Krampfanfall", "nothing"], ["de", "de"], ["test", "test"])))
+    out, unknown = with_extra_names(term, extra)
+    assert unknown == 1 and out.n_names == term.n_names + 1 and term.n_names == len(term.name_texts)
+    assert out.name_texts[-1] == "Krampfanfall" and out.concept_ids[out.name_concepts[-1]] == "HP:0001250"
+    assert out.name_langs[-1] == "de" and len(out) == len(term)
+
+
+def _write(tmp_path, raw) -> Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(raw) if isinstance(raw, dict) else raw)
+    return path
+
+
+GOOD = {"datasets": [{"name": "d", "dataset": "hpo-labels"}],
+        "pipelines": [{"name": "p", "linker": {"candidates": {"generators": [{"type": "sparse"}]}}}]}
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({"datasets": [{"name": "d", "dataset": "hpo-lables"}]}, "datasets[0].dataset", "unknown dataset"),
+    ({"pipelines": [{"name": "p", "linker": {"topk": 3}}]}, "pipelines[0].linker.topk", "unknown key"),
+    ({"pipelines": [{"name": "p"}, {"name": "p"}]}, "pipelines[1].name", "duplicate name"),
+    ({"ks": [0, 5]}, "ks", "integers >= 1"),
+    ({"datset": []}, "datset", "unknown key"),
+    ({"pipelines": []}, "pipelines", "non-empty list"),
+])
+def test_config_errors_name_file_and_key(tmp_path, change, field, message):
+    path = _write(tmp_path, {**GOOD, **change})
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(path)
+    assert e.value.file == str(path) and e.value.field == field
+
+
+def test_config_yaml_syntax_error_names_line(tmp_path):
+    path = _write(tmp_path, "name: x\ndatasets: [\n  - a: b\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as e:
+        load_config(path)
+    assert e.value.line is not None and e.value.file == str(path)
+
+
+def test_missing_data_and_bad_options_point_at_config(tmp_path):
+    raw = {**GOOD, "data_root": str(tmp_path / "nowhere")}
+    with pytest.raises(InputError, match="hpo-translations") as e:
+        run_benchmark(_write(tmp_path, raw), tmp_path / "out", show_progress=False)
+    assert e.value.field and e.value.field.startswith("datasets[0]")
+    raw = {**GOOD, "data_root": str(SHARED_DATA),
+           "datasets": [{"name": "d", "dataset": "hpo-labels", "options": {"max_per_lang": 3}}]}
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError, match="max_per_lang") as e:
+        run_benchmark(path, tmp_path / "out2", show_progress=False)
+    assert e.value.file == str(path) and e.value.field == "datasets[0].max_per_lang"
+
+
+@needs_data
+def test_dataset_without_terminology_is_a_config_error(tmp_path):
+    raw = {**GOOD, "data_root": str(SHARED_DATA), "datasets": [{"name": "n", "dataset": "ncbi-disease"}]}
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError, match="no terminology") as e:
+        run_benchmark(path, tmp_path / "out", show_progress=False)
+    assert e.value.field == "datasets[0].terminology"
+
+
+def test_shipped_configs_load():
+    names = sorted(p.name for p in (REPO / "benchmarks" / "configs").glob("*.yaml"))
+    assert names == ["gsc-plus.yaml", "hpo-labels.yaml", "mantra-hpo.yaml", "smoke.yaml"]
+    for name in names:
+        cfg = load_config(REPO / "benchmarks" / "configs" / name)
+        assert cfg.pipelines and cfg.datasets
+    hpo = load_config(REPO / "benchmarks" / "configs" / "hpo-labels.yaml")
+    assert {p.linker["candidates"]["routing"] for p in hpo.pipelines} == {"fallback", "same"}
+
+
+def test_language_order():
+    assert order_languages({"dtp", "ja", "en", "xx", "nna", "es"}) == ["en", "es", "ja", "xx", "nna", "dtp"]
+
+
+def test_cli_benchmark_errors_exit_3(tmp_path):
+    from click.testing import CliRunner
+
+    from xnorm.cli.main import cli
+
+    path = _write(tmp_path, {**GOOD, "datasets": [{"name": "d", "dataset": "nope"}]})
+    result = CliRunner().invoke(cli, ["benchmark", str(path)])
+    assert isinstance(result.exception, ConfigError) and "datasets[0].dataset" in str(result.exception)
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "xnorm.cli.main", "benchmark", str(path)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 3 and "unknown dataset 'nope'" in proc.stderr and "Traceback" not in proc.stderr

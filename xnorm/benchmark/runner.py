@@ -1,0 +1,276 @@
+"""Run a benchmark grid (datasets x pipelines), time and score every run, write results.json / .md / plots.
+
+Each run is saved into ``results.json`` (atomically) as soon as it ends, with a fingerprint of its dataset
+options and pipeline config; ``resume=True`` skips runs whose fingerprint is already there, so an interrupted
+benchmark continues where it stopped and a changed config reruns only what changed.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .. import __version__
+from .._io import atomic_write
+from ..errors import ConfigError, InputError, XnormError
+from .config import BenchmarkConfig, DatasetEntry, PipelineEntry, load_config
+from .datasets import Dataset, ExtraNames, build_dataset
+from .machine import current_rss_mb, git_commit, machine_description, peak_rss_mb
+
+log = logging.getLogger(__name__)
+
+RESULTS_FORMAT = "xnorm-benchmark-results"
+RESULTS_VERSION = 1
+
+
+class LinkerLike(Protocol):
+    def link(self, documents, *, top_k: int | None = None, field: str = "normalized", overwrite: bool = False,
+             batch_size: int = 64, progress=None): ...
+
+
+LinkerFactory = Callable[[Any, dict], LinkerLike]
+
+
+def build_linker(terminology, linker_config: dict) -> LinkerLike:
+    """The default pipeline factory: fit a ``CandidateIndex`` on ``terminology`` and wrap it in a ``Linker``."""
+    from ..candidates import CandidateIndex
+    from ..linker import Linker, LinkerConfig
+
+    cfg = LinkerConfig.from_dict({k: v for k, v in linker_config.items() if k not in ("terminology", "index")})
+    return Linker(CandidateIndex.build(terminology, cfg.candidates), cfg)
+
+
+# ---- terminology -------------------------------------------------------------------------------------------
+def load_terminology_spec(spec: str):
+    """A saved terminology folder, or whatever ``xnorm.terminology.load_terminology`` accepts (recipes, names)."""
+    from ..terminology.core import Terminology
+
+    path = Path(spec).expanduser()
+    if (path / "manifest.json").is_file():
+        return Terminology.load(path)
+    try:
+        from ..terminology import load_terminology
+    except ImportError:  # the recipe loader is written in parallel; folders work without it
+        raise ConfigError(f"cannot load terminology {spec!r}: only saved terminology folders can be loaded in "
+                          "this build.", field="terminology", fix="give a saved terminology folder.") from None
+    return load_terminology(spec)
+
+
+def with_extra_names(terminology, extra: ExtraNames, name_type: str = "translation"):
+    """A copy of ``terminology`` with ``extra`` names added to existing concepts (unknown concepts are counted)."""
+    from dataclasses import replace
+
+    row = {cid: i for i, cid in enumerate(terminology.concept_ids.tolist())}
+    rows = np.fromiter((row.get(c, -1) for c in extra.concept_ids), dtype=np.int64, count=len(extra))
+    keep = rows >= 0
+
+    def cat(a, b):
+        return np.concatenate([a, np.asarray(b, dtype=a.dtype)])
+
+    n = int(keep.sum())
+    out = replace(
+        terminology,
+        name_texts=cat(terminology.name_texts, extra.texts[keep]),
+        name_concepts=cat(terminology.name_concepts, rows[keep]),
+        name_langs=cat(terminology.name_langs, extra.langs[keep]),
+        name_types=cat(terminology.name_types, np.full(n, name_type, dtype=object)),
+        name_provenance=cat(terminology.name_provenance, extra.provenance[keep]),
+        aliases=dict(terminology.aliases),
+        metadata={**terminology.metadata, "benchmark_extra_names": n,
+                  "checksum": f"{terminology.metadata.get('checksum', '')}+extra{n}"},
+    )
+    return out, int((~keep).sum())
+
+
+# ---- one run -----------------------------------------------------------------------------------------------
+def fingerprint(entry: DatasetEntry, pipeline: PipelineEntry, ks: list[int]) -> str:
+    blob = json.dumps({"dataset": entry.dataset, "options": entry.options, "terminology": entry.terminology,
+                       "linker": pipeline.linker, "ks": ks}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+MENTION_KEYS = ("accuracy@1", "mrr")
+
+
+def _mention_figures(result: dict, ks: list[int]) -> dict:
+    out = {k: result[k] for k in MENTION_KEYS if k in result}
+    out.update({f"recall@{k}": result[f"recall@{k}"] for k in ks if f"recall@{k}" in result})
+    out["n"] = result.get("n_mentions", result.get("n"))
+    return out
+
+
+def run_one(dataset: Dataset, terminology, pipeline: PipelineEntry, ks: list[int], factory: LinkerFactory,
+            batch_size: int = 256, show_progress: bool = True, label: str = "") -> dict:
+    """Build the pipeline over ``terminology``, link ``dataset``'s mentions, score them; timings included."""
+    from tqdm.auto import tqdm
+
+    from ..eval import evaluate_documents
+
+    top = max(ks)
+    linker_cfg = copy.deepcopy(pipeline.linker)
+    linker_cfg["top_k"] = top
+    linker_cfg["k"] = max(int(linker_cfg.get("k", 64)), top)
+    rss_before = current_rss_mb()
+    t0 = time.perf_counter()
+    linker = factory(terminology, linker_cfg)
+    build_s = time.perf_counter() - t0
+
+    gold = dataset.documents
+    queries = copy.deepcopy(gold)  # the linker writes into its input; gold stays untouched
+    n_mentions = dataset.n_mentions
+    bar = tqdm(total=n_mentions, desc=label or pipeline.name, unit="mention", disable=not show_progress,
+               leave=False)
+    t0 = time.perf_counter()
+    preds = list(linker.link(queries, top_k=top, field="normalized", overwrite=True, batch_size=batch_size,
+                             progress=bar.update))
+    link_s = time.perf_counter() - t0
+    bar.close()
+    scores = evaluate_documents(preds, gold, ks=ks, per=("lang",), aliases=terminology.aliases)
+    per_lang = {lang: _mention_figures(r, ks) for lang, r in scores.get("per", {}).get("lang", {}).items()}
+    return {
+        "status": "ok",
+        "metrics": {**_mention_figures(scores, ks), "n": n_mentions,
+                    **{m: scores[m] for m in ("strict", "partial", "loose") if m in scores}},
+        "per_language": per_lang,
+        "timing": {
+            "index_build_s": round(build_s, 3), "link_s": round(link_s, 3),
+            "mentions_per_s": round(n_mentions / link_s, 1) if link_s > 0 else None,
+            "rss_before_mb": rss_before, "rss_after_mb": current_rss_mb(),
+            "peak_rss_mb": peak_rss_mb(),  # process high-water mark so far (includes earlier runs)
+        },
+        "n_mentions": n_mentions,
+        "n_documents": len(gold),
+        "terminology": {"names": int(terminology.n_names), "concepts": int(len(terminology)),
+                        "languages": terminology.languages},
+        "pipeline": getattr(linker, "pipeline", pipeline.name),
+    }
+
+
+# ---- the grid ----------------------------------------------------------------------------------------------
+def default_results_dir(config: BenchmarkConfig, root: str | os.PathLike = "benchmarks/results") -> Path:
+    return Path(root) / f"{dt.date.today().isoformat()}-{config.name}"
+
+
+def _read_results(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read previous results ({e}).", file=str(path),
+                         fix="remove the file or choose another output folder with -o.") from None
+    if data.get("format") != RESULTS_FORMAT:
+        raise InputError("not an xnorm benchmark results file.", file=str(path), field="format",
+                         fix="choose another output folder with -o.")
+    return data
+
+
+def _save(results: dict, out: Path) -> None:
+    with atomic_write(out / "results.json") as f:
+        json.dump(results, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+
+
+def _in_config(e: XnormError, config: BenchmarkConfig, where: str) -> XnormError:
+    """The same error, pointing at the config file and the entry it came from."""
+    field = f"{where}.{e.field}" if e.field and not e.field.startswith(where) else (e.field or where)
+    file = e.file if isinstance(e, InputError) and e.file else config.path
+    return type(e)(e.message, file=file, line=e.line, document=e.document, field=field, fix=e.fix)
+
+
+def run_benchmark(
+    config: str | os.PathLike | BenchmarkConfig,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    factory: LinkerFactory | None = None,
+    show_progress: bool = True,
+    echo: Callable[[str], None] = lambda s: log.info(s),
+) -> Path:
+    """Run every (dataset, pipeline) of ``config``; returns the results folder (results.json, results.md, plots)."""
+    cfg = config if isinstance(config, BenchmarkConfig) else load_config(config)
+    factory = factory or build_linker
+    out = Path(output_dir) if output_dir else default_results_dir(cfg)
+    results_path = out / "results.json"
+    if results_path.exists() and not resume:
+        raise ConfigError("the results folder already holds results.json.", file=str(results_path),
+                          fix="pass --resume to continue it, or -o to write somewhere else.")
+    if resume and results_path.exists():
+        results = _read_results(results_path)
+    else:
+        results = {"format": RESULTS_FORMAT, "format_version": RESULTS_VERSION, "runs": {}, "datasets": {}}
+    results.update({
+        "name": cfg.name, "config_path": cfg.path, "config": cfg.raw, "ks": cfg.ks,
+        "machine": machine_description(), "git": git_commit(), "xnorm_version": __version__,
+        "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    results.setdefault("started", results["updated"])
+    out.mkdir(parents=True, exist_ok=True)
+    _save(results, out)
+    base_terms: dict[str, Any] = {}
+    for i, entry in enumerate(cfg.datasets):
+        todo = [p for p in cfg.pipelines
+                if results["runs"].get(f"{entry.name}/{p.name}", {}).get("fingerprint") != fingerprint(entry, p, cfg.ks)]
+        if not todo:
+            echo(f"{entry.name}: all {len(cfg.pipelines)} runs already done (resume)")
+            continue
+        try:
+            dataset = build_dataset(entry.dataset, entry.options, cfg.data_root)
+        except XnormError as e:
+            raise _in_config(e, cfg, f"datasets[{i}]") from None
+        results["datasets"][entry.name] = {
+            "dataset": entry.dataset, "options": entry.options, "documents": len(dataset.documents),
+            "mentions": dataset.n_mentions, "languages": dataset.languages(), "db_name": dataset.db_name,
+            "machine_translated": list(dataset.machine_translated), "metadata": dataset.metadata,
+        }
+        for j, pipeline in enumerate(cfg.pipelines):
+            run_id = f"{entry.name}/{pipeline.name}"
+            fp = fingerprint(entry, pipeline, cfg.ks)
+            if pipeline not in todo:
+                echo(f"{run_id}: done already, skipped (resume)")
+                continue
+            spec = pipeline.linker.get("terminology") or entry.terminology or dataset.default_terminology
+            if not spec:
+                raise ConfigError(f"no terminology for dataset {entry.dataset!r} (its ids are "
+                                  f"{dataset.db_name or 'of an unknown source'}).", file=cfg.path,
+                                  field=f"datasets[{i}].terminology",
+                                  fix="set `terminology:` to a saved terminology folder or recipe that holds them.")
+            key = f"{spec}|{entry.name}"
+            if key not in base_terms:
+                try:
+                    term = load_terminology_spec(spec)
+                except XnormError as e:
+                    raise _in_config(e, cfg, f"pipelines[{j}].linker.terminology") from None
+                dropped = 0
+                if dataset.extra_names is not None and len(dataset.extra_names):
+                    term, dropped = with_extra_names(term, dataset.extra_names)
+                results["datasets"][entry.name].setdefault("index_terminology", {})[spec] = {
+                    "names": int(term.n_names), "concepts": int(len(term)),
+                    "extra_names_added": int(term.metadata.get("benchmark_extra_names", 0)),
+                    "extra_names_unknown_concept": dropped,
+                }
+                base_terms[key] = term
+            echo(f"{run_id}: {dataset.n_mentions} mentions, {base_terms[key].n_names} names")
+            record = run_one(dataset, base_terms[key], pipeline, cfg.ks, factory, cfg.batch_size,
+                             show_progress, label=run_id)
+            record.update({"dataset": entry.name, "pipeline_name": pipeline.name, "fingerprint": fp,
+                           "terminology_spec": spec,
+                           "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+            results["runs"][run_id] = record
+            _save(results, out)  # every finished run is on disk before the next starts
+            m = record["metrics"]
+            echo(f"{run_id}: acc@1 {m.get('accuracy@1', 0):.3f}  mrr {m.get('mrr', 0):.3f}  "
+                 f"{record['timing']['mentions_per_s']} mentions/s")
+    from .report import write_plots, write_report
+
+    write_report(results, cfg, out / "results.md")
+    notice = write_plots(results, cfg, out)
+    if notice:
+        echo(notice)
+    return out
