@@ -120,7 +120,8 @@ class SparseGenerator(CandidateGenerator):
         for start in range(0, m, chunk):
             dense = (queries[start:start + chunk] @ names_t).toarray()
             if k < n_names:
-                top = np.argpartition(-dense, k - 1, axis=1)[:, :k]
+                # Partition the array as it is (negating it first costs a copy and ~3x the time).
+                top = np.argpartition(dense, n_names - k, axis=1)[:, n_names - k:]
             else:
                 top = np.broadcast_to(np.arange(n_names), (dense.shape[0], n_names))
             scores = np.take_along_axis(dense, top, axis=1)
