@@ -280,3 +280,55 @@ def test_cli_benchmark_errors_exit_3(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xnorm.cli.main", "benchmark", str(path)], capture_output=True,
                           text=True)
     assert proc.returncode == 3 and "unknown dataset 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_data
+def test_fusion_pipeline_with_a_dense_encoder(tmp_path, hpo_folder, tiny_model_dir):
+    """tfidf vs fusion (TF-IDF + a tiny BERT encoder) over a reduced HPO: the dense path runs through the runner."""
+    from xnorm.benchmark.datasets import build_dataset
+    from xnorm.terminology import Terminology
+
+    opts = {"languages": ["es", "de"], "max_per_language": 20}
+    gold = {e["normalized"][0]["db_id"] for d in build_dataset("hpo-labels", opts, SHARED_DATA).documents
+            for e in d["entities"]}
+    term = Terminology.load(hpo_folder)
+    keep = set(term.concept_ids[:1500].tolist()) | gold  # every gold concept, plus distractors
+    small = term.select_names(np.isin(term.concept_ids[term.name_concepts], list(keep)))
+    small.save(tmp_path / "hpo-small")
+    sparse = {"generators": [{"type": "sparse"}], "routing": "fallback"}
+    fusion = {"generators": [{"type": "sparse"}, {"type": "dense", "model": str(tiny_model_dir)}],
+              "routing": "fallback", "fusion": {"method": "rrf"}}
+    raw = {"name": "fusion-test", "ks": [1, 10, 64], "data_root": str(SHARED_DATA),
+           "datasets": [{"name": "labels", "dataset": "hpo-labels", "options": opts}],
+           "pipelines": [{"name": n, "linker": {"terminology": str(tmp_path / "hpo-small"), "abbreviations": False,
+                                                "candidates": c}} for n, c in (("tfidf", sparse), ("fusion", fusion))]}
+    out = run_benchmark(_write(tmp_path, raw), tmp_path / "out", factory=_factory(), show_progress=False)
+    res = json.loads((out / "results.json").read_text())
+    tf, fu = res["runs"]["labels/tfidf"], res["runs"]["labels/fusion"]
+    assert "dense" in fu["pipeline"] and "dense" not in tf["pipeline"]
+    assert tf["terminology"]["names"] == fu["terminology"]["names"] == small.n_names
+    assert set(fu["per_language"]) == {"es", "de"} and fu["n_mentions"] == 40
+    assert fu["timing"]["index_build_s"] > tf["timing"]["index_build_s"]  # encoding names costs time
+    assert set(fu["metrics"]) >= {"accuracy@1", "recall@1", "recall@10", "recall@64", "mrr", "strict"}
+    md = (out / "results.md").read_text()
+    assert "| language | n | tfidf acc@1 |" in md and "fusion R@64" in md
+
+
+@needs_data
+def test_cli_benchmark_end_to_end_with_the_real_linker(tmp_path, hpo_folder):
+    """`xnorm benchmark` with the default pipeline factory (CandidateIndex + Linker.link)."""
+    try:
+        from xnorm.data import mentions_from_documents, set_predictions  # noqa: F401
+    except ImportError:
+        pytest.skip("xnorm.data.mentions_from_documents (needed by Linker.link) is not in this build yet")
+    from click.testing import CliRunner
+
+    from xnorm.cli.main import cli
+
+    cfg = _smoke_config(tmp_path, hpo_folder, languages=("es", "tw"))
+    result = CliRunner().invoke(cli, ["benchmark", str(cfg), "-o", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    es = res["runs"]["hpo-labels/tfidf"]["per_language"]["es"]
+    assert es["n"] == 50 and es["recall@64"] > 0.5
+    assert "results.md" in result.output

@@ -141,6 +141,8 @@ def write_plots(results: dict, config, out: Path) -> str | None:
                 if pts:
                     ax.plot(*zip(*pts), marker="o", ms=3, label=p)
             ax.set_xscale("log", base=2)
+            ax.set_xticks(ks, [str(k) for k in ks], fontsize=7)
+            ax.minorticks_off()
             ax.set_title(f"{lang} (n={next((r['per_language'][lang]['n'] for r in runs.values() if lang in r['per_language']), '?')})",
                          fontsize=9)
             ax.set_ylim(0, 1)
