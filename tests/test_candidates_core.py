@@ -227,6 +227,12 @@ def test_sparse_topk_is_exact_vs_brute_force_with_chunking(term):
         exp_scores = {cc: s for cc, s in ranked}
         for j, cc in enumerate(got):
             assert exp_scores.get(int(cc), -1) == pytest.approx(c.scores[i, j], abs=1e-5)
+    # Chunks searched by parallel threads give exactly what one thread gives.
+    one = CandidateIndex.build(term, {"generators": [{"type": "sparse", "names_per_concept": 10_000,
+                                                       "chunk_bytes": 1 << 16, "threads": 1}]})
+    c1 = one.candidates(Mentions(texts=texts, langs=langs), k=k)
+    np.testing.assert_array_equal(c1.concepts, c.concepts)
+    np.testing.assert_array_equal(c1.scores, c.scores)
 
 
 def test_dedup_by_concept_and_best_name(term, sparse_index):

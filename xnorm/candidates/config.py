@@ -32,7 +32,8 @@ SPARSE_DEFAULTS: dict[str, Any] = {
     "strip_accents": False,  # NFKC + casefold always; accents optional (they carry meaning in some languages)
     "min_df": 1,
     "max_features": None,
-    "chunk_bytes": 256 << 20,  # dense product chunk budget per name language: bounds memory at any scale
+    "chunk_bytes": 64 << 20,  # dense product chunk budget per thread: bounds memory at any scale
+    "threads": None,  # search threads (None: one per CPU)
     "names_per_concept": 4,  # k_names = this x k: names -> concepts dedup needs more names than concepts
 }
 DENSE_DEFAULTS: dict[str, Any] = {
@@ -115,6 +116,8 @@ def _generator(raw: Any, i: int, source: str) -> dict:
         _positive_int(g["min_df"], f"{where}.min_df", source)
         _positive_int(g["chunk_bytes"], f"{where}.chunk_bytes", source, 1 << 16)
         _positive_int(g["names_per_concept"], f"{where}.names_per_concept", source)
+        if g["threads"] is not None:
+            _positive_int(g["threads"], f"{where}.threads", source)
         if g["max_features"] is not None:
             _positive_int(g["max_features"], f"{where}.max_features", source)
     else:

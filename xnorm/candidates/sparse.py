@@ -11,7 +11,9 @@ The fitted vectorizer is stored without pickle: vocabulary as JSON, idf as ``.np
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -39,7 +41,7 @@ class SparseGenerator(CandidateGenerator):
 
     def __init__(self, name: str = "sparse", analyzer: str = "char_wb", ngram_range: Sequence[int] = (2, 4),
                  strip_accents: bool = False, min_df: int = 1, max_features: int | None = None,
-                 chunk_bytes: int = 256 << 20, names_per_concept: int = 4) -> None:
+                 chunk_bytes: int = 256 << 20, names_per_concept: int = 4, threads: int | None = None) -> None:
         super().__init__(name, names_per_concept)
         self.analyzer = analyzer
         self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
@@ -47,6 +49,7 @@ class SparseGenerator(CandidateGenerator):
         self.min_df = min_df
         self.max_features = max_features
         self.chunk_bytes = chunk_bytes
+        self.threads = threads  # None: one per CPU
         self.vocabulary: dict[str, int] = {}
         self.idf: np.ndarray = np.zeros(0, np.float32)
         self.matrix: sp.csr_matrix | None = None  # [names, vocabulary], rows L2-normalised
@@ -57,13 +60,14 @@ class SparseGenerator(CandidateGenerator):
     def from_config(cls, cfg: dict) -> "SparseGenerator":
         return cls(name=cfg["name"], analyzer=cfg["analyzer"], ngram_range=cfg["ngram_range"],
                    strip_accents=cfg["strip_accents"], min_df=cfg["min_df"], max_features=cfg["max_features"],
-                   chunk_bytes=cfg["chunk_bytes"], names_per_concept=cfg.get("names_per_concept", 4))
+                   chunk_bytes=cfg["chunk_bytes"], names_per_concept=cfg.get("names_per_concept", 4),
+                   threads=cfg.get("threads"))
 
     def config(self) -> dict:
         return {"type": self.type, "name": self.name, "analyzer": self.analyzer,
                 "ngram_range": list(self.ngram_range), "strip_accents": self.strip_accents, "min_df": self.min_df,
                 "max_features": self.max_features, "chunk_bytes": self.chunk_bytes,
-                "names_per_concept": self.names_per_concept}
+                "names_per_concept": self.names_per_concept, "threads": self.threads}
 
     # ---- fitting and vectorising -------------------------------------------------------------------------
     def _normalize(self, texts: Sequence[str]) -> list[str]:
@@ -117,7 +121,8 @@ class SparseGenerator(CandidateGenerator):
         if k == 0 or m == 0:
             return out_rows, out_scores
         chunk = max(1, self.chunk_bytes // (4 * n_names))
-        for start in range(0, m, chunk):
+
+        def one_chunk(start: int) -> None:
             dense = (queries[start:start + chunk] @ names_t).toarray()
             if k < n_names:
                 # Partition the array as it is (negating it first costs a copy and ~3x the time).
@@ -127,9 +132,19 @@ class SparseGenerator(CandidateGenerator):
             scores = np.take_along_axis(dense, top, axis=1)
             # Zero cosine = no shared n-gram: not a candidate (padding instead of arbitrary names).
             hit = scores > 0
-            block_rows = np.where(hit, global_rows[top], -1)
-            out_rows[start:start + chunk] = block_rows
+            out_rows[start:start + chunk] = np.where(hit, global_rows[top], -1)
             out_scores[start:start + chunk] = np.where(hit, scores, -np.inf)
+
+        starts = range(0, m, chunk)
+        threads = min(self.threads or os.cpu_count() or 1, len(starts))
+        if threads <= 1:
+            for start in starts:
+                one_chunk(start)
+        else:
+            # scipy's sparse product and numpy's partition release the GIL: chunks run in parallel threads
+            # (each holds one dense chunk, so peak memory is threads x chunk_bytes). Chunks write disjoint rows.
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one_chunk, starts))
         return out_rows, out_scores
 
     # ---- persistence -------------------------------------------------------------------------------------
