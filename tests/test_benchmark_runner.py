@@ -213,6 +213,10 @@ GOOD = {"datasets": [{"name": "d", "dataset": "hpo-labels"}],
     ({"pipelines": [{"name": "p", "linker": {"topk": 3}}]}, "pipelines[0].linker.topk", "unknown key"),
     ({"pipelines": [{"name": "p"}, {"name": "p"}]}, "pipelines[1].name", "duplicate name"),
     ({"ks": [0, 5]}, "ks", "integers >= 1"),
+    ({"pipelines": [{"name": "p", "linker": {"candidates": {"generators": [{"type": "sparse", "ngram": [2, 3]}]}}}]},
+     "pipelines[0].linker.candidates.generators[0].ngram", "unknown key"),
+    ({"pipelines": [{"name": "p", "linker": {"candidates": {"routing": "sometimes"}}}]},
+     "pipelines[0].linker.candidates.routing", "routing"),
     ({"datset": []}, "datset", "unknown key"),
     ({"pipelines": []}, "pipelines", "non-empty list"),
 ])
@@ -232,9 +236,11 @@ def test_config_yaml_syntax_error_names_line(tmp_path):
 
 def test_missing_data_and_bad_options_point_at_config(tmp_path):
     raw = {**GOOD, "data_root": str(tmp_path / "nowhere")}
-    with pytest.raises(InputError, match="hpo-translations") as e:
-        run_benchmark(_write(tmp_path, raw), tmp_path / "out", show_progress=False)
-    assert e.value.field and e.value.field.startswith("datasets[0]")
+    path = _write(tmp_path, raw)
+    with pytest.raises(InputError, match="nowhere/hpo-translations: data folder for dataset 'hpo-labels' not") as e:
+        run_benchmark(path, tmp_path / "out", show_progress=False)
+    assert e.value.file == str(path) and e.value.field == "datasets[0]"
+    assert not (tmp_path / "out").exists()  # no half-made results folder to block the next attempt
     raw = {**GOOD, "data_root": str(SHARED_DATA),
            "datasets": [{"name": "d", "dataset": "hpo-labels", "options": {"max_per_lang": 3}}]}
     path = _write(tmp_path, raw)

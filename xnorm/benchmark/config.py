@@ -84,6 +84,20 @@ def _named_list(value: Any, key: str, path: str) -> list[dict]:
     return value
 
 
+def _check_candidates(linker: dict) -> None:
+    """Check the candidate config now, so that a typo fails before hours of earlier runs, not after."""
+    if "candidates" not in linker:
+        return
+    from ..candidates.config import normalize_config
+
+    try:
+        normalize_config(linker["candidates"])
+    except ConfigError as e:
+        field = e.field or ""
+        field = field[len("config."):] if field.startswith("config.") else field
+        raise ConfigError(e.message, field=f"candidates.{field}".rstrip("."), fix=e.fix) from None
+
+
 def load_config(path: str | os.PathLike) -> BenchmarkConfig:
     """Read and check a benchmark YAML file."""
     from ..linker import LinkerConfig
@@ -126,6 +140,7 @@ def load_config(path: str | os.PathLike) -> BenchmarkConfig:
                               field=f"pipelines[{i}].linker", fix="see `xnorm link --help` for the keys.")
         try:
             LinkerConfig.from_dict(dict(linker), source=path_s)
+            _check_candidates(linker)
         except ConfigError as e:
             raise ConfigError(e.message, file=path_s, field=f"pipelines[{i}].linker.{e.field or ''}".rstrip("."),
                               fix=e.fix) from None

@@ -178,10 +178,11 @@ def _save(results: dict, out: Path) -> None:
 
 
 def _in_config(e: XnormError, config: BenchmarkConfig, where: str) -> XnormError:
-    """The same error, pointing at the config file and the entry it came from."""
+    """The same error, pointing at the config file and the entry it came from (a data file is kept in the text)."""
     field = f"{where}.{e.field}" if e.field and not e.field.startswith(where) else (e.field or where)
-    file = e.file if isinstance(e, InputError) and e.file else config.path
-    return type(e)(e.message, file=file, line=e.line, document=e.document, field=field, fix=e.fix)
+    message = f"{e.file}{f':{e.line}' if e.line else ''}: {e.message}" if e.file and e.file != config.path \
+        else e.message
+    return type(e)(message, file=config.path, document=e.document, field=field, fix=e.fix)
 
 
 def run_benchmark(
@@ -211,8 +212,7 @@ def run_benchmark(
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })
     results.setdefault("started", results["updated"])
-    out.mkdir(parents=True, exist_ok=True)
-    _save(results, out)
+    # Nothing is written before the first run ends: a config or data error leaves no half-made results folder.
     base_terms: dict[str, Any] = {}
     for i, entry in enumerate(cfg.datasets):
         todo = [p for p in cfg.pipelines
