@@ -348,6 +348,8 @@ def test_abbreviations_detected_and_long_form_queried(term, sparse_index):
     target = term.concept_index("HP:0001249")  # "ID" itself is not an HPO name: only the long form finds it
     with_long = sparse_index.candidates(mentions, k=10)
     assert with_long.concepts[0, 0] == target
+    # Scores stay on the generator's scale (cosine): the long form equals a name exactly.
+    assert with_long.scores[0, 0] == pytest.approx(1.0, abs=1e-5)
     no_long = CandidateIndex.build(term, {"long_forms": False}).candidates(mentions, k=10)
     assert target not in no_long.concepts[0]
     assert no_long.concepts[1].tolist() == with_long.concepts[1].tolist()  # rows without long form unchanged

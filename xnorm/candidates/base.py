@@ -75,6 +75,16 @@ def pack(rows: np.ndarray, concepts: np.ndarray, scores: np.ndarray, names: np.n
     return out
 
 
+def merge_best(parts: Sequence[Candidates], k: int, source: str = "") -> Candidates:
+    """Several lists of ONE generator over the same mentions (e.g. the mention and its long form) as one:
+    per concept the best score wins. Scores of one generator share a scale, so their max is meaningful."""
+    n = len(parts[0])
+    rows = np.concatenate([np.repeat(np.arange(n), p.shape[1]) for p in parts])
+    flat = lambda attr: np.concatenate([getattr(p, attr).ravel() for p in parts])  # noqa: E731
+    return pack(rows, flat("concepts").astype(np.int64), flat("scores"), flat("names"), flat("routes"), n, k,
+                source or parts[0].source)
+
+
 def mention_langs(mentions: Mentions, default_lang: str = FALLBACK_LANG) -> np.ndarray:
     """Language per mention; an empty language means ``default_lang``."""
     langs = np.asarray([str(x) if x else default_lang for x in mentions.langs], dtype=object)

@@ -64,10 +64,7 @@ TOP_DEFAULTS: dict[str, Any] = {
     "routing": "fallback",
     "fusion": None,
     "filters": None,
-    "long_forms": True,  # also query with Mentions.long_forms (abbreviation expansions) and fuse
-    # RRF weight of the long-form list against the mention's own (1): the expansion is what the document
-    # defines the abbreviation to mean, so it outranks look-alike short names.
-    "long_form_weight": 2.0,
+    "long_forms": True,  # also query with Mentions.long_forms (abbreviation expansions); best score wins
     "default_lang": "en",  # language of mentions that carry none, and the fallback language of routing
 }
 GENERATOR_DEFAULTS = {"sparse": SPARSE_DEFAULTS, "dense": DENSE_DEFAULTS}
@@ -206,11 +203,6 @@ def normalize_config(config: Mapping | str | os.PathLike | None, source: str = "
     if not isinstance(cfg["long_forms"], bool):
         raise ConfigError("long_forms must be true or false.", file=source, field="long_forms",
                           fix="long_forms: true queries with abbreviation expansions too.")
-    lw = cfg["long_form_weight"]
-    if isinstance(lw, bool) or not isinstance(lw, (int, float)) or lw < 0:
-        raise ConfigError(f"long_form_weight must be a number >= 0, got {lw!r}.", file=source,
-                          field="long_form_weight", fix="e.g. long_form_weight: 2.")
-    cfg["long_form_weight"] = float(lw)
     if not isinstance(cfg["default_lang"], str) or not cfg["default_lang"]:
         raise ConfigError("default_lang must be a language code.", file=source, field="default_lang",
                           fix="e.g. default_lang: en.")

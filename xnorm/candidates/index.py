@@ -24,7 +24,7 @@ from ..errors import ArtifactError, ConfigError
 from ..terminology.core import Terminology, read_manifest, verify_checksums
 from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
-from .base import CandidateGenerator
+from .base import CandidateGenerator, merge_best
 from .config import normalize_config
 from .dense import DenseGenerator, make_encoder
 from .filters import SemanticTypeFilter, allowed_per_mention
@@ -88,9 +88,22 @@ class CandidateIndex:
 
     # ---- candidates --------------------------------------------------------------------------------------
     def generator_candidates(self, mentions: Mentions, k: int = 64) -> dict[str, Candidates]:
-        """Each generator's own ranked list (before fusion, long forms and filters), by generator name."""
+        """Each generator's own ranked list (before fusion and filters), by generator name.
+
+        A mention with a long form (``Mentions.long_forms``) is also queried with it; per generator, each
+        concept keeps the better score of the two queries (same generator, same scale).
+        """
         routing, lang = self.config["routing"], self.config["default_lang"]
-        return {g.name: g.candidates(mentions, k, routing, lang) for g in self.generators}
+        lists = {g.name: g.candidates(mentions, k, routing, lang) for g in self.generators}
+        if self.config["long_forms"]:
+            rows, expanded = expand_mentions(mentions)
+            if len(rows):
+                for g in self.generators:
+                    own = lists[g.name]
+                    both = merge_best([own[rows], g.candidates(expanded, k, routing, lang)], k, own.source)
+                    for attr in ("concepts", "scores", "names", "routes"):
+                        getattr(own, attr)[rows] = getattr(both, attr)
+        return lists
 
     def _generate(self, mentions: Mentions, k: int) -> Candidates:
         lists = list(self.generator_candidates(mentions, k).values())
@@ -103,8 +116,8 @@ class CandidateIndex:
                    allowed_types: Iterable[str] | Sequence[Iterable[str] | None] | None = None) -> Candidates:
         """Ranked candidates ``[len(mentions), k]``: routed, deduplicated by concept, fused, filtered.
 
-        Mentions with a long form (``Mentions.long_forms``) are also queried with it, and both lists are fused
-        by reciprocal rank (the long form's list weighted by ``long_form_weight``). ``allowed_types``: a collection of semantic types for all mentions, or one per
+        Mentions with a long form (``Mentions.long_forms``) are also queried with it (see
+        ``generator_candidates``). ``allowed_types``: a collection of semantic types for all mentions, or one per
         mention (``None`` = no filter for that one); without it the config's ``filters`` apply.
         """
         n = len(mentions)
@@ -120,14 +133,6 @@ class CandidateIndex:
         filtering = per_mention is not None or allowed_types is not None
         fetch = k * flt["overfetch"] if filtering else k
         result = self._generate(mentions, fetch)
-        if self.config["long_forms"]:
-            rows, expanded = expand_mentions(mentions)
-            if len(rows):
-                both = fuse([result[rows], self._generate(expanded, fetch)], fetch, method="rrf",
-                             weights=[1.0, self.config["long_form_weight"]], rrf_k=self.config["fusion"]["k"],
-                             source=result.source)
-                for attr in ("concepts", "scores", "names", "routes"):
-                    getattr(result, attr)[rows] = getattr(both, attr)
         if filtering:
             if self._type_filter is None:
                 self._type_filter = SemanticTypeFilter(self.terminology)
