@@ -22,7 +22,8 @@ def read_jsonl(path: str | os.PathLike, validate: bool = True, strict: bool = Fa
     check = DocumentValidator(str(path), strict) if validate else None
     with open(path, encoding="utf-8") as f:
         first = _first_char(f)
-        if first == "[":
+        # A .json file may hold one array of documents; a .jsonl line starting with "[" is an error below.
+        if first == "[" and path.suffix != ".jsonl":
             yield from _read_json_array(f, path, check)
             return
         for line_no, line in enumerate(f, 1):

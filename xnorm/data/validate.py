@@ -86,18 +86,19 @@ def validate_document(doc: Any, source: str | None = None, line: int | None = No
     local: set[str] = set()
 
     def check_id(obj: dict, field: str) -> str:
+        field = f"{field}.id" if field else "id"
         value = obj.get("id")
         if value is None or str(value) == "":
-            raise err("required field 'id' is missing.", f"{field}.id", "give every item a unique `id`.")
+            raise err("required field 'id' is missing.", field, "give every item a unique `id`.")
         value = str(value)
         if value in local or (seen_ids is not None and value in seen_ids):
             first = doc_name if value in local else seen_ids[value]  # type: ignore[index]
-            raise err(f"id {value!r} is used twice (first in document {first!r}).", f"{field}.id",
+            raise err(f"id {value!r} is used twice (first in document {first!r}).", field,
                       "ids must be unique across the whole dataset: prefix them with the document id.")
         local.add(value)
         return value
 
-    check_id(doc, "id")
+    check_id(doc, "")
 
     # Passages: text pieces with their offsets; they define the text entity offsets index.
     for i, passage in enumerate(doc["passages"]):
