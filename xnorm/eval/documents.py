@@ -334,7 +334,9 @@ def read_documents(path: str | os.PathLike) -> list[dict]:
         from ..data import read_documents as data_read_documents
     except ImportError:  # xnorm.data is being written in parallel; keep `xnorm evaluate` usable meanwhile
         return _read_jsonl(Path(path))
-    return list(data_read_documents(path))
+    # validate=False: evaluation checks what it needs itself (ids, offsets, normalized) and must accept files
+    # that carry no passage text (e.g. prediction exports of other tools).
+    return list(data_read_documents(path, validate=False))
 
 
 def _read_jsonl(path: Path) -> list[dict]:
