@@ -82,3 +82,34 @@ def test_chunked_extraction_matches_whole():
     whole, _ = mentions_from_documents(docs)
     parts = [mentions_from_documents(docs[i:i + 1])[0] for i in range(len(docs))]
     assert sum((p.texts.tolist() for p in parts), []) == whole.texts.tolist()
+
+
+def test_linker_fills_the_example_documents(tmp_path):
+    """End to end through the real Linker (a 5-concept sparse index): read -> link -> write -> read."""
+    from pathlib import Path
+
+    from xnorm import TerminologyBuilder
+    from xnorm.candidates import CandidateIndex
+    from xnorm.data import read_documents, write_documents
+    from xnorm.linker import Linker, LinkerConfig
+
+    b = TerminologyBuilder()
+    names = {"HP:0001250": ["Seizure", "convulsiones"], "HP:0004322": ["Short stature", "baja estatura"],
+             "HP:0000252": ["Microcephaly"], "HP:0001252": ["Hypotonia", "hipotonía"], "HP:0001945": ["Fever", "fiebre"]}
+    for cid, ns in names.items():
+        b.add_concept(cid, ns[0], source="test")
+        for n in ns:
+            b.add_name(cid, n, "en", "exact", "test")
+    index = CandidateIndex.build(b.build(name="tiny"), {"generators": [{"type": "sparse", "ngram_range": [2, 4]}]})
+    linker = Linker(index, LinkerConfig(top_k=2, k=4, abbreviations=False, db_name="HPO"))
+    example = Path(__file__).resolve().parents[1] / "examples" / "clinical_notes.bigbio.jsonl"
+    linked = linker.link(read_documents(example), top_k=2, batch_size=2)
+    assert write_documents(linked, tmp_path / "linked.jsonl") == 3
+    docs = list(read_documents(tmp_path / "linked.jsonl"))
+    best = {e["text"][0]: e["normalized"][0]["db_id"] for d in docs for e in d["entities"]}
+    assert best["microcephaly"] == "HP:0000252" and best["baja estatura"] == "HP:0004322"
+    assert best["fiebre"] == "HP:0001945" and best["recurrent seizures"] == "HP:0001250"
+    for e in (e for d in docs for e in d["entities"]):
+        assert 1 <= len(e["normalized"]) <= 2 and e["normalized"][0]["db_name"] == "HPO"
+        scores = [p["score"] for p in e["normalized"]]
+        assert scores == sorted(scores, reverse=True)

@@ -11,7 +11,7 @@ from .schema import as_list, document_text, passage_pieces
 
 
 def mentions_from_documents(docs: Sequence[dict], default_lang: str = "en",
-                            context_chars: int = 64) -> tuple[Mentions, np.ndarray]:
+                            context_chars: int = 100) -> tuple[Mentions, np.ndarray]:
     """One mention per entity of ``docs`` (a chunk, e.g. 256 documents) and its ``refs``.
 
     ``refs[i] = (document index in docs, entity index in that document)``: an ``[n, 2]`` int array that
