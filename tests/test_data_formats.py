@@ -250,3 +250,13 @@ def test_example_file_is_valid_with_empty_normalized():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         list(validate_stream(docs, strict=True))
+
+
+def test_gzipped_jsonl_is_read(tmp_path):
+    import gzip
+
+    docs = [_doc("d1"), _doc("d2")]
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(d) + "\n" for d in docs)
+    assert detect_format(tmp_path / "a.jsonl.gz") == "bigbio"
+    assert list(read_documents(tmp_path / "a.jsonl.gz")) == docs

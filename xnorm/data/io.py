@@ -49,7 +49,7 @@ def detect_format(path: str | os.PathLike) -> str:
         return "brat"
     if _looks_like_pubtator(p):
         return "pubtator"
-    if p.suffix in (".jsonl", ".json") or p.name.endswith((".jsonl.gz",)):
+    if p.suffix in (".jsonl", ".json") or p.name.endswith((".jsonl.gz", ".json.gz")):
         return "bigbio"
     with open(p, encoding="utf-8", errors="replace") as f:
         head = f.read(1 << 12).lstrip()

@@ -1,6 +1,7 @@
 """BigBIO kb JSONL: one document (a JSON object) per line. Streaming reader, atomic writer."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -14,16 +15,18 @@ from .validate import DocumentValidator
 def read_jsonl(path: str | os.PathLike, validate: bool = True, strict: bool = False) -> Iterator[dict]:
     """Yield the documents of a BigBIO kb JSONL file one at a time (blank lines are skipped).
 
-    A ``.json`` file holding one JSON array of documents is read too (whole, as it cannot be streamed).
+    A ``.gz`` file is decompressed on the fly. A ``.json`` file holding one JSON array of documents is read too
+    (whole, as an array cannot be streamed).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found.", file=str(path), fix="check the path.")
     check = DocumentValidator(str(path), strict) if validate else None
-    with open(path, encoding="utf-8") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
         first = _first_char(f)
         # A .json file may hold one array of documents; a .jsonl line starting with "[" is an error below.
-        if first == "[" and path.suffix != ".jsonl":
+        if first == "[" and not path.name.endswith((".jsonl", ".jsonl.gz")):
             yield from _read_json_array(f, path, check)
             return
         for line_no, line in enumerate(f, 1):
