@@ -260,3 +260,22 @@ def test_gzipped_jsonl_is_read(tmp_path):
         f.writelines(json.dumps(d) + "\n" for d in docs)
     assert detect_format(tmp_path / "a.jsonl.gz") == "bigbio"
     assert list(read_documents(tmp_path / "a.jsonl.gz")) == docs
+
+
+def test_hf_dataset_with_bigbio_features(tmp_path):
+    from xnorm.data import kb_features
+
+    doc = _doc("d1")
+    del doc["source"]
+    for ent in doc["entities"]:
+        ent.pop("confidence", None)
+        for n in ent["normalized"]:
+            n.pop("score", None)
+    write_documents([doc], tmp_path / "a.jsonl")
+    ds = jsonl_to_dataset(tmp_path / "a.jsonl", features=kb_features(), cache_dir=str(tmp_path / "cache"))
+    assert ds.features == kb_features()
+    assert ds[0]["entities"][2]["offsets"] == [[33, 38], [49, 65]] and ds[0]["lang"] == "en"
+    assert documents_to_dataset([doc], features=kb_features())[0]["entities"] == doc["entities"]
+    doc["source"] = "x"
+    with pytest.raises(InputError, match="key 'source' is not among the given features"):
+        documents_to_dataset([doc], features=kb_features())

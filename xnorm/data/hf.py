@@ -109,29 +109,51 @@ def _fill_keys(value: Any, path: str, keys: dict[str, dict[str, None]]) -> Any:
     return value
 
 
-def _generate(path: str, keys: dict) -> Iterator[dict]:
+def _generate(path: str, keys: dict | None) -> Iterator[dict]:
     for doc in read_jsonl(path, validate=False):
-        yield _fill_keys(doc, "", keys)
+        yield doc if keys is None else _fill_keys(doc, "", keys)
 
 
-def jsonl_to_dataset(path: str | os.PathLike, validate: bool = True, cache_dir: str | None = None):
-    """A ``datasets.Dataset`` of the documents of a BigBIO kb JSONL file (two streaming passes, Arrow-backed)."""
+def _check_features(doc: dict, features, source: str | None) -> None:
+    """With fixed features, a key they lack would make Arrow fail deep inside: say which key and document."""
+    extra = sorted(set(doc) - set(features))
+    if extra:
+        raise InputError(f"key {extra[0]!r} is not among the given features.", file=source,
+                         document=str(doc.get("id")), field=extra[0],
+                         fix="pass features=None to infer them, or drop the key.")
+
+
+def jsonl_to_dataset(path: str | os.PathLike, validate: bool = True, cache_dir: str | None = None,
+                     features=None):
+    """A ``datasets.Dataset`` of the documents of a BigBIO kb JSONL file (two streaming passes, Arrow-backed).
+
+    ``features``: e.g. ``kb_features()`` for exactly BigBIO's column types; default: inferred from the documents.
+    """
     import datasets
 
     keys: dict[str, dict[str, None]] = {}
+    n = 0
     for doc in read_jsonl(path, validate=validate):
-        _collect_keys(doc, "", keys)
-    if not keys:
+        n += 1
+        if features is None:
+            _collect_keys(doc, "", keys)
+        else:
+            _check_features(doc, features, str(path))
+    if not n:
         raise InputError("the file holds no documents.", file=str(path), fix="give a non-empty JSONL file.")
-    return datasets.Dataset.from_generator(_generate, gen_kwargs={"path": str(path), "keys": keys},
-                                           cache_dir=cache_dir)
+    return datasets.Dataset.from_generator(_generate, features=features, cache_dir=cache_dir,
+                                           gen_kwargs={"path": str(path), "keys": keys if features is None else None})
 
 
-def documents_to_dataset(docs: Iterable[dict]):
+def documents_to_dataset(docs: Iterable[dict], features=None):
     """A ``datasets.Dataset`` of in-memory documents (for a file, :func:`jsonl_to_dataset` streams)."""
     import datasets
 
     docs = list(docs)
+    if features is not None:
+        for doc in docs:
+            _check_features(doc, features, None)
+        return datasets.Dataset.from_list(docs, features=features)
     keys: dict[str, dict[str, None]] = {}
     for doc in docs:
         _collect_keys(doc, "", keys)
