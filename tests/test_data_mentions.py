@@ -95,7 +95,8 @@ def test_linker_fills_the_example_documents(tmp_path):
 
     b = TerminologyBuilder()
     names = {"HP:0001250": ["Seizure", "convulsiones"], "HP:0004322": ["Short stature", "baja estatura"],
-             "HP:0000252": ["Microcephaly"], "HP:0001252": ["Hypotonia", "hipotonía"], "HP:0001945": ["Fever", "fiebre"]}
+             "HP:0000252": ["Microcephaly"], "HP:0001252": ["Hypotonia", "hipotonía"],
+             "HP:0001945": ["Fever", "fiebre"]}
     for cid, ns in names.items():
         b.add_concept(cid, ns[0], source="test")
         for n in ns:

@@ -161,6 +161,10 @@ def test_brat_ann_without_txt_and_bad_lines(tmp_path):
     with pytest.raises(InputError) as info:
         list(read_documents(tmp_path, format="brat"))
     assert (info.value.file, info.value.line) == (str(tmp_path / "ok.ann"), 2)
+    (tmp_path / "ok.ann").write_text("T1\tS 0 5\tfever\nT1\tS 0 5\tfever\n")
+    with pytest.raises(InputError, match="'T1' is used twice") as info:
+        list(read_documents(tmp_path, format="brat"))
+    assert info.value.line == 2
     (tmp_path / "ok.ann").write_text("T1\tS 0 4\tfever\n")
     with pytest.raises(InputError, match="'fever' differs from the document text 'feve'") as info:
         list(read_documents(tmp_path, format="brat"))

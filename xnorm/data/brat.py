@@ -106,6 +106,8 @@ def parse_ann(doc_id: str, text: str, ann: Path | None) -> dict:
             pieces = span_text.split(";")
             if not etype or not all(_SPAN.match(p.strip()) for p in pieces):
                 raise bad(line_no, f"bad type or offsets {parts[1]!r}")
+            if parts[0] in spans:
+                raise bad(line_no, f"id {parts[0]!r} is used twice in this file")
             offsets = [[int(a), int(b)] for a, b in (p.split() for p in pieces)]
             surface = "\t".join(parts[2:])
             found = [text[s:e] for s, e in offsets]

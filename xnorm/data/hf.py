@@ -48,7 +48,8 @@ def load_hf(spec: str | os.PathLike, split: str | None = None, config: str | Non
             ds = datasets.load_from_disk(path)
         except (FileNotFoundError, ValueError) as e:
             raise InputError(f"not a saved Hugging Face dataset ({e}).", file=path,
-                             fix="give a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`.") from None
+                             fix="give a folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."
+                             ) from None
         if isinstance(ds, datasets.DatasetDict):
             if split is None and len(ds) == 1:
                 split = next(iter(ds))
