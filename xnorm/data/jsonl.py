@@ -33,9 +33,9 @@ def read_jsonl(path: str | os.PathLike, validate: bool = True, strict: bool = Fa
             if not line.strip():
                 continue
             try:
-                doc = json.loads(line)
+                doc = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg} at column {e.colno}).", file=str(path), line=line_no,
+                raise InputError(f"not valid JSON ({e.msg} at column {e.pos + 1}).", file=str(path), line=line_no,
                                  fix="write one BigBIO kb document as a JSON object per line.") from None
             if not isinstance(doc, dict):
                 raise InputError(f"a line holds a JSON {type(doc).__name__}, not an object.", file=str(path),
