@@ -304,7 +304,13 @@ def test_calibrated_fusion_by_hand_is_not_a_raw_max():
     np.testing.assert_allclose(out.scores[0], [expected[c] for c in [2, 1, 3, 4]], rtol=1e-5)
     # A raw max would rank 2 first by b's 40.0 and then 3 (10.0) over 1 (0.95): fusion does not.
     z = fuse([a, b], k=4, method="zscore")
-    assert z.concepts[0, 0] == 2 and set(z.concepts[0].tolist()) == {1, 2, 3, 4}
+    za = (np.array([0.95, 0.94, 0.20]) - np.mean([0.95, 0.94, 0.20])) / np.std([0.95, 0.94, 0.20])
+    zb = (np.array([40.0, 10.0, 0.0]) - np.mean([40.0, 10.0, 0.0])) / np.std([40.0, 10.0, 0.0])
+    # Absent from a list = that list's lowest z for the mention.
+    by_hand = {1: za[0] + zb.min(), 2: za[1] + zb[0], 3: za[2] + zb[1], 4: za.min() + zb[2]}
+    ranked = sorted(by_hand, key=lambda c: -by_hand[c])
+    assert z.concepts[0].tolist() == ranked
+    np.testing.assert_allclose(z.scores[0], [by_hand[c] for c in ranked], rtol=1e-5)
 
 
 # ---- filters and long forms ------------------------------------------------------------------------------------

@@ -151,3 +151,22 @@ def test_cli_index_end_to_end(term, tiny_model_dir, tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
     code, out, err = _cli(capsys, "index", "--terminology", str(tmp_path / "missing"), "-o", str(tmp_path / "x"))
     assert code == 3 and "missing" in err
+
+
+def test_two_dense_generators_with_different_encoders_in_one_process(term, tiny_model_dir, mentions, tmp_path):
+    mean = Encoder(str(tiny_model_dir), pooling="mean")
+    cls_ = Encoder(str(tiny_model_dir), pooling="cls")
+    cfg = {"generators": [{"type": "dense", "name": "mean", "model": str(tiny_model_dir)},
+                          {"type": "dense", "name": "cls", "model": str(tiny_model_dir)}],
+           "fusion": {"method": "zscore", "weights": [1, 1]}}
+    index = CandidateIndex.build(term, cfg, encoders={"mean": mean, "cls": cls_})
+    per = index.generator_candidates(mentions, 8)
+    assert not np.array_equal(per["mean"].scores, per["cls"].scores)  # each generator uses its own encoder
+    path = index.save(tmp_path / "two")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert [g["encoder"]["pooling"] for g in manifest["generators"]] == ["mean", "cls"]
+    loaded = CandidateIndex.load(path)  # encoders rebuilt from each generator's stored reference
+    again = loaded.generator_candidates(mentions, 8)
+    for name in ("mean", "cls"):
+        np.testing.assert_array_equal(per[name].concepts, again[name].concepts)
+    np.testing.assert_array_equal(index.candidates(mentions, 8).concepts, loaded.candidates(mentions, 8).concepts)
