@@ -9,7 +9,7 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 
 
 @click.command("link")
-@click.argument("input_path", metavar="INPUT", required=False, type=click.Path(exists=True))
+@click.argument("input_path", metavar="INPUT", required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=True), help="Where to write the linked documents.")
 @click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False),
               help="A saved candidate index (`xnorm index`).")
@@ -24,6 +24,8 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--format", "in_format", type=click.Choice(FORMATS), help="Input format [default: detected].")
 @click.option("--output-format", type=click.Choice(["bigbio", "brat"]),
               help="Output format [default: bigbio, or brat for a brat input].")
+@click.option("--db-name", help="db_name written with each prediction [default: the terminology's, e.g. HPO]; "
+              "for PubTator input also the db_name of bare gold ids.")
 @click.option("--threshold", type=float, help="NIL threshold: a mention whose best score is below gets no "
               "prediction (empty list).")
 @click.option("--field", default="normalized", show_default=True,
@@ -37,11 +39,11 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--terms", is_flag=True, help="Quick use: read one term per line from stdin, print a TSV.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Documents per batch.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
-         output_format, threshold, field, overwrite, explain, text, spans, terms, batch_size):
+         output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size):
     """Normalize entity mentions in INPUT and write OUTPUT.
 
     INPUT holds documents with entity mentions: BigBIO kb JSONL, a BRAT folder (.txt + .ann), PubTator, or a
-    Hugging Face dataset folder (detected; --format forces). OUTPUT is the same documents, unchanged except that
+    Hugging Face dataset folder (`FOLDER::split` picks a split; detected, --format forces). OUTPUT is the same documents, unchanged except that
     each entity's FIELD (default `normalized`) holds the ranked predictions, best first, each
     {db_name, db_id, score}. Nothing is written unless the run finishes.
 
@@ -68,7 +70,13 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
     if sum(x is not None for x in (index_dir, terminology, linker_dir, config_path)) > 1:
         raise click.UsageError("give at most one of --index, --terminology, --linker, --config.")
 
+    if not quick:  # check the input before the (slower) linker is built
+        from xnorm.data import detect_format
+
+        fmt_in = in_format or detect_format(input_path)
     linker = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
+    if db_name:
+        linker.config.db_name = db_name
     if explain:
         click.echo(f"pipeline: {linker.pipeline}", err=True)
     if quick:
@@ -79,22 +87,21 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
 
     from xnorm.data import read_documents, write_documents
 
-    docs = read_documents(input_path, format=in_format)
-    fmt = output_format or ("brat" if (in_format or _detected(input_path)) == "brat" else "bigbio")
+    reader_opts = {}
+    if fmt_in in ("brat", "pubtator") and lang:
+        reader_opts["lang"] = lang
+    if fmt_in == "pubtator" and db_name:
+        reader_opts["db_name"] = db_name
+    docs = read_documents(input_path, format=fmt_in, **reader_opts)
+    fmt = output_format or ("brat" if fmt_in == "brat" else "bigbio")
     with tqdm(unit=" mentions", desc="linking", disable=None, file=sys.stderr) as bar:
         linked = linker.link(docs, top_k=top_k, field=field, overwrite=overwrite, explain=explain,
                              batch_size=batch_size, lang=lang, progress=bar.update)
         n_docs = write_documents(linked, output, format=fmt)
     click.echo(f"linked {bar.n} mentions in {n_docs} documents -> {output}", err=True)
     if bar.n == 0:
-        raise InputError("the input holds no entity mentions to link.", file=input_path,
-                         fix="give documents with entities (BigBIO `entities`, BRAT T lines, PubTator mentions).")
-
-
-def _detected(path: str) -> str:
-    from xnorm.data import detect_format
-
-    return detect_format(path)
+        click.echo(f"xnorm: warning: {input_path} holds no entity mentions; the documents were copied unchanged.",
+                   err=True)
 
 
 def _make_linker(index_dir, terminology, linker_dir, config_path, threshold):

@@ -7,6 +7,7 @@ entry point, so ``add_pipe`` works without importing xnorm first.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from spacy.language import Language
@@ -17,25 +18,34 @@ from .types import Mentions
 
 @Language.factory(
     "xnorm_linker",
-    default_config={"linker": None, "config": None, "top_k": 5, "threshold": None, "lang": None,
+    default_config={"linker": None, "config": None, "index": None, "top_k": 5, "threshold": None, "lang": None,
                     "resolve_abbreviations": True},
 )
-def create_xnorm_linker(nlp: Language, name: str, linker: str | None, config: str | None, top_k: int,
-                        threshold: float | None, lang: str | None, resolve_abbreviations: bool) -> "XnormLinker":
-    return XnormLinker(nlp, linker=linker, config=config, top_k=top_k, threshold=threshold, lang=lang,
-                       resolve_abbreviations=resolve_abbreviations)
+def create_xnorm_linker(nlp: Language, name: str, linker: str | None, config: str | None, index: str | None,
+                        top_k: int, threshold: float | None, lang: str | None,
+                        resolve_abbreviations: bool) -> "XnormLinker":
+    return XnormLinker(nlp, linker=linker, config=config, index=index, top_k=top_k, threshold=threshold,
+                       lang=lang, resolve_abbreviations=resolve_abbreviations)
 
 
 class XnormLinker:
     """Sets ``ent._.kb_ents`` on each entity. ``linker``: a saved linker folder; ``config``: a YAML config;
-    neither: the embedded default (English HPO + the embedded multilingual encoder)."""
+    ``index``: a saved candidate index; none of them: the embedded default (English HPO + the embedded
+    multilingual encoder)."""
 
-    def __init__(self, nlp: Language, linker: str | None = None, config: str | None = None, top_k: int = 5,
-                 threshold: float | None = None, lang: str | None = None,
-                 resolve_abbreviations: bool = True) -> None:
+    def __init__(self, nlp: Language, linker: str | None = None, config: str | None = None,
+                 index: str | None = None, top_k: int = 5, threshold: float | None = None,
+                 lang: str | None = None, resolve_abbreviations: bool = True) -> None:
         from .linker import Linker
 
-        self.linker = Linker.load(linker) if linker else Linker.from_config(config) if config else Linker.default()
+        if linker:
+            self.linker = Linker.load(linker)
+        elif config:
+            self.linker = Linker.from_config(config)
+        elif index:
+            self.linker = Linker.from_config({"index": index})
+        else:
+            self.linker = Linker.default()
         if threshold is not None:
             self.linker.config.threshold = threshold
         self.top_k = top_k
@@ -59,7 +69,10 @@ class XnormLinker:
                 doc[0].is_sent_start = True
                 for tok in doc[1:]:
                     tok.is_sent_start = False
-            doc = self.abbreviations(doc)
+            with warnings.catch_warnings():
+                # scispaCy's detector warns (W036) when a document defines no abbreviation: expected, not news.
+                warnings.filterwarnings("ignore", message=r"\[W036\]")
+                doc = self.abbreviations(doc)
             expansions = {(a.start, a.end): a._.long_form.text for a in doc._.abbreviations}
             long_forms = [expansions.get((e.start, e.end), "") for e in ents]
         mentions = Mentions(texts=[e.text for e in ents], langs=[self.lang] * len(ents),

@@ -52,7 +52,7 @@ LOADERS: dict[str, Callable] = {
 DEFAULT_OPTIONS = {"tsv": {"delimiter": "\t"}, "csv": {"delimiter": ","}}
 PATH_OPTIONS = {"umls": ("mrsty", "semantic_groups_file")}  # options that name files (resolved like `path`)
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-RECIPE_KEYS = ("name", "description", "sources", "languages", "name_types")
+RECIPE_KEYS = ("name", "description", "db_name", "sources", "languages", "name_types")
 
 
 @dataclass
@@ -74,6 +74,7 @@ class Recipe:
     name_types: list[str] | None
     path: Path | None = None
     text: str = ""
+    db_name: str = ""  # what predictions write as BigBIO `db_name` (e.g. HPO); default: the recipe name
 
     def fingerprint(self) -> str:
         """Hash of the recipe text and the size and mtime of every source file: the cache key of a build."""
@@ -250,7 +251,11 @@ def parse_recipe(data, *, path: Path | None = None, text: str = "") -> Recipe:
                               + (f"; {bad[0]!r} is none of them." if bad else "."), file=file, field="name_types",
                               fix="e.g. name_types: [preferred, exact, translation].")
     specs = [_source(entry, i, base, file) for i, entry in enumerate(sources)]
-    return Recipe(name, str(data.get("description") or ""), specs, langs, ntypes, path, text)
+    db_name = data.get("db_name") or name
+    if not isinstance(db_name, str):
+        raise ConfigError(f"db_name must be a string, got {db_name!r}.", file=file, field="db_name",
+                          fix="e.g. db_name: HPO")
+    return Recipe(name, str(data.get("description") or ""), specs, langs, ntypes, path, text, db_name)
 
 
 def read_recipe(path: str | os.PathLike) -> Recipe:
@@ -288,7 +293,7 @@ def build_recipe(recipe: Recipe | str | os.PathLike,
             counts = loader(builder, path, **src.options)
             if progress is not None:
                 progress(src, path, counts)
-    term = builder.build(name=recipe.name, description=recipe.description,
+    term = builder.build(name=recipe.name, db_name=recipe.db_name, description=recipe.description,
                          recipe=str(recipe.path) if recipe.path else None)
     mask = np.ones(term.n_names, dtype=bool)
     if recipe.languages is not None:

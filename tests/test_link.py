@@ -1,0 +1,281 @@
+"""`xnorm link`, the `Linker` API and the spaCy component, on the real English HPO with a TF-IDF index
+(fast) and, for the dense path, the tiny BERT built from a config."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from xnorm.errors import EXIT_BAD_INPUT, ConfigError
+from xnorm.types import Mentions
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "clinical_notes.bigbio.jsonl"
+SPARSE = {"generators": [{"type": "sparse"}], "routing": "fallback"}
+
+
+@pytest.fixture(scope="module")
+def hpo_index(tmp_path_factory) -> Path:
+    """A saved TF-IDF index over the English HPO (built once for this module)."""
+    from xnorm.candidates import CandidateIndex
+    from xnorm.terminology import load_terminology
+
+    path = tmp_path_factory.mktemp("idx") / "hpo-sparse"
+    CandidateIndex.build(load_terminology("hpo-en", cache=False), SPARSE).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def linker(hpo_index):
+    from xnorm.linker import Linker
+
+    return Linker.from_config({"index": str(hpo_index)})
+
+
+def run(*args: str, input: str | None = None):
+    """Run the CLI the way `xnorm` does (errors -> one line + exit code)."""
+    from xnorm.cli.main import main
+
+    def entry():
+        main(list(args))
+
+    runner = CliRunner()
+    with runner.isolation(input=input) as (out, err, _):
+        try:
+            entry()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except KeyboardInterrupt:
+            code = 130
+    return _Result(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+class _Result:
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code, self.stdout, self.output = exit_code, stdout, stdout + stderr
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_linker_api_predicts_real_hpo_ids(linker):
+    preds = linker.predict(Mentions.from_texts(["short stature", "microcephaly", "generalized hypotonia"]), 3)
+    ids = preds.concept_ids(linker.terminology)
+    assert ids[0, 0] == "HP:0004322"  # Short stature
+    assert ids[1, 0] == "HP:0000252"  # Microcephaly
+    assert ids[2, 0] == "HP:0001290"  # Generalized hypotonia
+    assert np.all(np.diff(preds.scores, axis=1) <= 0)  # ranked
+    assert linker.db_name == "HPO"
+
+
+def test_link_cli_bigbio_round_trip(hpo_index, tmp_path):
+    out = tmp_path / "linked.jsonl"
+    res = run("link", str(EXAMPLE), "-o", str(out), "--index", str(hpo_index), "--top-k", "3")
+    assert res.exit_code == 0, res.output
+    gold_in = _read(EXAMPLE)
+    linked = _read(out)
+    assert [d["id"] for d in linked] == [d["id"] for d in gold_in]
+    for doc_in, doc_out in zip(gold_in, linked):
+        # Everything but `normalized` is unchanged.
+        strip = lambda d: {**d, "entities": [{k: v for k, v in e.items() if k != "normalized"}  # noqa: E731
+                                             for e in d["entities"]]}
+        assert strip(doc_in) == strip(doc_out)
+        for ent in doc_out["entities"]:
+            preds = ent["normalized"]
+            assert 1 <= len(preds) <= 3
+            assert all(p["db_name"] == "HPO" and p["db_id"].startswith("HP:") for p in preds)
+            scores = [p["score"] for p in preds]
+            assert scores == sorted(scores, reverse=True)
+    by_text = {e["text"][0]: e["normalized"][0]["db_id"] for d in linked for e in d["entities"]}
+    assert by_text["microcephaly"] == "HP:0000252"
+    assert by_text["short stature"] == "HP:0004322"
+
+
+def test_link_then_evaluate(hpo_index, tmp_path):
+    out = tmp_path / "linked.jsonl"
+    assert run("link", str(EXAMPLE), "-o", str(out), "--index", str(hpo_index), "--top-k", "5").exit_code == 0
+    gold = tmp_path / "gold.jsonl"
+    shutil.copy(out, gold)  # gold = our own top-1: evaluation of the run against itself must be perfect at 1
+    docs = _read(gold)
+    for d in docs:
+        for e in d["entities"]:
+            e["normalized"] = e["normalized"][:1]
+    gold.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    res = run("evaluate", str(out), str(gold), "--json", "--k", "1,5")
+    assert res.exit_code == 0, res.output
+    scores = json.loads(res.output)
+    assert scores["accuracy@1"] == 1.0 and scores["recall@5"] == 1.0
+
+
+def test_nil_threshold_empties_low_scores(hpo_index, tmp_path):
+    out = tmp_path / "nil.jsonl"
+    res = run("link", str(EXAMPLE), "-o", str(out), "--index", str(hpo_index), "--threshold", "0.99")
+    assert res.exit_code == 0, res.output
+    ents = [e for d in _read(out) for e in d["entities"]]
+    exact = {"microcephaly", "hypotonia", "short stature", "fever", "headache"}
+    for e in ents:
+        if e["text"][0].lower() in exact:
+            assert e["normalized"], e  # exact names score 1.0: above the threshold
+    assert any(e["normalized"] == [] for e in ents)  # some mention is NIL at 0.99
+
+
+def test_gold_is_not_overwritten_without_flag(hpo_index, tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    docs = _read(EXAMPLE)
+    docs[0]["entities"][0]["normalized"] = [{"db_name": "HPO", "db_id": "HP:0001250"}]
+    gold.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    out = tmp_path / "out.jsonl"
+    res = run("link", str(gold), "-o", str(out), "--index", str(hpo_index))
+    assert res.exit_code == EXIT_BAD_INPUT
+    assert "already has a non-empty 'normalized'" in res.output and "--overwrite" in res.output
+    assert not out.exists()  # nothing half-written
+    res = run("link", str(gold), "-o", str(out), "--index", str(hpo_index), "--field", "pred")
+    assert res.exit_code == 0, res.output
+    first = _read(out)[0]["entities"][0]
+    assert first["normalized"] == [{"db_name": "HPO", "db_id": "HP:0001250"}] and first["pred"]
+    res = run("link", str(gold), "-o", str(out), "--index", str(hpo_index), "--overwrite")
+    assert res.exit_code == 0 and _read(out)[0]["entities"][0]["normalized"][0]["db_id"] != "HP:0001250"
+
+
+@pytest.mark.parametrize("fmt", ["brat", "pubtator", "hf"])
+def test_link_other_input_formats(fmt, hpo_index, tmp_path):
+    from xnorm.data import read_documents, write_documents
+
+    docs = list(read_documents(EXAMPLE))
+    src = tmp_path / f"in-{fmt}"
+    if fmt == "hf":
+        from xnorm.data import documents_to_dataset
+
+        documents_to_dataset(docs).save_to_disk(str(src))
+    elif fmt == "pubtator":
+        # PubTator holds a title and an abstract without line breaks; keep the single-passage documents.
+        src = tmp_path / "in.pubtator"
+        write_documents([d for d in docs if len(d["passages"]) == 2], src, format="pubtator")
+    else:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # brat has no `lang`: the writer warns
+            write_documents(docs, src, format="brat")
+    out = tmp_path / ("out" if fmt == "brat" else "out.jsonl")
+    res = run("link", str(src), "-o", str(out), "--index", str(hpo_index), "--lang", "en")
+    assert res.exit_code == 0, res.output
+    linked = list(read_documents(out))
+    ents = [e for d in linked for e in d["entities"]]
+    assert ents and all(e["normalized"] and e["normalized"][0]["db_id"].startswith("HP:") for e in ents)
+    micro = [e for e in ents if e["text"][0] == "microcephaly"]
+    assert micro and micro[0]["normalized"][0]["db_id"] == "HP:0000252"
+
+
+def test_bad_input_is_one_clear_line(hpo_index, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    good = EXAMPLE.read_text().splitlines()
+    bad.write_text(good[0] + "\n{not json\n")
+    out = tmp_path / "out.jsonl"
+    res = run("link", str(bad), "-o", str(out), "--index", str(hpo_index))
+    assert res.exit_code == EXIT_BAD_INPUT
+    assert f"{bad}:2" in res.output and "Fix:" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+    res = run("link", str(tmp_path / "missing.jsonl"), "-o", str(out), "--index", str(hpo_index))
+    assert res.exit_code == EXIT_BAD_INPUT and "not found" in res.output
+    res = run("link", str(EXAMPLE), "--index", str(hpo_index))
+    assert res.exit_code == 2  # usage: no -o
+
+
+def test_interrupted_run_leaves_no_output(hpo_index, tmp_path, monkeypatch):
+    from xnorm.linker import Linker
+
+    calls = {"n": 0}
+    real = Linker.predict
+
+    def interrupt_on_second_batch(self, mentions, top_k=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, mentions, top_k)
+
+    monkeypatch.setattr(Linker, "predict", interrupt_on_second_batch)
+    out = tmp_path / "out.jsonl"
+    res = run("link", str(EXAMPLE), "-o", str(out), "--index", str(hpo_index), "--batch-size", "1")
+    assert res.exit_code != 0
+    assert not out.exists() and not list(tmp_path.glob(".out.jsonl*"))
+
+
+def test_quick_text_and_terms(hpo_index):
+    text = "The boy had microcephaly and short stature."
+    res = run("link", "--index", str(hpo_index), "--text", text, "--mention", "12:24", "--mention", "29:42",
+              "--top-k", "2", "--explain")
+    assert res.exit_code == 0, res.output
+    rows = [line.split("\t") for line in res.stdout.strip().splitlines()]
+    assert rows[0][:3] == ["mention", "rank", "db_id"]
+    assert rows[1][:3] == ["microcephaly", "1", "HP:0000252"]
+    assert any(r[0] == "short stature" and r[2] == "HP:0004322" and r[1] == "1" for r in rows)
+    res = run("link", "--index", str(hpo_index), "--text", text, "--mention", "30:99")
+    assert res.exit_code == EXIT_BAD_INPUT and "outside the text" in res.output
+    res = run("link", "--index", str(hpo_index), "--terms", input="Microcephaly\nshort stature\n")
+    assert res.exit_code == 0
+    assert [r.split("\t")[2] for r in res.stdout.strip().splitlines()[1:]] == ["HP:0000252", "HP:0004322"]
+
+
+def test_linker_save_load_and_config(hpo_index, tmp_path):
+    from xnorm.linker import Linker
+
+    cfg = tmp_path / "linker.yaml"
+    cfg.write_text(f"index: {hpo_index}\ntop_k: 2\nthreshold: 0.5\n")
+    linker = Linker.from_config(cfg)
+    saved = linker.save(tmp_path / "my-linker")
+    again = Linker.load(saved)
+    m = Mentions.from_texts(["microcephaly", "zzzzqqq"])
+    a, b = linker.predict(m), again.predict(m)
+    assert np.array_equal(a.concepts, b.concepts) and np.allclose(a.scores, b.scores)
+    assert a.concepts.shape == (2, 2) and a.concepts[1, 0] == -1  # NIL under 0.5
+    res = run("link", str(EXAMPLE), "-o", str(tmp_path / "o.jsonl"), "--linker", str(saved))
+    assert res.exit_code == 0, res.output
+    cfg.write_text("indx: foo\n")
+    with pytest.raises(ConfigError) as e:
+        Linker.from_config(cfg)
+    assert "indx" in str(e.value) and "use only" in str(e.value)
+
+
+def test_dense_fusion_linker_with_tiny_model(tiny_model_dir, tmp_path):
+    """The fusion pipeline (TF-IDF + a dense encoder) through the same CLI, on a small custom terminology."""
+    terms = tmp_path / "terms.tsv"
+    terms.write_text("concept_id\tname\tlang\nX:1\tseizure\ten\nX:1\tconvulsión\tes\nX:2\tshort stature\ten\n"
+                     "X:3\tmicrocephaly\ten\nX:4\thypotonia\ten\n")
+    recipe = tmp_path / "custom.yaml"
+    recipe.write_text(f"name: custom\nsources:\n  - type: tsv\n    path: {terms}\n")
+    cfg = tmp_path / "linker.yaml"
+    cfg.write_text(
+        f"terminology: {recipe}\ndb_name: CUSTOM\ncandidates:\n  generators:\n    - type: sparse\n"
+        f"    - type: dense\n      model: {tiny_model_dir}\n  routing: fallback\n  fusion: {{method: rrf}}\n")
+    out = tmp_path / "o.jsonl"
+    res = run("link", str(EXAMPLE), "-o", str(out), "--config", str(cfg), "--top-k", "2", "--explain")
+    assert res.exit_code == 0, res.output
+    assert "fused by rrf" in res.output
+    ents = [e for d in _read(out) for e in d["entities"]]
+    micro = next(e for e in ents if e["text"][0] == "microcephaly")
+    assert micro["normalized"][0]["db_id"] == "X:3" and micro["normalized"][0]["db_name"] == "CUSTOM"
+    assert micro["normalized"][0]["matched_name"] == "microcephaly"
+    assert micro["normalized"][0]["route"] == "same-language"
+
+
+def test_spacy_component(hpo_index):
+    import spacy
+    from spacy.tokens import Span
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("xnorm_linker", config={"index": str(hpo_index), "top_k": 3})
+    doc = nlp.make_doc("Patients with attention deficit hyperactivity disorder (ADHD) and microcephaly.")
+    doc.ents = [Span(doc, 7, 8, label="phenotype"), Span(doc, 10, 11, label="phenotype")]
+    doc = nlp(doc)
+    kb = {e.text: e._.kb_ents for e in doc.ents}
+    assert kb["microcephaly"][0][0] == "HP:0000252"
+    # "ADHD" is defined in the text: its long form finds the concept although the short form is no HPO name.
+    assert kb["ADHD"][0][0] == "HP:0007018"  # Attention deficit hyperactivity disorder
+    assert all(isinstance(s, float) for _, s in kb["ADHD"])
