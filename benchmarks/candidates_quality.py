@@ -61,8 +61,8 @@ def english_hpo():
     return b.build(name="hpo-en", db_name="HPO")
 
 
-def official_labels(folder: Path, lang: str, n: int, seed: int, ids) -> tuple[list[str], list[str], dict]:
-    """Up to n (label, current HPO id) pairs, seeded sample; counts of what was dropped."""
+def official_labels(folder: Path, lang: str, n: int | None, seed: int, ids) -> tuple[list[str], list[str], dict]:
+    """Up to n (label, current HPO id) pairs (all if n is None), seeded sample; counts of what was dropped."""
     path = folder / f"hp-{lang}.babelon.tsv"
     pairs, dropped = [], {"no current id": 0}
     with open(path, encoding="utf-8", newline="") as f:
@@ -76,7 +76,7 @@ def official_labels(folder: Path, lang: str, n: int, seed: int, ids) -> tuple[li
                 continue
             pairs.append((row["translation_value"], cur))
     dropped["available"] = len(pairs)
-    if len(pairs) > n:
+    if n is not None and len(pairs) > n:
         rng = np.random.default_rng(seed)
         pairs = [pairs[i] for i in np.sort(rng.choice(len(pairs), n, replace=False))]
     return [p[0] for p in pairs], [p[1] for p in pairs], dropped
@@ -92,6 +92,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=64)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--variant", choices=["english-only", "half"], default="english-only",
+                    help="english-only: index English names only; half: also index the OFFICIAL labels of half "
+                         "of each language's concepts (seeded split) and query the other half, with routing "
+                         "`same` (language only) and `fallback` (+ English)")
     args = ap.parse_args(argv)
 
     from xnorm import Mentions
@@ -109,6 +113,8 @@ def main(argv=None) -> int:
     ids = read_hpo_ids()
     print(f"English HPO: {len(term):,} concepts, {term.n_names:,} names ({time.perf_counter() - t0:.1f} s)",
           file=sys.stderr)
+    if args.variant == "half":
+        return half_variant(args, term, ids, configs)
     queries = {}
     for lang in LANGS:
         texts, gold, counts = official_labels(args.data, lang, args.n, args.seed, ids)
@@ -146,6 +152,75 @@ def main(argv=None) -> int:
     (args.out / "candidates_quality.md").write_text(markdown(results))
     print(markdown(results))
     return 0
+
+
+def half_variant(args, term, ids, configs) -> int:
+    """Per language: English + half of the language's labels indexed, the other half queried."""
+    import hashlib
+
+    from xnorm import Mentions, TerminologyBuilder  # noqa: F401
+    from xnorm.candidates import CandidateIndex
+    from xnorm.eval.ranking import mention_metrics
+
+    rows = []
+    for lang in LANGS:
+        texts, gold, counts = official_labels(args.data, lang, None, args.seed, ids)
+        if len(texts) < 2:
+            continue
+        # Split by concept (a stable hash of id + seed): a queried concept has no name of its language indexed.
+        half = np.array([int(hashlib.sha256(f"{args.seed}:{g}".encode()).hexdigest()[:8], 16) % 2 for g in gold])
+        indexed, queried = np.flatnonzero(half == 0), np.flatnonzero(half == 1)
+        if len(queried) > args.n:
+            queried = np.sort(np.random.default_rng(args.seed).choice(queried, args.n, replace=False))
+        extended = _with_names(term, [texts[i] for i in indexed], [gold[i] for i in indexed], lang)
+        q_texts, q_gold = [texts[i] for i in queried], [[gold[i]] for i in queried]
+        mentions = Mentions(texts=q_texts, langs=[lang] * len(q_texts))
+        for label, cfg in configs:
+            index = CandidateIndex.build(extended, cfg)
+            for routing in ("same", "fallback"):
+                index.config["routing"] = routing
+                cands = index.candidates(mentions, k=args.k)
+                m = mention_metrics(cands.concept_ids(extended), q_gold, ks=KS)
+                rows.append((label, lang, routing, len(indexed), len(q_texts), m))
+                print(f"{label:24s} {lang:4s} {routing:8s} indexed {len(indexed):5d} queried {len(q_texts):5d} "
+                      f"acc@1 {m['accuracy@1']:.3f} R@64 {m['recall@64']:.3f}", file=sys.stderr)
+    lines = [
+        "# Candidate quality with and without the English fallback (half of each language indexed)",
+        "",
+        f"Date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {__import__('os').cpu_count()} CPUs. "
+        f"Command: `python benchmarks/candidates_quality.py --variant half`.",
+        f"Index: the {term.n_names:,} English HPO names plus the OFFICIAL labels of half of the language's "
+        "concepts (seeded split by concept id); queries: the labels of the other half (up to "
+        f"{args.n}). A queried concept has no name in its language in the index, so under `same` (the "
+        "language's names only) it cannot be found: the gold is reachable only through the English fallback. "
+        "The `same` rows measure what the fallback adds; `fallback` rows are what xnorm does by default.",
+        "",
+        "| pipeline | lang | routing | indexed labels | queries | acc@1 | R@5 | R@10 | R@64 | MRR |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, lang, routing, n_idx, n_q, m in rows:
+        lines.append(f"| {label} | {lang} | {routing} | {n_idx} | {n_q} | {m['accuracy@1']:.3f} | "
+                     f"{m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['recall@64']:.3f} | {m['mrr']:.3f} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "candidates_fallback.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _with_names(term, texts, concept_ids, lang):
+    """``term`` plus names (texts in ``lang`` of the given concept ids)."""
+    from xnorm import Terminology
+
+    rows = np.asarray([term.concept_index(c) for c in concept_ids], dtype=np.int32)
+    obj = lambda xs: np.asarray(list(xs), dtype=object)  # noqa: E731
+    n = len(texts)
+    return Terminology(
+        term.concept_ids, term.preferred_names, term.semantic_types, term.concept_sources,
+        np.concatenate([term.name_texts, obj(texts)]), np.concatenate([term.name_concepts, rows]),
+        np.concatenate([term.name_langs, obj([lang] * n)]), np.concatenate([term.name_types,
+                                                                             obj(["translation"] * n)]),
+        np.concatenate([term.name_provenance, obj([f"hp-{lang}.babelon.tsv"] * n)]),
+        dict(term.aliases), dict(term.metadata))
 
 
 def markdown(results: dict) -> str:
