@@ -138,8 +138,9 @@ def expand_env(text: str, *, file: str | None = None, field: str | None = None, 
         elif default is not None:
             out.append(expand_env(default, file=file, field=field, _outer=_outer + (name,)))
         else:
-            names = " nor ".join((name,) + _outer)
-            raise ConfigError(f"environment variable {names} is not set.", file=file, field=field,
+            what = (f"neither environment variable {' nor '.join(_outer + (name,))} is set" if _outer
+                    else f"environment variable {name} is not set")
+            raise ConfigError(f"{what}.", file=file, field=field,
                               fix=f"export {' or '.join(_outer + (name,))}=... (the recipe's comments and "
                                   "terminologies/README.md say what it should point at).")
         i = k
