@@ -90,7 +90,6 @@ def test_fr_skips_definitions_and_quoted_values(builder):
 
 
 def test_all_babelon_files_languages(builder):
-    langs = {}
     for path in sorted(TRANSLATIONS.glob("hp-*.babelon*.tsv")):
         load_babelon(builder, path)
     term = builder.build()

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from xnorm.paths import xnorm_home
 from xnorm.errors import ArtifactError, ConfigError, InputError
 from xnorm.terminology import (Terminology, build_recipe, builtin_recipes, default_terminology, load_terminology,
                                read_recipe)
@@ -59,7 +60,7 @@ def test_cache_second_call_is_fast_and_rebuilds_on_change(custom):
     recipe = read_recipe(custom)
     folder = cache_dir(recipe)
     assert folder.is_dir() and folder.name.startswith("custom-") and (folder / "manifest.json").is_file()
-    assert folder.parent == __import__("xnorm.paths", fromlist=["x"]).xnorm_home() / "terminologies"
+    assert folder.parent == xnorm_home() / "terminologies"
     mtime = (folder / "names.parquet").stat().st_mtime_ns
     second = load_terminology(custom)
     assert (folder / "names.parquet").stat().st_mtime_ns == mtime  # read from the cache, not rebuilt
