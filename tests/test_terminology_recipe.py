@@ -38,6 +38,7 @@ def test_build_save_load_round_trip(custom, tmp_path):
     assert set(term.name_langs) == {"en", "es"} and term.metadata["filtered_names"] == 1  # Asthme (fr)
     assert term.names_of("D1") == ["Seizure", "Convulsión", "fit"]
     assert term.metadata["name"] == "custom" and len(term.metadata["sources"]) == 2
+    assert term.metadata["db_name"] == "custom"  # no db_name in the recipe: its name
     out = term.save(tmp_path / "saved")
     again = load_terminology(out)
     for col in ("concept_ids", "preferred_names", "semantic_types", "name_texts", "name_langs", "name_types",
@@ -147,6 +148,7 @@ def test_builtin_recipes_and_default():
         assert path.is_file()
     term = default_terminology()
     assert isinstance(term, Terminology) and term.metadata["name"] == "hpo-en"
+    assert term.metadata["db_name"] == "HPO"
     assert term.preferred_names[term.concept_index("HP:0001250")] == "Seizure"
     assert set(term.languages) == {"en"} and len(term) > 19000
     # The example recipes parse as far as their environment allows: they name what is missing.
