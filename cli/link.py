@@ -94,12 +94,18 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         reader_opts["db_name"] = db_name
     docs = read_documents(input_path, format=fmt_in, **reader_opts)
     fmt = output_format or ("brat" if fmt_in == "brat" else "bigbio")
+    done = [0]
+
     with tqdm(unit=" mentions", desc="linking", disable=None, file=sys.stderr) as bar:
+        def progress(n: int) -> None:
+            done[0] += n
+            bar.update(n)
+
         linked = linker.link(docs, top_k=top_k, field=field, overwrite=overwrite, explain=explain,
-                             batch_size=batch_size, lang=lang, progress=bar.update)
+                             batch_size=batch_size, lang=lang, progress=progress)
         n_docs = write_documents(linked, output, format=fmt)
-    click.echo(f"linked {bar.n} mentions in {n_docs} documents -> {output}", err=True)
-    if bar.n == 0:
+    click.echo(f"linked {done[0]} mentions in {n_docs} documents -> {output}", err=True)
+    if done[0] == 0:
         click.echo(f"xnorm: warning: {input_path} holds no entity mentions; the documents were copied unchanged.",
                    err=True)
 

@@ -78,6 +78,7 @@ def test_link_cli_bigbio_round_trip(hpo_index, tmp_path):
     out = tmp_path / "linked.jsonl"
     res = run("link", str(EXAMPLE), "-o", str(out), "--index", str(hpo_index), "--top-k", "3")
     assert res.exit_code == 0, res.output
+    assert "linked 14 mentions in 3 documents" in res.output
     gold_in = _read(EXAMPLE)
     linked = _read(out)
     assert [d["id"] for d in linked] == [d["id"] for d in gold_in]

@@ -6,6 +6,7 @@ mention "VSD" can also be queried as "ventricular septal defect" (``Mentions.lon
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from typing import Iterable, Sequence
 
@@ -28,8 +29,11 @@ def _pipeline():
 def detect_abbreviations(texts: Iterable[str], batch_size: int = 32) -> list[dict[tuple[int, int], str]]:
     """For each text: ``{(start, end) of a short-form occurrence: its long form}`` (character offsets)."""
     out: list[dict[tuple[int, int], str]] = []
-    for doc in _pipeline().pipe((str(t) for t in texts), batch_size=batch_size):
-        out.append({(a.start_char, a.end_char): a._.long_form.text for a in doc._.abbreviations})
+    with warnings.catch_warnings():
+        # scispaCy's detector warns (W036) for every text that defines no abbreviation: expected, not news.
+        warnings.filterwarnings("ignore", message=r"\[W036\]")
+        for doc in _pipeline().pipe((str(t) for t in texts), batch_size=batch_size):
+            out.append({(a.start_char, a.end_char): a._.long_form.text for a in doc._.abbreviations})
     return out
 
 
