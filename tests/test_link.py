@@ -280,3 +280,15 @@ def test_spacy_component(hpo_index):
     # "ADHD" is defined in the text: its long form finds the concept although the short form is no HPO name.
     assert kb["ADHD"][0][0] == "HP:0007018"  # Attention deficit hyperactivity disorder
     assert all(isinstance(s, float) for _, s in kb["ADHD"])
+
+
+def test_link_a_datasets_dataset(linker):
+    from xnorm.data import documents_to_dataset, read_documents
+
+    ds = documents_to_dataset(list(read_documents(EXAMPLE)))
+    linked = linker.link_dataset(ds, top_k=2)
+    assert len(linked) == len(ds)
+    ents = [e for row in linked for e in row["entities"]]
+    assert len(ents) == 14 and all(1 <= len(e["normalized"]) <= 2 for e in ents)
+    micro = next(e for e in ents if e["text"][0] == "microcephaly")
+    assert micro["normalized"][0]["db_id"] == "HP:0000252" and micro["normalized"][0]["db_name"] == "HPO"

@@ -28,16 +28,17 @@ log = logging.getLogger(__name__)
 FORMAT = "xnorm-linker"
 FORMAT_VERSION = 1
 
-# The best pipeline xnorm ships: TF-IDF over character n-grams and the embedded multilingual encoder, fused
-# by reciprocal rank, English names as the fallback route for other languages.
+# The best pipeline xnorm ships: TF-IDF over character n-grams and the embedded multilingual encoder, fused by
+# min-max calibrated scores (encoder weighted 2:1; see benchmarks/configs/candidates/fusion.yaml for why),
+# English names as the fallback route for other languages.
 DEFAULT_TERMINOLOGY = "hpo-en"
 DEFAULT_CANDIDATES: dict[str, Any] = {
     "generators": [
-        {"type": "sparse"},
+        {"type": "sparse", "ngram_range": [2, 4]},
         {"type": "dense", "model": "multilingual-e5-small"},
     ],
     "routing": "fallback",
-    "fusion": {"method": "rrf"},
+    "fusion": {"method": "minmax", "weights": [1, 2]},
 }
 
 
@@ -189,6 +190,24 @@ class Linker:
         if batch:
             yield from self._link_batch(batch, top_k, field, overwrite, explain, lang, progress,
                                         mentions_from_documents, set_predictions)
+
+    def link_dataset(self, dataset, *, top_k: int | None = None, field: str = "normalized",
+                     overwrite: bool = False, batch_size: int = 64, lang: str | None = None):
+        """Link a 🤗 ``datasets.Dataset`` in the BigBIO kb schema with ``dataset.map(batched=True)``.
+
+        Returns a new dataset whose entities' ``field`` holds the predictions (same rules as ``link``).
+        """
+        columns = dataset.column_names
+
+        def link_columns(batch: dict) -> dict:
+            n = len(batch[columns[0]])
+            docs = [{c: batch[c][i] for c in columns} for i in range(n)]
+            linked = list(self.link(docs, top_k=top_k, field=field, overwrite=overwrite, batch_size=n or 1,
+                                    lang=lang))
+            return {"entities": [d["entities"] for d in linked]}
+
+        return dataset.map(link_columns, batched=True, batch_size=batch_size,
+                           features=None, desc="xnorm link")
 
     def _link_batch(self, docs, top_k, field, overwrite, explain, lang, progress, extract, set_predictions):
         if not overwrite:

@@ -7,12 +7,12 @@ entry point, so ``add_pipe`` works without importing xnorm first.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from .candidates.abbreviations import quiet_w036
 from .types import Mentions
 
 
@@ -69,9 +69,7 @@ class XnormLinker:
                 doc[0].is_sent_start = True
                 for tok in doc[1:]:
                     tok.is_sent_start = False
-            with warnings.catch_warnings():
-                # scispaCy's detector warns (W036) when a document defines no abbreviation: expected, not news.
-                warnings.filterwarnings("ignore", message=r"\[W036\]")
+            with quiet_w036():
                 doc = self.abbreviations(doc)
             expansions = {(a.start, a.end): a._.long_form.text for a in doc._.abbreviations}
             long_forms = [expansions.get((e.start, e.end), "") for e in ents]

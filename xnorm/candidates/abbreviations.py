@@ -6,6 +6,7 @@ mention "VSD" can also be queried as "ventricular septal defect" (``Mentions.lon
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -29,12 +30,23 @@ def _pipeline():
 def detect_abbreviations(texts: Iterable[str], batch_size: int = 32) -> list[dict[tuple[int, int], str]]:
     """For each text: ``{(start, end) of a short-form occurrence: its long form}`` (character offsets)."""
     out: list[dict[tuple[int, int], str]] = []
-    with warnings.catch_warnings():
-        # scispaCy's detector warns (W036) for every text that defines no abbreviation: expected, not news.
-        warnings.filterwarnings("ignore", message=r"\[W036\]")
+    with quiet_w036():
         for doc in _pipeline().pipe((str(t) for t in texts), batch_size=batch_size):
             out.append({(a.start_char, a.end_char): a._.long_form.text for a in doc._.abbreviations})
     return out
+
+
+@contextlib.contextmanager
+def quiet_w036():
+    """Drop spaCy's W036 ("matcher has no patterns"), which scispaCy's detector triggers on every run: its
+    global matcher is empty by design. spaCy installs its own "once" filter in front of ours when it warns,
+    so the warning is recorded here and every other warning is passed on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if "[W036]" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def document_text(doc: dict) -> str:
