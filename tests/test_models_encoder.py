@@ -169,12 +169,19 @@ def test_default_settings_without_any_declaration(enc):
     assert (enc.pooling, enc.query_prefix, enc.passage_prefix, enc.max_length) == ("mean", "", "", 32)
 
 
-def test_int8_precision_stays_close(tiny_model_dir):
+@pytest.mark.parametrize("precision", ["int8", "int8-full"])
+def test_int8_precision_stays_close(tiny_model_dir, precision):
+    import torch
+
     fp32 = Encoder(tiny_model_dir, device="cpu").encode(TEXTS)
-    int8 = Encoder(tiny_model_dir, precision="int8", device="cpu").encode(TEXTS)
+    enc = Encoder(tiny_model_dir, precision=precision, device="cpu")
+    int8 = enc.encode(TEXTS)
     cos = (fp32 * int8).sum(1)
-    assert cos.min() > 0.95
-    assert Encoder(tiny_model_dir, precision="int8", device="cpu").config()["precision"] == "int8"
+    assert cos.min() > 0.95 and not np.allclose(fp32, int8, atol=1e-6)  # quantized, yet close
+    assert enc.config()["precision"] == precision
+    quantized = {n for n, m in enc.model.named_modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)}
+    assert any(".attention." in n for n in quantized)
+    assert any("intermediate" in n for n in quantized) == (precision == "int8-full")
 
 
 def test_bad_arguments_are_user_errors(tiny_model_dir, enc):
