@@ -61,7 +61,10 @@ def timing_table(results: dict, dataset: str, pipelines: list[str]) -> str:
              "|---|---|---|---|---|---|"]
     for p, r in runs.items():
         t = r["timing"]
-        lines.append(f"| {p} | {r['terminology']['names']} | {t['index_build_s']} | {t['link_s']} | "
+        build = t["index_build_s"]
+        if t.get("index_reused_from"):
+            build = f"{build} (reused from {t['index_reused_from']})"
+        lines.append(f"| {p} | {r['terminology']['names']} | {build} | {t['link_s']} | "
                      f"{t['mentions_per_s']} | {t['peak_rss_mb']} |")
     return "\n".join(lines) + "\n"
 

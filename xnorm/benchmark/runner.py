@@ -108,8 +108,13 @@ def _mention_figures(result: dict, ks: list[int]) -> dict:
 
 
 def run_one(dataset: Dataset, terminology, pipeline: PipelineEntry, ks: list[int], factory: LinkerFactory,
-            batch_size: int = 256, show_progress: bool = True, label: str = "") -> dict:
-    """Build the pipeline over ``terminology``, link ``dataset``'s mentions, score them; timings included."""
+            batch_size: int = 256, show_progress: bool = True, label: str = "",
+            cache: dict | None = None, terminology_key: str = "") -> dict:
+    """Build the pipeline over ``terminology``, link ``dataset``'s mentions, score them; timings included.
+
+    ``cache`` (optional) keeps built pipelines by (``terminology_key``, linker config): a later run over the
+    same index names reuses the index instead of rebuilding it, and says so in its timing.
+    """
     from tqdm.auto import tqdm
 
     from ..eval import evaluate_documents
@@ -119,9 +124,16 @@ def run_one(dataset: Dataset, terminology, pipeline: PipelineEntry, ks: list[int
     linker_cfg["top_k"] = top
     linker_cfg["k"] = max(int(linker_cfg.get("k", 64)), top)
     rss_before = current_rss_mb()
-    t0 = time.perf_counter()
-    linker = factory(terminology, linker_cfg)
-    build_s = time.perf_counter() - t0
+    cache_key = (terminology_key, json.dumps(linker_cfg, sort_keys=True, default=str))
+    reused_from = None
+    if cache is not None and terminology_key and cache_key in cache:
+        linker, build_s, reused_from = cache[cache_key]
+    else:
+        t0 = time.perf_counter()
+        linker = factory(terminology, linker_cfg)
+        build_s = time.perf_counter() - t0
+        if cache is not None and terminology_key:
+            cache[cache_key] = (linker, build_s, label)
 
     gold = dataset.documents
     queries = copy.deepcopy(gold)  # the linker writes into its input; gold stays untouched
@@ -141,7 +153,7 @@ def run_one(dataset: Dataset, terminology, pipeline: PipelineEntry, ks: list[int
                     **{m: scores[m] for m in ("strict", "partial", "loose") if m in scores}},
         "per_language": per_lang,
         "timing": {
-            "index_build_s": round(build_s, 3), "link_s": round(link_s, 3),
+            "index_build_s": round(build_s, 3), "index_reused_from": reused_from, "link_s": round(link_s, 3),
             "mentions_per_s": round(n_mentions / link_s, 1) if link_s > 0 else None,
             "rss_before_mb": rss_before, "rss_after_mb": current_rss_mb(),
             "peak_rss_mb": peak_rss_mb(),  # process high-water mark so far (includes earlier runs)
@@ -185,6 +197,16 @@ def _in_config(e: XnormError, config: BenchmarkConfig, where: str) -> XnormError
     return type(e)(message, file=config.path, document=e.document, field=field, fix=e.fix)
 
 
+def _names_key(extra: ExtraNames | None) -> str:
+    """Content key of the names a dataset adds to the index ("" for none): equal names share one index."""
+    if extra is None or not len(extra):
+        return ""
+    h = hashlib.sha256()
+    for col in (extra.concept_ids, extra.texts, extra.langs):
+        h.update("\x1f".join(map(str, col.tolist())).encode())
+    return h.hexdigest()[:16]
+
+
 def run_benchmark(
     config: str | os.PathLike | BenchmarkConfig,
     output_dir: str | os.PathLike | None = None,
@@ -214,6 +236,7 @@ def run_benchmark(
     results.setdefault("started", results["updated"])
     # Nothing is written before the first run ends: a config or data error leaves no half-made results folder.
     base_terms: dict[str, Any] = {}
+    linkers: dict = {}
     for i, entry in enumerate(cfg.datasets):
         todo = [p for p in cfg.pipelines
                 if results["runs"].get(f"{entry.name}/{p.name}", {}).get("fingerprint") != fingerprint(entry, p, cfg.ks)]
@@ -228,20 +251,33 @@ def run_benchmark(
             "dataset": entry.dataset, "options": entry.options, "documents": len(dataset.documents),
             "mentions": dataset.n_mentions, "languages": dataset.languages(), "db_name": dataset.db_name,
             "machine_translated": list(dataset.machine_translated), "metadata": dataset.metadata,
+            "index_terminology": results["datasets"].get(entry.name, {}).get("index_terminology", {}),
         }
-        for j, pipeline in enumerate(cfg.pipelines):
-            run_id = f"{entry.name}/{pipeline.name}"
-            fp = fingerprint(entry, pipeline, cfg.ks)
-            if pipeline not in todo:
-                echo(f"{run_id}: done already, skipped (resume)")
-                continue
+        specs = {}
+        for j, pipeline in enumerate(todo):
             spec = pipeline.linker.get("terminology") or entry.terminology or dataset.default_terminology
             if not spec:
                 raise ConfigError(f"no terminology for dataset {entry.dataset!r} (its ids are "
                                   f"{dataset.db_name or 'of an unknown source'}).", file=cfg.path,
                                   field=f"datasets[{i}].terminology",
                                   fix="set `terminology:` to a saved terminology folder or recipe that holds them.")
-            key = f"{spec}|{entry.name}"
+            specs[pipeline.name] = spec
+        names_key = _names_key(dataset.extra_names)
+        wanted = {f"{spec}|{names_key}" for spec in specs.values()}
+        # Keep in memory only the index terminologies (and pipelines built on them) this dataset uses: a later
+        # dataset over the same names (e.g. the same queries, English-only index) reuses the built indexes.
+        for stale in set(base_terms) - wanted:
+            del base_terms[stale]
+        for stale in [k for k in linkers if k[0] not in wanted]:
+            del linkers[stale]
+        for j, pipeline in enumerate(cfg.pipelines):
+            run_id = f"{entry.name}/{pipeline.name}"
+            fp = fingerprint(entry, pipeline, cfg.ks)
+            if pipeline not in todo:
+                echo(f"{run_id}: done already, skipped (resume)")
+                continue
+            spec = specs[pipeline.name]
+            key = f"{spec}|{names_key}"
             if key not in base_terms:
                 try:
                     term = load_terminology_spec(spec)
@@ -250,15 +286,16 @@ def run_benchmark(
                 dropped = 0
                 if dataset.extra_names is not None and len(dataset.extra_names):
                     term, dropped = with_extra_names(term, dataset.extra_names)
-                results["datasets"][entry.name].setdefault("index_terminology", {})[spec] = {
-                    "names": int(term.n_names), "concepts": int(len(term)),
-                    "extra_names_added": int(term.metadata.get("benchmark_extra_names", 0)),
-                    "extra_names_unknown_concept": dropped,
-                }
-                base_terms[key] = term
-            echo(f"{run_id}: {dataset.n_mentions} mentions, {base_terms[key].n_names} names")
-            record = run_one(dataset, base_terms[key], pipeline, cfg.ks, factory, cfg.batch_size,
-                             show_progress, label=run_id)
+                base_terms[key] = (term, dropped)
+            term, dropped = base_terms[key]
+            results["datasets"][entry.name].setdefault("index_terminology", {})[spec] = {
+                "names": int(term.n_names), "concepts": int(len(term)),
+                "extra_names_added": int(term.metadata.get("benchmark_extra_names", 0)),
+                "extra_names_unknown_concept": dropped,
+            }
+            echo(f"{run_id}: {dataset.n_mentions} mentions, {term.n_names} names")
+            record = run_one(dataset, term, pipeline, cfg.ks, factory, cfg.batch_size,
+                             show_progress, label=run_id, cache=linkers, terminology_key=key)
             record.update({"dataset": entry.name, "pipeline_name": pipeline.name, "fingerprint": fp,
                            "terminology_spec": spec,
                            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
