@@ -56,3 +56,25 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str = "config") -> dict:
+    """The YAML mapping in ``path``; a missing file, a syntax error (with its line) or a non-mapping is a
+    ``ConfigError`` that says so."""
+    import yaml
+
+    from .errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file not found.", file=str(path), fix="check the path.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"not valid YAML ({getattr(e, 'problem', None) or e}).", file=str(path),
+                          line=mark.line + 1 if mark else None, fix="fix the YAML syntax.") from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of keys to values at the top level.", file=str(path),
+                          fix=f"write the {what} as `key: value` lines.")
+    return data

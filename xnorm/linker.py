@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from . import __version__
-from ._io import atomic_dir, sha256_file
+from ._io import atomic_dir, read_yaml_mapping, sha256_file
 from .errors import ArtifactError, ConfigError
 from .paths import indexes_dir
 from .terminology.core import read_manifest, verify_checksums
@@ -87,7 +87,7 @@ class Linker:
         source = "config"
         if isinstance(config, (str, os.PathLike)):
             source = str(config)
-            config = _read_yaml(Path(config))
+            config = read_yaml_mapping(config, "linker config")
         if isinstance(config, dict):
             config = LinkerConfig.from_dict(config, source)
         from .candidates import CandidateIndex
@@ -124,7 +124,8 @@ class Linker:
         path = Path(path)
         manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
         verify_checksums(path, manifest)
-        cfg = LinkerConfig.from_dict(_read_yaml(path / "linker.yaml"), str(path / "linker.yaml"))
+        cfg_file = path / "linker.yaml"
+        cfg = LinkerConfig.from_dict(read_yaml_mapping(cfg_file, "linker config"), str(cfg_file))
         index = CandidateIndex.load(path / (cfg.index or "index"))
         cfg.index = str(path / (cfg.index or "index"))
         return cls(index, cfg)
@@ -256,21 +257,6 @@ def _check_no_gold(docs: list[dict], field: str) -> None:
                     " overwritten.", document=str(doc.get("id")), field=field,
                     fix="pass --overwrite to replace it, or --field NAME to write predictions to another field.",
                 )
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError("config file not found.", file=str(path), fix="check the path.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"not valid YAML ({getattr(e, 'problem', e)}).", file=str(path),
-                          line=mark.line + 1 if mark else None, fix="fix the YAML syntax.") from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping of keys to values at the top level.", file=str(path),
-                          fix="write the config as `key: value` lines.")
-    return data
 
 
 def _cached_index(terminology_spec: str, candidates_config: dict, show_progress: bool):

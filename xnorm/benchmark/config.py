@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .._io import read_yaml_mapping
 from ..errors import ConfigError
 from ..eval.ranking import DEFAULT_KS
 from .datasets import DATASETS
@@ -104,16 +103,7 @@ def load_config(path: str | os.PathLike) -> BenchmarkConfig:
 
     path_s = str(path)
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("benchmark config not found.", file=path_s, fix="check the path.")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"not valid YAML ({getattr(e, 'problem', e)}).", file=path_s,
-                          line=mark.line + 1 if mark else None, fix="fix the YAML syntax.") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("expected a mapping at the top level.", file=path_s, fix="write `key: value` lines.")
+    raw = read_yaml_mapping(p, "benchmark config")
     _unknown(raw, TOP_KEYS, "", path_s)
     ks = raw.get("ks", list(DEFAULT_KS))
     if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and k >= 1 for k in ks):

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._io import read_yaml_mapping
 from ..errors import ConfigError
 
 ROUTING_MODES = ("same", "fallback", "all")
@@ -210,18 +211,5 @@ def normalize_config(config: Mapping | str | os.PathLike | None, source: str = "
 
 
 def read_yaml(path: Path) -> dict:
-    """A YAML mapping from ``path``; syntax errors become ``ConfigError`` with the line."""
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError("config file not found.", file=str(path), fix="check the path.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"not valid YAML ({getattr(e, 'problem', e)}).", file=str(path),
-                          line=mark.line + 1 if mark else None, fix="fix the YAML syntax.") from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping of keys to values at the top level.", file=str(path),
-                          fix="write the config as `key: value` lines (generators, routing, fusion).")
-    return data
+    """A candidate config from a YAML file (errors name the file and line)."""
+    return read_yaml_mapping(path, "candidate config")
