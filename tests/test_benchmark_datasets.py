@@ -146,8 +146,8 @@ def test_mantra_hpo_reproduces_readme_counts(hpo):
 def test_ncbi_disease_test_split():
     ds = build_dataset("ncbi-disease", {}, SHARED_DATA)
     assert len(ds.documents) == 100 and ds.n_mentions == 960  # ncbi-disease/README.txt
-    ids = {n["db_id"] for d in ds.documents for e in d["entities"] for n in e["normalized"]}
-    assert any(i.startswith("OMIM:") for i in ids) and any(i.startswith("D") for i in ids)
+    ids = {(n["db_name"], n["db_id"]) for d in ds.documents for e in d["entities"] for n in e["normalized"]}
+    assert any(db == "OMIM" for db, _ in ids) and any(db == "MESH" and i.startswith("D") for db, i in ids)
     doc = ds.documents[0]
     title, abstract = doc["passages"]
     joined = title["text"][0] + " " + abstract["text"][0]

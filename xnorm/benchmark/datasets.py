@@ -371,54 +371,14 @@ NCBI_OPTIONS: dict[str, Any] = {"split": "test"}
 NCBI_FILES = {"train": "NCBItrainset_corpus.txt", "dev": "NCBIdevelopset_corpus.txt", "test": "NCBItestset_corpus.txt"}
 
 
-def read_pubtator(path: Path, db_name: str = "MESH") -> list[dict]:
-    """PubTator documents (title + abstract, offsets over ``title + ' ' + abstract``) as BigBIO kb dicts.
-
-    Composite ids (``a|b``, ``a+b``) become several gold ids; ``OMIM:`` ids keep their prefix and db_name OMIM.
-    """
-    docs, cur = [], None
-    seen: Counter = Counter()
-
-    def finish():
-        if cur is not None:
-            seen[cur["pmid"]] += 1
-            # The train file repeats one PMID: keep every copy, with a unique document id.
-            doc_id = cur["pmid"] if seen[cur["pmid"]] == 1 else f"{cur['pmid']}-{seen[cur['pmid']]}"
-            title, abstract = cur.get("t", ""), cur.get("a", "")
-            ents = [{**e, "id": f"{doc_id}_T{i}"} for i, e in enumerate(cur["entities"])]
-            docs.append(_doc(doc_id, [("title", title, 0), ("abstract", abstract, len(title) + 1)], ents, "en"))
-
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                finish()
-                cur = None
-                continue
-            m = re.match(r"^(\d+)\|([ta])\|(.*)$", line)
-            if m:
-                if cur is None or cur["pmid"] != m[1]:
-                    finish()
-                    cur = {"pmid": m[1], "entities": []}
-                cur[m[2]] = m[3]
-                continue
-            parts = line.split("\t")
-            if cur is None or len(parts) != 6 or parts[0] != cur["pmid"]:
-                raise InputError("expected `PMID<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>concept`.",
-                                 file=str(path), line=line_no, fix="check the PubTator file.")
-            ids = [i for i in re.split(r"[|+]", parts[5]) if i and i != "-1"]
-            db = "OMIM" if ids and all(i.startswith("OMIM:") for i in ids) else db_name
-            cur["entities"].append(_entity("", parts[4], parts[3], [[int(parts[1]), int(parts[2])]], db, ids))
-    finish()
-    return docs
-
-
 def build_ncbi_disease(root: Path, options: Mapping) -> Dataset:
     opts = _check_options(options, NCBI_OPTIONS, "ncbi-disease")
     if opts["split"] not in NCBI_FILES:
         raise ConfigError(f"split {opts['split']!r} is not known.", field="split", fix="use train, dev or test.")
     path = _folder(root, "ncbi-disease", "ncbi-disease") / NCBI_FILES[opts["split"]]
-    docs = read_pubtator(path)
+    from ..data import read_pubtator
+
+    docs = list(read_pubtator(path, db_name="MESH", lang="en"))
     return Dataset("ncbi-disease", docs, "MESH", None, {"split": opts["split"], "file": path.name,
                                                         "documents": len(docs)})
 
