@@ -12,25 +12,6 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def load_terminology_spec(spec: str):
-    """A terminology from a saved folder, a recipe file or a built-in recipe name."""
-    from pathlib import Path
-
-    from xnorm.errors import ArtifactError
-    from xnorm.terminology import Terminology
-
-    try:
-        from xnorm.terminology import load_terminology
-    except ImportError:  # recipes not available in this build: saved folders only
-        load_terminology = None
-    if load_terminology is not None:
-        return load_terminology(spec)
-    if not Path(spec).is_dir():
-        raise ArtifactError("not a saved terminology folder.", file=spec,
-                            fix="pass a folder written by Terminology.save / `xnorm terminology build`.")
-    return Terminology.load(spec)
-
-
 @click.command("index")
 @click.option("--terminology", "terminology_spec", required=True, metavar="DIR_OR_RECIPE",
               help="A saved terminology folder, a recipe YAML file or a built-in recipe name (e.g. hpo-en).")
@@ -55,10 +36,11 @@ def index(terminology_spec, config_path, output, progress):
 
     from xnorm.candidates import CandidateIndex
     from xnorm.candidates.config import normalize_config
+    from xnorm.terminology import load_terminology
 
     config = normalize_config(config_path) if config_path else normalize_config(None)
     start = time.perf_counter()
-    terminology = load_terminology_spec(terminology_spec)
+    terminology = load_terminology(terminology_spec)
     loaded = time.perf_counter()
     click.echo(f"terminology: {len(terminology):,} concepts, {terminology.n_names:,} names, languages "
                f"{', '.join(terminology.languages)} ({loaded - start:.1f} s)", err=True)

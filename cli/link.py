@@ -56,8 +56,6 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
       xnorm link --text "Patient with recurrent seizures." --mention 23:31
       printf 'convulsiones\\nbaja estatura\\n' | xnorm link --terms --lang es
     """
-    from xnorm.errors import InputError
-
     quick = text is not None or terms
     if quick and input_path:
         raise click.UsageError("give INPUT or --text/--terms, not both.")

@@ -328,3 +328,29 @@ def _n_names(folder: Path) -> int:
     from xnorm.terminology import Terminology
 
     return Terminology.load(folder).n_names
+
+
+def test_pipelines_share_name_embeddings(tiny_model_dir):
+    """Two dense pipelines with the same encoder settings encode the index names once per process."""
+    from xnorm import TerminologyBuilder
+    from xnorm.benchmark import runner
+
+    b = TerminologyBuilder()
+    for i, name in enumerate(["seizure", "short stature", "microcephaly", "hypotonia"]):
+        b.add_concept(f"X:{i}", name)
+        b.add_name(f"X:{i}", name, "en", "preferred")
+    term = b.build(name="tiny")
+    runner._ENCODERS.clear()
+    dense = {"type": "dense", "model": str(tiny_model_dir)}
+    first = runner.build_linker(term, {"candidates": {"generators": [dense]}})
+    (cache,) = runner._ENCODERS.values()
+    calls = []
+    real = cache.encoder.encode
+    cache.encoder.encode = lambda texts, **kw: calls.append((len(texts), kw["kind"])) or real(texts, **kw)
+    second = runner.build_linker(term, {"candidates": {"generators": [{"type": "sparse"}, dense]}})
+    assert all(kind != "passage" for _, kind in calls)  # names came from the cache
+    from xnorm.types import Mentions
+
+    m = Mentions.from_texts(["microcephaly"])
+    assert first.predict(m).concepts[0, 0] == second.index.generator_candidates(m, 1)["dense"].concepts[0, 0]
+    runner._ENCODERS.clear()

@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_write
 from ..errors import ConfigError, InputError, XnormError
+from ..terminology import load_terminology
 from .config import BenchmarkConfig, DatasetEntry, PipelineEntry, load_config
 from .datasets import Dataset, ExtraNames, build_dataset
 from .machine import current_rss_mb, git_commit, machine_description, peak_rss_mb
@@ -39,31 +40,53 @@ class LinkerLike(Protocol):
 LinkerFactory = Callable[[Any, dict], LinkerLike]
 
 
+class PassageCache:
+    """An encoder whose name ("passage") embeddings are computed once per process: the pipelines of one
+    benchmark (dense, fusion, ± fallback, held-out variants) index mostly the same names with the same model."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def encode(self, texts, kind: str = "query", show_progress: bool = False) -> np.ndarray:
+        if kind != "passage":
+            return self.encoder.encode(texts, kind=kind, show_progress=show_progress)
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:
+            self.vectors.update(zip(missing, self.encoder.encode(missing, kind=kind, show_progress=show_progress)))
+        if not len(texts):
+            return self.encoder.encode(texts, kind=kind)
+        return np.stack([self.vectors[t] for t in texts])
+
+    def __getattr__(self, name: str):  # dim, config(), ...: the wrapped encoder's
+        return getattr(self.encoder, name)
+
+
+_ENCODERS: dict[str, PassageCache] = {}
+
+
 def build_linker(terminology, linker_config: dict) -> LinkerLike:
-    """The default pipeline factory: fit a ``CandidateIndex`` on ``terminology`` and wrap it in a ``Linker``."""
+    """The default pipeline factory: fit a ``CandidateIndex`` on ``terminology`` and wrap it in a ``Linker``.
+
+    Dense generators with the same encoder settings share one encoder and its name embeddings (``PassageCache``).
+    """
     from ..candidates import CandidateIndex
+    from ..candidates.config import normalize_config
+    from ..candidates.dense import ENCODER_KEYS, make_encoder
     from ..linker import Linker, LinkerConfig
 
     cfg = LinkerConfig.from_dict({k: v for k, v in linker_config.items() if k not in ("terminology", "index")})
-    return Linker(CandidateIndex.build(terminology, cfg.candidates), cfg)
+    encoders = {}
+    for g in normalize_config(cfg.candidates)["generators"]:
+        if g["type"] == "dense":
+            key = json.dumps({k: g.get(k) for k in ("model", *ENCODER_KEYS)}, sort_keys=True, default=str)
+            if key not in _ENCODERS:
+                _ENCODERS[key] = PassageCache(make_encoder(g))
+            encoders[g["name"]] = _ENCODERS[key]
+    return Linker(CandidateIndex.build(terminology, cfg.candidates, encoders=encoders), cfg)
 
 
 # ---- terminology -------------------------------------------------------------------------------------------
-def load_terminology_spec(spec: str):
-    """A saved terminology folder, or whatever ``xnorm.terminology.load_terminology`` accepts (recipes, names)."""
-    from ..terminology.core import Terminology
-
-    path = Path(spec).expanduser()
-    if (path / "manifest.json").is_file():
-        return Terminology.load(path)
-    try:
-        from ..terminology import load_terminology
-    except ImportError:  # the recipe loader is written in parallel; folders work without it
-        raise ConfigError(f"cannot load terminology {spec!r}: only saved terminology folders can be loaded in "
-                          "this build.", field="terminology", fix="give a saved terminology folder.") from None
-    return load_terminology(spec)
-
-
 def with_extra_names(terminology, extra: ExtraNames, name_type: str = "translation"):
     """A copy of ``terminology`` with ``extra`` names added to existing concepts (unknown concepts are counted)."""
     from dataclasses import replace
@@ -280,7 +303,7 @@ def run_benchmark(
             key = f"{spec}|{names_key}"
             if key not in base_terms:
                 try:
-                    term = load_terminology_spec(spec)
+                    term = load_terminology(spec)
                 except XnormError as e:
                     raise _in_config(e, cfg, f"pipelines[{j}].linker.terminology") from None
                 dropped = 0

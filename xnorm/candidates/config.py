@@ -92,7 +92,7 @@ def _generator(raw: Any, i: int, source: str) -> dict:
     where = f"generators[{i}]"
     if not isinstance(raw, Mapping) or "type" not in raw:
         raise ConfigError(f"{where} needs a `type`.", file=source, field=where,
-                          fix=f"give each generator `type: sparse` or `type: dense`.")
+                          fix="give each generator `type: sparse` or `type: dense`.")
     gtype = raw["type"]
     if gtype not in GENERATOR_DEFAULTS:
         raise ConfigError(f"unknown generator type {gtype!r}.", file=source, field=f"{where}.type",

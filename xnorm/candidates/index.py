@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 
 from .. import __version__
 from .._io import atomic_dir, sha256_file
@@ -41,13 +40,9 @@ def _encoder_for(cfg: dict, encoders: Mapping[str, Any] | None, saved: dict | No
     for key in (cfg["name"], cfg["model"]):
         if key in encoders:
             return encoders[key]
-    try:
+    if saved:
         from ..models.encoder import Encoder
-    except ImportError as e:
-        raise ConfigError(f"dense generator {cfg['name']!r} needs xnorm.models.encoder ({e}).",
-                          field=f"generators.{cfg['name']}.model",
-                          fix="install xnorm completely, or use only sparse generators.") from None
-    if saved and hasattr(Encoder, "from_config"):
+
         return Encoder.from_config(saved)
     return make_encoder(cfg)
 

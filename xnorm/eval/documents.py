@@ -19,7 +19,6 @@ Alignment rules:
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,35 +328,14 @@ def evaluate_documents(
 
 
 def read_documents(path: str | os.PathLike) -> list[dict]:
-    """Documents of ``path`` through ``xnorm.data.read_documents``; a BigBIO JSONL reader until that exists."""
-    try:
-        from ..data import read_documents as data_read_documents
-    except ImportError:  # xnorm.data is being written in parallel; keep `xnorm evaluate` usable meanwhile
-        return _read_jsonl(Path(path))
-    # validate=False: evaluation checks what it needs itself (ids, offsets, normalized) and must accept files
-    # that carry no passage text (e.g. prediction exports of other tools).
+    """Documents of ``path`` (any format ``xnorm.data`` reads).
+
+    validate=False: evaluation checks what it needs itself (ids, offsets, normalized) and must accept files
+    that carry no passage text (e.g. prediction exports of other tools).
+    """
+    from ..data import read_documents as data_read_documents
+
     return list(data_read_documents(path, validate=False))
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """A minimal BigBIO kb JSONL reader (one document per line), errors naming file and line."""
-    if not path.is_file():
-        raise InputError("file not found.", file=str(path), fix="check the path.")
-    docs = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg}).", file=str(path), line=line_no,
-                                 fix="write one BigBIO kb document as a JSON object per line.") from None
-            if not isinstance(doc, dict):
-                raise InputError("a line is not a JSON object.", file=str(path), line=line_no,
-                                 fix="write one BigBIO kb document as a JSON object per line.")
-            docs.append(doc)
-    return docs
 
 
 def load_aliases(path: str | os.PathLike) -> dict[str, str]:

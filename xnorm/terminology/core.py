@@ -205,7 +205,7 @@ def read_manifest(path: Path, fmt: str, version: int) -> dict:
     if not mf.is_file():
         raise ArtifactError(
             f"no manifest.json: this is not a saved xnorm {fmt} folder.", file=str(path),
-            fix=f"point at a folder written by xnorm (e.g. `xnorm terminology build RECIPE -o DIR`).",
+            fix="point at a folder written by xnorm (e.g. `xnorm terminology build RECIPE -o DIR`).",
         )
     try:
         manifest = json.loads(mf.read_text())
