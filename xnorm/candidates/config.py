@@ -54,7 +54,8 @@ DENSE_DEFAULTS: dict[str, Any] = {
     "search_batch": 4096,
     "search_params": None,  # FAISS ParameterSpace string, e.g. "efSearch=128" (HNSW) or "nprobe=16" (IVF)
 }
-FUSION_DEFAULTS: dict[str, Any] = {"method": "rrf", "weights": None, "k": 60}
+# fallback_weights: weights for candidates found through another language's names (None: same as weights).
+FUSION_DEFAULTS: dict[str, Any] = {"method": "rrf", "weights": None, "fallback_weights": None, "k": 60}
 FILTER_DEFAULTS: dict[str, Any] = {
     "semantic_types": None,  # global allow-list of semantic types / groups (terminology `semantic_types`)
     "by_entity_type": None,  # mention entity type -> allowed semantic types (Mentions.types)
@@ -174,12 +175,15 @@ def normalize_config(config: Mapping | str | os.PathLike | None, source: str = "
     n_gen = len(cfg["generators"])
     if f["weights"] is None:
         f["weights"] = [1.0] * n_gen
-    if (not isinstance(f["weights"], list) or len(f["weights"]) != n_gen
-            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in f["weights"])):
-        raise ConfigError(f"fusion.weights needs {n_gen} non-negative numbers (one per generator), "
-                          f"got {f['weights']!r}.", file=source, field="fusion.weights",
-                          fix=f"e.g. weights: {[1] * n_gen}.")
-    f["weights"] = [float(w) for w in f["weights"]]
+    for key in ("weights", "fallback_weights"):
+        if key == "fallback_weights" and f[key] is None:
+            continue
+        if (not isinstance(f[key], list) or len(f[key]) != n_gen
+                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in f[key])):
+            raise ConfigError(f"fusion.{key} needs {n_gen} non-negative numbers (one per generator), "
+                              f"got {f[key]!r}.", file=source, field=f"fusion.{key}",
+                              fix=f"e.g. {key}: {[1] * n_gen}.")
+        f[key] = [float(w) for w in f[key]]
     if not isinstance(f["k"], (int, float)) or isinstance(f["k"], bool) or f["k"] < 0:
         raise ConfigError(f"fusion.k must be a number >= 0, got {f['k']!r}.", file=source, field="fusion.k",
                           fix="use the usual reciprocal-rank constant, k: 60.")

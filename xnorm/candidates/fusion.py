@@ -10,6 +10,10 @@ is meaningless. Two comparable alternatives:
   list's worst score for the mention (it was not good enough to be listed).
 
 Each fused candidate keeps the name and route of the generator that ranked it best (ties: the earlier list).
+
+``fallback_weights`` (optional) replace ``weights`` for candidates a generator found through another language's
+names (route english-fallback / any-language): character n-grams of a Spanish mention say little about an English
+name, so TF-IDF deserves less say there than on same-language matches, while the multilingual encoder keeps its.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..types import Candidates
+from ..types import ROUTE_SAME_LANGUAGE, Candidates
 from .base import pack
 
 
@@ -46,7 +50,8 @@ def _normalised(c: Candidates, method: str, rrf_k: float) -> tuple[np.ndarray, n
 
 
 def fuse(lists: Sequence[Candidates], k: int, method: str = "rrf", weights: Sequence[float] | None = None,
-         rrf_k: float = 60.0, source: str = "fusion") -> Candidates:
+         rrf_k: float = 60.0, source: str = "fusion",
+         fallback_weights: Sequence[float] | None = None) -> Candidates:
     """One ranked ``Candidates[n, k]`` from several lists over the same n mentions."""
     if not lists:
         raise ValueError("nothing to fuse")
@@ -56,25 +61,27 @@ def fuse(lists: Sequence[Candidates], k: int, method: str = "rrf", weights: Sequ
     if any(len(c) != n for c in lists):
         raise ValueError("all lists must cover the same mentions")
     weights = [1.0] * len(lists) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(lists):
-        raise ValueError(f"{len(weights)} weights for {len(lists)} lists")
-    return fuse_entries(lists, k, method, weights, rrf_k, source)
+    fallback_weights = weights if fallback_weights is None else [float(w) for w in fallback_weights]
+    if len(weights) != len(lists) or len(fallback_weights) != len(lists):
+        raise ValueError(f"{len(weights)} weights / {len(fallback_weights)} fallback weights for {len(lists)} lists")
+    return fuse_entries(lists, k, method, weights, rrf_k, source, fallback_weights)
 
 
 def fuse_entries(lists: Sequence[Candidates], k: int, method: str, weights: Sequence[float], rrf_k: float,
-                 source: str) -> Candidates:
+                 source: str, fallback_weights: Sequence[float]) -> Candidates:
     """``fuse`` without argument checks: flat entries of every list, summed per (mention, concept)."""
     n = len(lists[0])
     rows_l, conc_l, val_l, rank_l, gen_l, name_l, route_l = [], [], [], [], [], [], []
     baseline = np.zeros(n)
-    for g, (c, w) in enumerate(zip(lists, weights)):
+    for g, (c, w, w_fb) in enumerate(zip(lists, weights, fallback_weights)):
         values, absent = _normalised(c, method, rrf_k)
         baseline += w * absent
         valid = c.concepts >= 0
         r, j = np.nonzero(valid)
         rows_l.append(r)
         conc_l.append(c.concepts[r, j].astype(np.int64))
-        val_l.append(w * (values[r, j] - absent[r]))
+        w_entry = np.where(c.routes[r, j] == ROUTE_SAME_LANGUAGE, w, w_fb)
+        val_l.append(w_entry * (values[r, j] - absent[r]))
         rank_l.append(j)
         gen_l.append(np.full(len(r), g))
         name_l.append(c.names[r, j])

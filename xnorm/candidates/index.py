@@ -105,7 +105,8 @@ class CandidateIndex:
         if len(lists) == 1:
             return lists[0]
         f = self.config["fusion"]
-        return fuse(lists, k, method=f["method"], weights=f["weights"], rrf_k=f["k"], source="fusion")
+        return fuse(lists, k, method=f["method"], weights=f["weights"], rrf_k=f["k"], source="fusion",
+                    fallback_weights=f.get("fallback_weights"))
 
     def candidates(self, mentions: Mentions, k: int = 64, *,
                    allowed_types: Iterable[str] | Sequence[Iterable[str] | None] | None = None) -> Candidates:
