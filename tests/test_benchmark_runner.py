@@ -353,4 +353,5 @@ def test_pipelines_share_name_embeddings(tiny_model_dir):
 
     m = Mentions.from_texts(["microcephaly"])
     assert first.predict(m).concepts[0, 0] == second.index.generator_candidates(m, 1)["dense"].concepts[0, 0]
+    assert calls == [(1, "query")]  # the query once: the second pipeline reused it
     runner._ENCODERS.clear()

@@ -40,35 +40,34 @@ class LinkerLike(Protocol):
 LinkerFactory = Callable[[Any, dict], LinkerLike]
 
 
-class PassageCache:
-    """An encoder whose name ("passage") embeddings are computed once per process: the pipelines of one
-    benchmark (dense, fusion, ± fallback, held-out variants) index mostly the same names with the same model."""
+class EmbeddingCache:
+    """An encoder whose embeddings are computed once per process: the pipelines of one benchmark (dense,
+    fusion, ± fallback, held-out variants) index mostly the same names and query the same mentions."""
 
     def __init__(self, encoder) -> None:
         self.encoder = encoder
-        self.vectors: dict[str, np.ndarray] = {}
+        self.vectors: dict[tuple[str, str], np.ndarray] = {}
 
     def encode(self, texts, kind: str = "query", show_progress: bool = False) -> np.ndarray:
-        if kind != "passage":
-            return self.encoder.encode(texts, kind=kind, show_progress=show_progress)
-        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
-        if missing:
-            self.vectors.update(zip(missing, self.encoder.encode(missing, kind=kind, show_progress=show_progress)))
         if not len(texts):
             return self.encoder.encode(texts, kind=kind)
-        return np.stack([self.vectors[t] for t in texts])
+        missing = [t for t in dict.fromkeys(texts) if (kind, t) not in self.vectors]
+        if missing:
+            vecs = self.encoder.encode(missing, kind=kind, show_progress=show_progress)
+            self.vectors.update(((kind, t), v) for t, v in zip(missing, vecs))
+        return np.stack([self.vectors[kind, t] for t in texts])
 
     def __getattr__(self, name: str):  # dim, config(), ...: the wrapped encoder's
         return getattr(self.encoder, name)
 
 
-_ENCODERS: dict[str, PassageCache] = {}
+_ENCODERS: dict[str, EmbeddingCache] = {}
 
 
 def build_linker(terminology, linker_config: dict) -> LinkerLike:
     """The default pipeline factory: fit a ``CandidateIndex`` on ``terminology`` and wrap it in a ``Linker``.
 
-    Dense generators with the same encoder settings share one encoder and its name embeddings (``PassageCache``).
+    Dense generators with the same encoder settings share one encoder and its embeddings (``EmbeddingCache``).
     """
     from ..candidates import CandidateIndex
     from ..candidates.config import normalize_config
@@ -81,7 +80,7 @@ def build_linker(terminology, linker_config: dict) -> LinkerLike:
         if g["type"] == "dense":
             key = json.dumps({k: g.get(k) for k in ("model", *ENCODER_KEYS)}, sort_keys=True, default=str)
             if key not in _ENCODERS:
-                _ENCODERS[key] = PassageCache(make_encoder(g))
+                _ENCODERS[key] = EmbeddingCache(make_encoder(g))
             encoders[g["name"]] = _ENCODERS[key]
     return Linker(CandidateIndex.build(terminology, cfg.candidates, encoders=encoders), cfg)
 
