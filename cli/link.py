@@ -20,7 +20,8 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="A linker YAML config (see README).")
 @click.option("--top-k", type=click.IntRange(1, 1024), default=None, help="Predictions per mention [default: 1].")
-@click.option("--lang", help="Language (ISO 639-1) of every mention; default: the document's `lang`, else en.")
+@click.option("--lang", help="Language (ISO 639-1) of every mention, or `auto`: a document's `lang` field, else "
+              "detected from its text. Default: the document's `lang` field, else en.")
 @click.option("--format", "in_format", type=click.Choice(FORMATS), help="Input format [default: detected].")
 @click.option("--output-format", type=click.Choice(["bigbio", "brat"]),
               help="Output format [default: bigbio, or brat for a brat input].")
@@ -86,7 +87,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
     from xnorm.data import read_documents, write_documents
 
     reader_opts = {}
-    if fmt_in in ("brat", "pubtator") and lang:
+    if fmt_in in ("brat", "pubtator") and lang and lang != "auto":
         reader_opts["lang"] = lang
     if fmt_in == "pubtator" and db_name:
         reader_opts["db_name"] = db_name
@@ -148,6 +149,10 @@ def _quick(linker, text, spans, lang, top_k, explain) -> None:
             texts.append(text[start:end])
     else:
         texts = [line.strip() for line in sys.stdin if line.strip()]
+    if lang == "auto":  # one language for the quick input: detected from the whole text (or all terms)
+        from xnorm.data.language import detect_language
+
+        lang = detect_language(text if text is not None else "\n".join(texts), linker.config.default_lang)
     mentions = Mentions.from_texts(texts, lang)
     preds = linker.predict(mentions, top_k)
     ids = preds.concept_ids(linker.terminology)

@@ -292,3 +292,39 @@ def test_link_a_datasets_dataset(linker):
     assert len(ents) == 14 and all(1 <= len(e["normalized"]) <= 2 for e in ents)
     micro = next(e for e in ents if e["text"][0] == "microcephaly")
     assert micro["normalized"][0]["db_id"] == "HP:0000252" and micro["normalized"][0]["db_name"] == "HPO"
+
+
+def test_language_detection_per_document(tmp_path):
+    """`--lang auto`: documents without `lang` get the language of their text; routes show it."""
+    from xnorm import TerminologyBuilder
+    from xnorm.candidates import CandidateIndex
+    from xnorm.data.language import detect_language
+
+    assert detect_language("Paciente con convulsiones febriles y baja estatura desde la infancia.") == "es"
+    assert detect_language("The boy presented with recurrent seizures since infancy.") == "en"
+    assert detect_language("患者は発作と低身長を示した。") == "ja"
+    assert detect_language("  ", default="xx") == "xx"
+
+    b = TerminologyBuilder()
+    b.add_concept("X:1", "Seizure")
+    b.add_name("X:1", "seizure", "en", "preferred")
+    b.add_name("X:1", "convulsión", "es", "translation")
+    index_dir = tmp_path / "idx"
+    CandidateIndex.build(b.build(name="tiny"), SPARSE).save(index_dir)
+    text = "Paciente con convulsiones febriles desde la infancia."
+    doc = {"id": "d1", "document_id": "d1", "passages": [{"id": "p", "type": "text", "text": [text],
+                                                          "offsets": [[0, len(text)]]}],
+           "entities": [{"id": "e1", "type": "x", "text": ["convulsiones"], "offsets": [[13, 25]],
+                         "normalized": []}], "events": [], "coreferences": [], "relations": []}
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(doc) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert run("link", str(src), "-o", str(out), "--index", str(index_dir), "--explain").exit_code == 0
+    # Without a language the mention counts as English: only English names are searched, and "convulsiones"
+    # shares no character n-gram with "seizure".
+    assert _read(out)[0]["entities"][0]["normalized"] == []
+    res = run("link", str(src), "-o", str(out), "--index", str(index_dir), "--explain", "--lang", "auto")
+    assert res.exit_code == 0, res.output
+    pred = _read(out)[0]["entities"][0]["normalized"][0]
+    assert pred["route"] == "same-language" and pred["matched_name"] == "convulsión"
+    assert "lang" not in _read(out)[0]  # the document itself is unchanged

@@ -175,7 +175,8 @@ class Linker:
     ) -> Iterator[dict]:
         """Yield the documents with each entity's ``field`` set to its ranked predictions.
 
-        Streams: ``batch_size`` documents at a time. Gold annotations in ``field`` are never silently replaced:
+        Streams: ``batch_size`` documents at a time. ``lang``: the language of every mention; ``"auto"``: each
+        document's ``lang`` field, else detected from its text; ``None``: the ``lang`` field, else the default. Gold annotations in ``field`` are never silently replaced:
         with ``overwrite=False`` a non-empty ``field`` raises; write to another field or pass ``overwrite=True``.
         ``progress`` (optional) is called with the number of mentions done after each batch.
         """
@@ -213,9 +214,16 @@ class Linker:
     def _link_batch(self, docs, top_k, field, overwrite, explain, lang, progress, extract, set_predictions):
         if not overwrite:
             _check_no_gold(docs, field)
-        mentions, refs = extract(docs, default_lang=lang or self.config.default_lang,
+        mentions, refs = extract(docs, default_lang=self.config.default_lang,
                                  context_chars=self.config.context_chars)
-        if lang:
+        if lang == "auto":  # documents that say their language keep it; the others are detected from their text
+            from .data import document_text
+            from .data.language import detect_language
+
+            doc_langs = [d.get("lang") or detect_language(document_text(d), self.config.default_lang) for d in docs]
+            if len(mentions):
+                mentions.langs[:] = np.asarray(doc_langs, dtype=object)[refs[:, 0]]
+        elif lang:
             mentions.langs[:] = lang
         if self.config.abbreviations and len(mentions):
             from .candidates.abbreviations import fill_long_forms
