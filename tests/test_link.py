@@ -328,3 +328,20 @@ def test_language_detection_per_document(tmp_path):
     pred = _read(out)[0]["entities"][0]["normalized"][0]
     assert pred["route"] == "same-language" and pred["matched_name"] == "convulsión"
     assert "lang" not in _read(out)[0]  # the document itself is unchanged
+
+
+def test_index_cache_follows_terminology_content(tmp_path):
+    """A linker built from a recipe caches its index; editing the source file gives a new index."""
+    from xnorm.linker import Linker
+
+    terms = tmp_path / "terms.tsv"
+    terms.write_text("concept_id\tname\nX:1\tseizure\nX:2\tfever\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nsources:\n  - type: tsv\n    path: {terms}\n")
+    cfg = {"terminology": str(recipe), "candidates": SPARSE}
+    linker = Linker.from_config(cfg)
+    assert linker.predict(Mentions.from_texts(["pyrexia"])).concept_ids(linker.terminology)[0, 0] == "X:1"
+    terms.write_text("concept_id\tname\nX:1\tseizure\nX:2\tpyrexia\n")  # same size and count, new content
+    again = Linker.from_config(cfg)
+    preds = again.predict(Mentions.from_texts(["pyrexia"]))
+    assert preds.concept_ids(again.terminology)[0, 0] == "X:2" and preds.scores[0, 0] > 0.99

@@ -273,10 +273,13 @@ def _cached_index(terminology_spec: str, candidates_config: dict, show_progress:
     from .terminology import load_terminology
 
     terminology = load_terminology(terminology_spec)
-    key = hashlib.sha256(json.dumps(
-        {"terminology": terminology.metadata.get("checksum") or terminology_spec,
-         "n_names": terminology.n_names, "candidates": candidates_config, "xnorm": __version__},
-        sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # The key covers the terminology's content, not its name: an edited source gives a new index.
+    h = hashlib.sha256(json.dumps({"candidates": candidates_config, "xnorm": __version__}, sort_keys=True,
+                                  default=str).encode())
+    for column in (terminology.concept_ids, terminology.name_texts, terminology.name_langs):
+        h.update("\x1f".join(column.tolist()).encode())
+    h.update(terminology.name_concepts.tobytes())
+    key = h.hexdigest()[:16]
     name = Path(str(terminology_spec)).name.replace(".yaml", "")
     path = indexes_dir() / f"{name}-{key}"
     if (path / "manifest.json").is_file():
