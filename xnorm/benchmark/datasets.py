@@ -15,7 +15,6 @@ Every builder records what it dropped and why in ``Dataset.metadata`` (never sil
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -145,22 +144,18 @@ def babelon_file(folder: Path, lang: str) -> Path:
 
 def read_babelon_labels(path: Path, statuses: Iterable[str]) -> list[tuple[str, str, str]]:
     """(subject_id, label, status) of ``rdfs:label`` rows with a wanted status; columns read by name."""
+    from ..terminology.babelon import read_tsv_rows
+
     wanted = set(statuses)
+    required = ("subject_id", "predicate_id", "translation_value", "translation_status")
     rows = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = {"subject_id", "predicate_id", "translation_value", "translation_status"} - set(
-            reader.fieldnames or ())
-        if missing:
-            raise InputError(f"missing column(s) {', '.join(sorted(missing))}.", file=str(path), line=1,
-                             fix="give a Babelon TSV with a header row.")
-        for row in reader:
-            value = (row["translation_value"] or "").strip()
-            if row["predicate_id"] != "rdfs:label" or row["translation_status"] not in wanted:
-                continue
-            if not value or value == "NA":
-                continue
-            rows.append((row["subject_id"].strip(), value, row["translation_status"]))
+    for _, row in read_tsv_rows(path, required, "Babelon TSV"):
+        value = row["translation_value"]
+        if row["predicate_id"] != "rdfs:label" or row["translation_status"] not in wanted:
+            continue
+        if not value or value == "NA":
+            continue
+        rows.append((row["subject_id"], value, row["translation_status"]))
     return rows
 
 
