@@ -12,7 +12,6 @@ search speed, for each candidate config given (default: char n-gram TF-IDF).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import subprocess
@@ -38,17 +37,15 @@ def english_hpo():
 def official_labels(folder: Path, lang: str, n: int | None, seed: int, ids) -> tuple[list[str], list[str], dict]:
     """Up to n (label, current HPO id) pairs (all if n is None), seeded sample; counts of what was dropped."""
     path = folder / f"hp-{lang}.babelon.tsv"
+    from xnorm.benchmark.datasets import read_babelon_labels
+
     pairs, dropped = [], {"no current id": 0}
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if (row["predicate_id"] != "rdfs:label" or row["translation_status"] != "OFFICIAL"
-                    or row["translation_value"] in ("", "NA")):
-                continue
-            cur = ids.resolve(row["subject_id"])
-            if cur is None:
-                dropped["no current id"] += 1
-                continue
-            pairs.append((row["translation_value"], cur))
+    for subject_id, label, _ in read_babelon_labels(path, ["OFFICIAL"]):
+        cur = ids.resolve(subject_id)
+        if cur is None:
+            dropped["no current id"] += 1
+            continue
+        pairs.append((label, cur))
     dropped["available"] = len(pairs)
     if n is not None and len(pairs) > n:
         rng = np.random.default_rng(seed)

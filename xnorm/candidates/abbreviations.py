@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..data.schema import document_text
 from ..types import Mentions
 
 
@@ -47,15 +48,6 @@ def quiet_w036():
     for w in caught:
         if "[W036]" not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
-def document_text(doc: dict) -> str:
-    """A BigBIO kb document's text: its passages' texts joined by one space (what entity offsets index)."""
-    parts: list[str] = []
-    for passage in doc.get("passages", []):
-        text = passage.get("text", [])
-        parts.extend([text] if isinstance(text, str) else text)
-    return " ".join(parts)
 
 
 def long_forms_for_documents(docs: Sequence[dict]) -> list[dict[str, str]]:
