@@ -349,7 +349,7 @@ def test_abbreviations_detected_and_long_form_queried(term, sparse_index):
     docs = [{"id": "d1", "document_id": "pmid1", "passages": [{"id": "p", "type": "abstract", "text": [text],
                                                                  "offsets": [[0, len(text)]]}]}]
     mentions = Mentions(texts=["ID", "seizures"], langs=["en", "en"], doc_ids=["pmid1", "pmid1"])
-    fill_long_forms(docs, None, mentions)
+    fill_long_forms(docs, mentions)
     assert mentions.long_forms.tolist() == ["intellectual disability", ""]
     target = term.concept_index("HP:0001249")  # "ID" itself is not an HPO name: only the long form finds it
     with_long = sparse_index.candidates(mentions, k=10)

@@ -143,7 +143,7 @@ class Linker:
     @property
     def pipeline(self) -> str:
         """One line saying what runs (printed by `--explain` and stored in output metadata)."""
-        return self.index.describe() if hasattr(self.index, "describe") else type(self.index).__name__
+        return self.index.describe()
 
     def candidates(self, mentions: Mentions, k: int | None = None) -> Candidates:
         """Ranked candidates for a batch of mentions (all stages before the NIL threshold)."""
@@ -176,22 +176,19 @@ class Linker:
         """Yield the documents with each entity's ``field`` set to its ranked predictions.
 
         Streams: ``batch_size`` documents at a time. ``lang``: the language of every mention; ``"auto"``: each
-        document's ``lang`` field, else detected from its text; ``None``: the ``lang`` field, else the default. Gold annotations in ``field`` are never silently replaced:
-        with ``overwrite=False`` a non-empty ``field`` raises; write to another field or pass ``overwrite=True``.
+        document's ``lang`` field, else detected from its text; ``None``: the ``lang`` field, else the default.
+        Gold annotations in ``field`` are never silently replaced: with ``overwrite=False`` a non-empty
+        ``field`` raises; write to another field or pass ``overwrite=True``.
         ``progress`` (optional) is called with the number of mentions done after each batch.
         """
-        from .data import mentions_from_documents, set_predictions
-
         batch: list[dict] = []
         for doc in documents:
             batch.append(doc)
             if len(batch) >= batch_size:
-                yield from self._link_batch(batch, top_k, field, overwrite, explain, lang, progress,
-                                            mentions_from_documents, set_predictions)
+                yield from self._link_batch(batch, top_k, field, overwrite, explain, lang, progress)
                 batch = []
         if batch:
-            yield from self._link_batch(batch, top_k, field, overwrite, explain, lang, progress,
-                                        mentions_from_documents, set_predictions)
+            yield from self._link_batch(batch, top_k, field, overwrite, explain, lang, progress)
 
     def link_dataset(self, dataset, *, top_k: int | None = None, field: str = "normalized",
                      overwrite: bool = False, batch_size: int = 64, lang: str | None = None):
@@ -211,13 +208,14 @@ class Linker:
         return dataset.map(link_columns, batched=True, batch_size=batch_size,
                            features=None, desc="xnorm link")
 
-    def _link_batch(self, docs, top_k, field, overwrite, explain, lang, progress, extract, set_predictions):
+    def _link_batch(self, docs, top_k, field, overwrite, explain, lang, progress):
+        from .data import document_text, mentions_from_documents, set_predictions
+
         if not overwrite:
             _check_no_gold(docs, field)
-        mentions, refs = extract(docs, default_lang=self.config.default_lang,
-                                 context_chars=self.config.context_chars)
+        mentions, refs = mentions_from_documents(docs, default_lang=self.config.default_lang,
+                                                 context_chars=self.config.context_chars)
         if lang == "auto":  # documents that say their language keep it; the others are detected from their text
-            from .data import document_text
             from .data.language import detect_language
 
             doc_langs = [d.get("lang") or detect_language(document_text(d), self.config.default_lang) for d in docs]
@@ -228,7 +226,7 @@ class Linker:
         if self.config.abbreviations and len(mentions):
             from .candidates.abbreviations import fill_long_forms
 
-            fill_long_forms(docs, refs, mentions)
+            fill_long_forms(docs, mentions)
         preds = self.predict(mentions, top_k)
         extra = None
         if explain:

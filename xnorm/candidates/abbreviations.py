@@ -52,23 +52,17 @@ def quiet_w036():
 
 def long_forms_for_documents(docs: Sequence[dict]) -> list[dict[str, str]]:
     """For each document: ``{short form text: long form}`` of the abbreviations it defines."""
-    found = detect_abbreviations(document_text(d) for d in docs)
-    result = []
-    for doc, spans in zip(docs, found):
-        text = document_text(doc)
-        result.append({text[s:e]: long for (s, e), long in spans.items()})
-    return result
+    texts = [document_text(d) for d in docs]
+    return [{text[s:e]: long for (s, e), long in spans.items()}
+            for text, spans in zip(texts, detect_abbreviations(texts))]
 
 
-def fill_long_forms(docs: Sequence[dict], refs=None, mentions: Mentions | None = None) -> Mentions:
+def fill_long_forms(docs: Sequence[dict], mentions: Mentions) -> Mentions:
     """Set ``mentions.long_forms`` (where still empty) for mentions that are abbreviations defined in their document.
 
     A mention is matched to its document through ``mentions.doc_ids`` (BigBIO ``document_id`` or ``id``) and to
-    a short form by its text. ``refs`` (the linker's mention -> entity references) is accepted for symmetry
-    with ``set_predictions`` and not needed. Returns ``mentions`` (changed in place).
+    a short form by its text. Returns ``mentions`` (changed in place).
     """
-    if mentions is None:
-        raise ValueError("fill_long_forms needs the mentions to fill")
     per_doc = long_forms_for_documents(docs)
     by_key: dict[str, dict[str, str]] = {}
     for doc, forms in zip(docs, per_doc):
