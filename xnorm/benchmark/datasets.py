@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from ..data.brat import parse_ann
 from ..errors import ConfigError, InputError
 from .hpo_obo import HpoIds, read_hpo_ids
 
@@ -288,23 +289,17 @@ def build_gsc_plus(root: Path, options: Mapping) -> Dataset:
 MANTRA_OPTIONS: dict[str, Any] = {"languages": list(MANTRA_LANGUAGES.values()), "corpora": None, "hp_obo": None}
 
 
-def read_brat_entities(ann_path: Path) -> list[tuple[str, str, list[list[int]], str, str]]:
-    """(T id, CUI, offsets, surface text, semantic group) of a Mantra .ann file (AnnotatorNotes give the group)."""
-    ents, groups = [], {}
-    for line_no, line in enumerate(ann_path.read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.split("\t")
-        if line.startswith("T") and len(parts) == 3:
-            cui, _, spans = parts[1].partition(" ")
-            try:
-                offsets = [[int(a), int(b)] for a, b in (s.split() for s in spans.split(";"))]
-            except ValueError:
-                raise InputError(f"bad offsets {spans!r}.", file=str(ann_path), line=line_no,
-                                 fix="brat spans are `start end` pairs joined by `;`.") from None
-            ents.append((parts[0], cui, offsets, parts[2]))
-        elif line.startswith("#") and len(parts) == 3 and parts[1].startswith("AnnotatorNotes"):
-            fields = [x.strip().strip('"') for x in parts[2].split(",")]
-            groups[parts[1].split()[1]] = fields[-1] if fields else ""
-    return [(t, cui, off, surface, groups.get(t, "")) for t, cui, off, surface in ents]
+def read_brat_entities(ann_path: Path, text: str) -> list[tuple[str, str, list[list[int]], str, str]]:
+    """(T id, CUI, offsets, surface text, semantic group) of a Mantra .ann file: the brat type is the CUI and
+    the AnnotatorNotes line ends with the semantic group."""
+    doc = parse_ann(ann_path.stem, text, ann_path)
+    prefix = len(ann_path.stem) + 1  # parse_ann ids are `<doc id>_<brat id>`
+    out = []
+    for e in doc["entities"]:
+        notes = e.get("notes") or [""]
+        group = [x.strip().strip('"') for x in notes[-1].split(",")][-1]
+        out.append((e["id"][prefix:], e["type"], e["offsets"], " ".join(e["text"]), group))
+    return out
 
 
 def _build_mantra(root: Path, options: Mapping, hpo_only: bool) -> Dataset:
@@ -332,7 +327,7 @@ def _build_mantra(root: Path, options: Mapping, hpo_only: bool) -> Dataset:
                 text = ann.with_suffix(".txt").read_text(encoding="utf-8")
                 doc_id = f"{lang}/{corpus}/{ann.stem}"
                 entities = []
-                for tid, cui, offsets, surface, group in read_brat_entities(ann):
+                for tid, cui, offsets, surface, group in read_brat_entities(ann, text):
                     c["mentions_read"] += 1
                     if hpo_only:
                         ids = hpo.umls.get(cui)
