@@ -19,6 +19,7 @@ COMMANDS = {
     "link": ("link", "link"),
     "evaluate": ("evaluate", "evaluate"),
     "benchmark": ("benchmark", "benchmark"),
+    "adapters": ("adapters", "adapters"),
 }
 
 
