@@ -19,6 +19,7 @@ COMMANDS = {
     "link": ("link", "link"),
     "evaluate": ("evaluate", "evaluate"),
     "benchmark": ("benchmark", "benchmark"),
+    "train-encoder": ("train_encoder", "train_encoder"),
     "adapters": ("adapters", "adapters"),
 }
 

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 SETTINGS_FILE = "xnorm_encoder.json"
 POOLINGS = ("mean", "cls")
 PRECISIONS = ("fp32", "int8", "int8-full")
+BACKENDS = ("torch", "onnx")  # onnx: ONNX Runtime on the CPU, graph cached beside the model (onnx_backend.py)
 KINDS = ("query", "passage")
 DEFAULT_MAX_LENGTH = 32
 # Texts are tokenized this many batches at a time: enough to make length sorting pay off, little enough that
@@ -32,7 +33,7 @@ _CHUNK_BATCHES = 32
 _POOLER_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "camembert"}
 _CONFIG_KEYS = {
     "model", "pooling", "query_prefix", "passage_prefix", "max_length", "batch_size", "device", "precision",
-    "normalize",
+    "normalize", "backend",
 }
 
 
@@ -108,11 +109,14 @@ class Encoder:
         device: str | None = None,
         precision: str = "fp32",
         normalize: bool = True,
+        backend: str = "torch",
     ) -> None:
         import torch
 
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}.", field="precision", fix=f"use one of {PRECISIONS}.")
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}.", field="backend", fix=f"use one of {BACKENDS}.")
         if pooling is not None and pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}.", field="pooling", fix=f"use one of {POOLINGS}.")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -134,6 +138,14 @@ class Encoder:
         is_local = Path(location).is_dir()
 
         declared = read_model_settings(location) if is_local else {}
+        # A folder from `xnorm train-encoder --mode adapter`: load its base model, then activate the adapter.
+        from xnorm.training.adapter_io import adapter_manifest
+
+        adapter_dir, adapter = (location, adapter_manifest(location)) if is_local else (None, None)
+        if adapter is not None:
+            info = registry.lookup(adapter["base_model"])
+            location = registry.resolve_model(adapter["base_model"])
+            is_local = Path(location).is_dir()
         if info is not None:
             fallback = {"pooling": info.pooling, "query_prefix": info.query_prefix,
                         "passage_prefix": info.passage_prefix, "max_length": info.max_length}
@@ -154,14 +166,28 @@ class Encoder:
         self.precision = precision
         self.normalize = normalize
         self._requested_device = device
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.backend = backend
+        self.device = device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
+        if backend == "onnx" and (not self.device.startswith("cpu") or not is_local or adapter is not None):
+            raise ConfigError("backend 'onnx' exports a local model folder (no adapter) and runs on the CPU.",
+                              field="backend", fix="use device='cpu' and a model folder or registry name with "
+                              "backend='onnx'; else backend='torch'.")
         if precision != "fp32" and not self.device.startswith("cpu"):
             raise ConfigError(f"precision {precision!r} (dynamic quantization) runs on the CPU only.",
                               field="precision",
                               fix="use device='cpu' with int8, or precision='fp32' on the GPU.")
 
         self.tokenizer, self.model = _load(location, is_local)
-        if precision != "fp32":
+        if adapter is not None:
+            from xnorm.training.adapter_io import attach_adapter
+
+            self.model = attach_adapter(self.model, adapter_dir, adapter)
+        self._onnx = None
+        if backend == "onnx":  # the torch model stays loaded: it answers config / dim questions
+            from xnorm.models.onnx_backend import OnnxPooledEncoder
+
+            self._onnx = OnnxPooledEncoder.for_model(_transformer_dir(Path(location)), self.pooling, precision)
+        elif precision != "fp32":
             self.model = _quantize(self.model, full=precision == "int8-full")
         self.model.to(self.device)
         self.model.eval()
@@ -190,6 +216,7 @@ class Encoder:
             "device": self._requested_device,
             "precision": self.precision,
             "normalize": self.normalize,
+            "backend": self.backend,
         }
 
     @classmethod
@@ -243,7 +270,7 @@ class Encoder:
 
     def __repr__(self) -> str:
         return (f"Encoder({self._model_ref!r}, pooling={self.pooling!r}, max_length={self.max_length}, "
-                f"precision={self.precision!r}, device={self.device!r})")
+                f"precision={self.precision!r}, backend={self.backend!r}, device={self.device!r})")
 
     # -- internals ------------------------------------------------------------------------------------------
 
@@ -270,6 +297,9 @@ class Encoder:
     def _forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> np.ndarray:
         import torch
 
+        if self._onnx is not None:
+            pooled = torch.from_numpy(self._onnx(input_ids.numpy(), attention_mask.numpy()))
+            return (torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.normalize else pooled).numpy()
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
