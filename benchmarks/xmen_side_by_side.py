@@ -211,8 +211,8 @@ def run_xmen(work: Path, pipelines, venv: Path, model: Path, threads: int) -> No
 RUNS = [("xnorm", p) for p in XNORM_PIPELINES] + [("xmen", p) for p in XMEN_PIPELINES]
 
 
-def score(work: Path) -> dict:
-    """Score every finished run with xnorm's evaluator; the results dict written to side_by_side.json."""
+def score(work: Path, results_dir: Path = RESULTS) -> dict:
+    """Score every finished run with xnorm's evaluator; writes ``side_by_side.{json,md}`` into ``results_dir``."""
     from xnorm.benchmark.machine import git_commit, machine_description
     from xnorm.eval import evaluate_documents
     from xnorm.terminology import load_terminology
@@ -242,8 +242,11 @@ def score(work: Path) -> dict:
         "compare times only as ratios within this run", "git": git_commit(), "export": export_info,
         "ks": list(KS), "runs": runs,
     }
-    _write_json(RESULTS / "side_by_side.json", results)
-    (RESULTS / "side_by_side.md").write_text(report(results), encoding="utf-8")
+    _write_json(results_dir / "side_by_side.json", results)
+    from xnorm._io import atomic_write
+
+    with atomic_write(results_dir / "side_by_side.md") as f:
+        f.write(report(results))
     return results
 
 
