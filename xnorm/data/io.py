@@ -9,6 +9,7 @@ from ..errors import InputError
 from .brat import read_brat, write_brat
 from .hf import is_hf_folder, read_hf, split_path
 from .jsonl import read_jsonl, write_jsonl
+from .parts import is_parts_folder, read_parts
 from .pubtator import read_pubtator, write_pubtator
 
 READ_FORMATS = ("bigbio", "brat", "pubtator", "hf")
@@ -33,10 +34,13 @@ def _looks_like_pubtator(path: Path) -> bool:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``bigbio`` (.jsonl/.json), ``brat`` (folder with .ann or an .ann file), ``hf`` (saved dataset folder,
-    ``folder::split``) or ``pubtator`` (a ``PMID|t|title`` line); ``InputError`` if none fits."""
+    """``bigbio`` (.jsonl/.json, or a folder of JSONL parts + manifest), ``brat`` (folder with .ann or an .ann
+    file), ``hf`` (saved dataset folder, ``folder::split``) or ``pubtator`` (a ``PMID|t|title`` line);
+    ``InputError`` if none fits."""
     p = Path(split_path(path)[0])
     if p.is_dir():
+        if is_parts_folder(p):  # partitioned BigBIO JSONL (a distributed engine's output)
+            return "bigbio"
         if is_hf_folder(p):
             return "hf"
         if next(p.rglob("*.ann"), None) is not None:
@@ -74,6 +78,8 @@ def read_documents(path: str | os.PathLike, format: str | None = None, validate:
         raise InputError(f"option {sorted(unknown)[0]!r} does not apply to {fmt} input.", field=sorted(unknown)[0],
                          fix=f"{fmt} takes {', '.join(sorted(allowed[fmt])) or 'no options'}.")
     reader = {"bigbio": read_jsonl, "brat": read_brat, "pubtator": read_pubtator, "hf": read_hf}[fmt]
+    if fmt == "bigbio" and Path(path).is_dir():  # a folder of JSONL parts + manifest reads as one dataset
+        reader = read_parts
     return reader(path, validate=validate, **opts)
 
 
