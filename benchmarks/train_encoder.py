@@ -31,13 +31,13 @@ SEED = 0
 SPLIT = {"dev_fraction": 0.03, "test_fraction": 0.2}
 MAX_QUERIES = 1000  # per language
 DISTRACTORS = 10000
-# Run name -> train_encoder options. CPU budget: max_length 24, batch 128, a few hundred steps, <= ~15 min.
+# Run name -> train_encoder options. CPU budget: max_length 20, batch 64, a few hundred steps, <= ~15 min.
 RUNS = {
-    "adapter-ms": {"mode": "adapter", "loss": "ms", "lr": 5e-4, "steps": 400},
-    "full-ms": {"mode": "full", "loss": "ms", "lr": 3e-5, "steps": 300},
-    "adapter-infonce": {"mode": "adapter", "loss": "infonce", "lr": 5e-4, "steps": 400},
+    "adapter-ms": {"mode": "adapter", "loss": "ms", "lr": 5e-4, "steps": 300},
+    "full-ms": {"mode": "full", "loss": "ms", "lr": 3e-5, "steps": 200},
+    "adapter-infonce": {"mode": "adapter", "loss": "infonce", "lr": 5e-4, "steps": 300},
 }
-COMMON = {"batch_size": 128, "max_length": 24, "dev_every": 100, "dev_queries": 400, "dev_distractors": 2000,
+COMMON = {"batch_size": 64, "max_length": 20, "dev_every": 50, "dev_queries": 200, "dev_distractors": 1000,
           "patience": 2, "checkpoint_every": 50, "seed": SEED, "threads": 2, **SPLIT}
 
 
@@ -184,7 +184,7 @@ def write_report(rows: dict, manifests: dict, split, n_index: int, queries) -> N
         cells = [f"{row[lang]['acc@1']:.3f} / {row[lang]['recall@64']:.3f}" if row[lang].get("n") else "–"
                  for lang in EVAL_LANGS]
         lines.append(f"| {name} | {t} | " + " | ".join(cells) + " |")
-    lines += ["", "Runs (batch 128 names = 64 concepts × 2 names, max_length 24, seed 0, 2 threads on a machine "
+    lines += ["", "Runs (batch 64 names = 32 concepts × 2 names, max_length 20, seed 0, 2 threads on a machine "
               "shared with other training jobs, so times are indicative only):", ""]
     for name, m in manifests.items():
         c = m["config"]

@@ -181,7 +181,7 @@ class Encoder:
         if adapter is not None:
             from xnorm.training.adapter_io import attach_adapter
 
-            self.model = attach_adapter(self.model, adapter_dir, adapter)
+            self.model = attach_adapter(self.model, adapter_dir, adapter, location if is_local else None)
         self._onnx = None
         if backend == "onnx":  # the torch model stays loaded: it answers config / dim questions
             from xnorm.models.onnx_backend import OnnxPooledEncoder

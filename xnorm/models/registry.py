@@ -201,9 +201,9 @@ def resolve_model(name_or_path: str | Path) -> str:
     info = lookup(text)
     if info is not None:
         return str(prepare_model(info.name)) if info.kind == "embedded" else str(info.hub_id)
-    zoo = zoo_adapters().get(text)
-    if zoo is not None:
-        return str(zoo)
+    encoder_adapter = _zoo_encoder_adapter(text)
+    if encoder_adapter is not None:
+        return str(encoder_adapter)
     if text.startswith((".", "/", "~")) or not _HUB_ID.match(text) or text.count("/") > 1:
         raise ArtifactError(
             "model folder not found.", file=text,
@@ -212,20 +212,11 @@ def resolve_model(name_or_path: str | Path) -> str:
     return text
 
 
-def zoo_adapters(kind: str | None = None) -> dict[str, Path]:
-    """Adapters shipped in ``adapters_zoo/``: folder name -> folder, for folders whose ``manifest.json`` has a
-    ``kind`` (``"encoder-adapter"``, ``"language-adapter"``, ...); only those of ``kind`` when given."""
-    import json
+def _zoo_encoder_adapter(name: str) -> Path | None:
+    """The folder of an encoder adapter of the adapter zoo (``xnorm adapters list``) called ``name``, or None."""
+    from xnorm import zoo
 
-    import xnorm.adapters_zoo
-
-    root = Path(xnorm.adapters_zoo.__file__).parent
-    found: dict[str, Path] = {}
-    for manifest in sorted(root.glob("*/manifest.json")):
-        try:
-            declared = json.loads(manifest.read_text(encoding="utf-8")).get("kind")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            continue  # a broken zoo entry is reported when it is loaded by its path, not while listing
-        if declared and (kind is None or declared == kind):
-            found[manifest.parent.name] = manifest.parent
-    return found
+    for info in zoo.list_adapters("encoder-adapter"):
+        if info.name == name:
+            return info.path
+    return None

@@ -1,27 +1,29 @@
-"""Encoder output folders: the manifest that describes them, and loading a trained adapter onto its base model.
+"""Encoder output folders: what they hold, and loading a trained encoder adapter onto its base model.
 
-A folder made by ``train_encoder`` holds ``manifest.json``. With ``"kind": "encoder-adapter"`` it carries an
-``adapters`` adapter (``adapter/``) for a frozen base encoder named in the manifest; ``Encoder(folder)`` loads
-the base and activates the adapter. With ``"kind": "encoder"`` it is a complete Hugging Face model folder.
+A folder made by ``train_encoder --mode adapter`` is an adapter-zoo folder (``xnorm.zoo``): the ``adapters``
+adapter files at its root and a zoo ``manifest.json`` with ``"kind": "encoder-adapter"``, the base model and
+the sha256 of the base weights it was trained on. ``Encoder(folder)`` (or ``Encoder(<zoo name>)``) loads the
+base and activates the adapter. A folder made by ``--mode full`` is a complete Hugging Face model folder whose
+``manifest.json`` has format ``xnorm-encoder``.
 """
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from xnorm.errors import ArtifactError
 
 MANIFEST_FILE = "manifest.json"
-FORMAT = "xnorm-encoder"
+FULL_FORMAT = "xnorm-encoder"
 KIND_ADAPTER = "encoder-adapter"
 KIND_FULL = "encoder"
-ADAPTER_SUBDIR = "adapter"
 ADAPTER_NAME = "xnorm_align"
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The folder's xnorm encoder manifest, or None when the folder has none (a plain model folder)."""
+    """The manifest of a train-encoder output folder (adapter or full), or None when the folder has none."""
     path = Path(folder) / MANIFEST_FILE
     if not path.is_file():
         return None
@@ -30,39 +32,36 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         raise ArtifactError(f"not valid JSON ({e.msg}).", file=str(path), line=e.lineno,
                             fix="repair the file or re-run `xnorm train-encoder`.") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return None  # some other tool's manifest.json: the folder is treated as a plain model folder
+    if not isinstance(data, dict) or data.get("kind") not in (KIND_ADAPTER, KIND_FULL):
+        return None  # another kind of folder (a language adapter, another tool's manifest)
     return data
 
 
 def adapter_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The manifest when ``folder`` is an encoder-adapter folder, else None."""
+    """The verified zoo manifest when ``folder`` is an encoder-adapter folder, else None."""
+    from xnorm import zoo
+
     data = read_manifest(folder)
     if data is None or data.get("kind") != KIND_ADAPTER:
         return None
-    manifest = Path(folder) / MANIFEST_FILE
-    for key in ("base_model", "adapter_dir", "adapter_name"):
-        if not isinstance(data.get(key), str):
-            raise ArtifactError(f"the encoder-adapter manifest lacks {key!r}.", file=str(manifest), field=key,
-                                fix="re-run `xnorm train-encoder` to write a complete folder.")
-    if not (Path(folder) / data["adapter_dir"]).is_dir():
-        raise ArtifactError("the adapter weights folder is missing.", file=str(Path(folder) / data["adapter_dir"]),
-                            fix="copy the whole trained folder, or re-run `xnorm train-encoder`.")
-    return data
+    return zoo.read_manifest(folder, verify=True)  # checksums: a changed weight file is named before loading
 
 
-def attach_adapter(model: Any, folder: str | Path, manifest: dict[str, Any]) -> Any:
-    """Load the folder's adapter into ``model`` (a Hugging Face encoder) and make it the active one."""
+def attach_adapter(model: Any, folder: str | Path, manifest: dict[str, Any], base_dir: str | Path | None) -> Any:
+    """Load the folder's adapter into ``model`` (a Hugging Face encoder loaded from ``base_dir``; its weights are
+    checked against the manifest's ``base_model_sha256``) and make it the active adapter."""
     import adapters
 
-    path = Path(folder) / manifest["adapter_dir"]
+    from xnorm import zoo
+
+    # adapters warns "adapters available but none activated" between loading and activating: expected here.
+    logging.getLogger("adapters.model_mixin").setLevel(logging.ERROR)
+    adapters.init(model)
     try:
-        adapters.init(model)
-        name = model.load_adapter(str(path), load_as=manifest["adapter_name"], set_active=True,
-                                  use_safetensors=True)
+        name = zoo.load_into(model, folder, model_dir=base_dir, load_as=ADAPTER_NAME)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ArtifactError(f"cannot load the adapter ({str(e).splitlines()[0]}).", file=str(path),
-                            fix="the adapter must have been trained on this base model "
-                            f"({manifest['base_model']}); re-run `xnorm train-encoder`.") from None
+        raise ArtifactError(f"cannot load the adapter ({str(e).splitlines()[0]}).", file=str(folder),
+                            fix=f"the adapter must have been trained on {manifest['base_model']}; re-run "
+                            "`xnorm train-encoder`.") from None
     model.set_active_adapters(name)
     return model

@@ -5,7 +5,7 @@ pushed apart, so that a mention in any trained language lands next to its concep
 small ``adapters`` adapter on the frozen encoder is trained (cheap, a few MB, shippable in ``adapters_zoo/``)
 or all weights but the word embeddings (a full Hugging Face model folder).
 
-Resumable: ``<output>/checkpoints/last.pt`` holds the trainable weights, the optimizer, the step, the RNG state
+Resumable: ``<output>/.checkpoints/last.pt`` holds the trainable weights, the optimizer, the step, the RNG state
 and the early-stopping state as tensors and plain values (``torch.save`` of state dicts, read back with
 ``weights_only=True``). Batches are a function of (seed, batch number), so a resumed run sees exactly the
 batches an uninterrupted one would.
@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xnorm import __version__
-from xnorm._io import atomic_write, sha256_file
+from xnorm._io import atomic_write
 from xnorm.errors import ArtifactError, ConfigError
 from xnorm.terminology.core import Terminology
 from xnorm.training import adapter_io
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("adapter", "full")
 ADAPTER_TYPES = ("seq_bn", "lora")
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = ".checkpoints"  # hidden: not part of the zoo manifest's file list
 CHECKPOINT_FILE = "last.pt"
 # Settings that must match for --resume to continue a run (the rest, e.g. steps or patience, may change).
 _RESUME_KEYS = ("base_model", "mode", "loss", "languages", "batch_size", "names_per_concept", "lr", "grad_accum",
@@ -235,6 +235,8 @@ def _setup_model(model: Any, cfg: TrainConfig) -> Any:
     if cfg.mode == "adapter":
         import adapters
 
+        # adapters warns "adapters available but none activated" between adding and activating: expected here.
+        logging.getLogger("adapters.model_mixin").setLevel(logging.ERROR)
         adapters.init(model)
         if cfg.adapter_type == "seq_bn":
             acfg = adapters.SeqBnConfig(reduction_factor=cfg.adapter_size)
@@ -249,12 +251,6 @@ def _setup_model(model: Any, cfg: TrainConfig) -> Any:
         if cfg.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
     return model
-
-
-def _base_fingerprint(location: str) -> dict:
-    path = Path(location)
-    weights = path / "model.safetensors"
-    return {"path": str(path), "sha256": sha256_file(weights) if weights.is_file() else None}
 
 
 def terminology_fingerprint(terminology: Terminology) -> str:
@@ -417,12 +413,10 @@ def train_encoder(
         model.load_state_dict(best_state, strict=False)
     best_step = max((h["step"] for h in history if h.get("dev_recall@1") == best), default=step)
     manifest = {
-        "format": adapter_io.FORMAT,
         "kind": adapter_io.KIND_ADAPTER if cfg.mode == "adapter" else adapter_io.KIND_FULL,
-        "xnorm_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "name": _safe_name(out.name),
         "base_model": cfg.base_model,
-        "base_model_files": _base_fingerprint(base_location),
+        "base_model_sha256": _base_sha256(base_location),
         "terminology": {"name": terminology.metadata.get("name"), "fingerprint": terminology_fingerprint(terminology),
                         "concepts": len(terminology), "names": terminology.n_names,
                         "training_concepts": int(names.n_groups), "training_names": len(names)},
@@ -441,9 +435,9 @@ def train_encoder(
         "encoder_settings": {"pooling": encoder.pooling, "query_prefix": encoder.query_prefix,
                              "passage_prefix": encoder.passage_prefix},
     }
-    _write_output(out, model, encoder, cfg, manifest)
     with atomic_write(out / "history.json") as f:
         json.dump(history, f)
+    manifest = _write_output(out, model, encoder, cfg, manifest)
     return TrainResult(out, manifest, history)
 
 
@@ -453,34 +447,58 @@ def _resolve_location(base_model: str) -> str:
     return registry.resolve_model(base_model)
 
 
-def _write_output(out: Path, model: Any, encoder: Any, cfg: TrainConfig, manifest: dict) -> None:
-    """Write the model (adapter or full folder) beside a temporary name, move it in, and the manifest last:
-    a folder with a manifest is complete."""
+def _safe_name(text: str) -> str:
+    """A zoo-valid adapter name from a folder name (letters, digits, '.', '_', '-')."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._\-]", "-", text).lstrip("._-")
+    return name or "encoder-adapter"
+
+
+def _base_sha256(location: str) -> str | None:
+    from xnorm import zoo
+
+    # A hub model's files are not at hand here: record its id (loading onto it then skips the weight check).
+    return zoo.model_sha256(location) if Path(location).is_dir() else f"hub:{location}"
+
+
+def _write_output(out: Path, model: Any, encoder: Any, cfg: TrainConfig, manifest: dict) -> dict:
+    """Write the model (adapter files or full model folder) beside a temporary name, move it in, and the
+    manifest last: a folder with a manifest is complete. Returns the manifest as written."""
+    from xnorm import zoo
     from xnorm.models.encoder import SETTINGS_FILE
 
     settings = {"pooling": encoder.pooling, "query_prefix": encoder.query_prefix,
                 "passage_prefix": encoder.passage_prefix,
                 "max_length": int(_resolve_max_length(cfg.base_model, encoder))}
+    (out / adapter_io.MANIFEST_FILE).unlink(missing_ok=True)
     tmp = out / ".output.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     if cfg.mode == "adapter":
-        model.save_adapter(str(tmp / adapter_io.ADAPTER_SUBDIR), adapter_io.ADAPTER_NAME, use_safetensors=True)
-        manifest.update({"adapter_dir": adapter_io.ADAPTER_SUBDIR, "adapter_name": adapter_io.ADAPTER_NAME,
-                         "adapter_type": cfg.adapter_type, "adapter_size": cfg.adapter_size})
+        model.save_adapter(str(tmp), adapter_io.ADAPTER_NAME, use_safetensors=True)
+        manifest.update({"adapter_name": adapter_io.ADAPTER_NAME, "adapter_type": cfg.adapter_type,
+                         "adapter_size": cfg.adapter_size,
+                         "adapter_params": int(sum(p.numel() for p in model.parameters() if p.requires_grad))})
     else:
         model.save_pretrained(str(tmp), safe_serialization=True)
         encoder.tokenizer.save_pretrained(str(tmp))
     (tmp / SETTINGS_FILE).write_text(json.dumps(settings, ensure_ascii=False, indent=1), encoding="utf-8")
-    (out / adapter_io.MANIFEST_FILE).unlink(missing_ok=True)
     for item in tmp.iterdir():
         target = out / item.name
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(item, target)
     tmp.rmdir()
+    if cfg.mode == "adapter":
+        # A zoo folder: manifest with every file's sha256 (xnorm.zoo), so it can be shipped in adapters_zoo/.
+        zoo.write_manifest(out, **manifest)
+        return zoo.read_manifest(out, verify=False)
+    manifest = {"format": adapter_io.FULL_FORMAT, **manifest, "xnorm_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with atomic_write(out / adapter_io.MANIFEST_FILE) as f:
         json.dump(manifest, f, ensure_ascii=False, indent=1)
+    return manifest
 
 
 def _resolve_max_length(base_model: str, encoder: Any) -> int:
