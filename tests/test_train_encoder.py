@@ -1,0 +1,248 @@
+"""`xnorm train-encoder`: concept split, concept-sampled batches, losses, resumable training, adapter loading, CLI.
+
+Everything runs on the tiny BERT of conftest.py and a small terminology built here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xnorm.errors import ArtifactError, ConfigError
+from xnorm.terminology.core import TerminologyBuilder
+from xnorm.training.pairs import ConceptBatchSampler, ConceptSplit, split_concepts, training_names
+
+_WORDS = ["seizure", "fever", "heart", "stature", "short", "defect", "hypotonia", "microcephaly", "headache",
+          "intellectual", "disability", "ventricular", "septal", "abnormality", "epileptic", "recurrent"]
+_ES = {"seizure": "convulsión", "fever": "fiebre", "heart": "corazón", "stature": "estatura", "short": "baja",
+       "defect": "defecto", "hypotonia": "hipotonía", "microcephaly": "microcefalia", "headache": "cefalea",
+       "intellectual": "intelectual", "disability": "discapacidad", "ventricular": "ventricular",
+       "septal": "septal", "abnormality": "anomalía", "epileptic": "epiléptica", "recurrent": "recurrente"}
+
+
+def _terminology(n: int = 48):
+    """n concepts, each an English two-word name, an English synonym and a Spanish and French translation."""
+    b = TerminologyBuilder()
+    for i in range(n):
+        w1, w2 = _WORDS[i % len(_WORDS)], _WORDS[(i * 7 + 3) % len(_WORDS)]
+        cid = f"HP:{i:07d}"
+        b.add_concept(cid, f"{w1} {w2}")
+        b.add_name(cid, f"{w1} {w2}", "en", "preferred")
+        b.add_name(cid, f"{w2} of {w1}", "en", "exact")
+        b.add_name(cid, f"{_ES[w2]} {_ES[w1]}", "es", "translation")
+        b.add_name(cid, f"{w2} {w1} {i}", "fr", "translation")
+    return b.build(name="tiny-hpo")
+
+
+FAST = {"batch_size": 16, "max_length": 16, "dev_every": 4, "dev_queries": 20, "dev_distractors": 20,
+        "checkpoint_every": 2, "adapter_size": 4, "threads": 1, "patience": 0}
+
+
+# ---- split and batches ---------------------------------------------------------------------------------------
+def test_split_has_no_leakage_and_forced_concepts_stay_out():
+    term = _terminology()
+    forced = ["HP:0000001", "HP:0000002", "HP:9999999"]  # the last is unknown: ignored
+    split = split_concepts(term, dev_fraction=0.1, test_fraction=0.2, seed=3, exclude=forced)
+    parts = [set(split.of(s).tolist()) for s in ("train", "dev", "test")]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert parts[0] | parts[1] | parts[2] == set(term.concept_ids.tolist())
+    assert {"HP:0000001", "HP:0000002"} <= parts[2]
+    assert split.forced.tolist() == ["HP:0000001", "HP:0000002"]
+    # Same seed, same split; another seed, another split.
+    again = split_concepts(term, dev_fraction=0.1, test_fraction=0.2, seed=3, exclude=forced)
+    assert set(again.train.tolist()) == parts[0]
+    assert set(split_concepts(term, dev_fraction=0.1, test_fraction=0.2, seed=4).train.tolist()) != parts[0]
+    names = training_names(term, split.train, ["en", "es"])
+    assert set(names.concepts.tolist()) <= parts[0]
+    assert set(names.langs.tolist()) == {"en", "es"}
+    with pytest.raises(ConfigError, match="languages"):
+        training_names(term, split.train, ["xx"])
+
+
+def test_split_roundtrips_through_json(tmp_path):
+    term = _terminology()
+    split = split_concepts(term, seed=1, exclude=["HP:0000005"])
+    split.save(tmp_path)
+    back = ConceptSplit.load(tmp_path / "split.json")
+    for s in ("train", "dev", "test"):
+        assert sorted(back.of(s).tolist()) == sorted(split.of(s).tolist())
+    assert back.forced.tolist() == ["HP:0000005"]
+
+
+def test_batches_hold_pairs_of_one_concept_english_first_and_are_reproducible():
+    term = _terminology()
+    names = training_names(term, term.concept_ids, ["en", "es", "fr"])
+    sampler = ConceptBatchSampler(names, batch_size=12, names_per_concept=2, seed=5)
+    seen_concepts = set()
+    for number in range(len(sampler) + 2):  # crosses an epoch boundary
+        rows, labels, first = sampler.batch(number)
+        assert len(rows) == 12 and first.sum() == 6
+        counts = np.bincount(labels)
+        assert (counts[counts > 0] == 2).all()
+        # The first name of each concept is English; names of one label belong to one concept.
+        assert (names.langs[rows[first]] == "en").all()
+        group_of_row = np.searchsorted(names.offsets, rows, side="right") - 1
+        for lab in np.unique(labels):
+            assert len(set(group_of_row[labels == lab].tolist())) == 1
+        seen_concepts.update(names.concepts[group_of_row].tolist())
+        again = sampler.batch(number)
+        assert np.array_equal(again[0], rows)
+    assert len(seen_concepts) >= 0.9 * names.n_groups
+    with pytest.raises(ConfigError):
+        ConceptBatchSampler(names, batch_size=2)
+
+
+def test_losses_prefer_aligned_embeddings():
+    import torch
+
+    from xnorm.training.losses import make_loss
+
+    torch.manual_seed(0)
+    labels = torch.arange(8).repeat_interleave(2)
+    first = torch.tensor([True, False] * 8)
+    base = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    aligned = base.repeat_interleave(2, dim=0) + 0.01 * torch.randn(16, 16)
+    scrambled = torch.nn.functional.normalize(torch.randn(16, 16), dim=-1)
+    for name in ("ms", "infonce"):
+        loss = make_loss(name)
+        assert float(loss(aligned, labels, first)) < float(loss(scrambled, labels, first))
+    with pytest.raises(ConfigError):
+        make_loss("triplet")
+
+
+# ---- training ------------------------------------------------------------------------------------------------
+def test_loss_decreases_and_split_is_recorded(tiny_model_dir, tmp_path):
+    from xnorm.training import train_encoder
+
+    term = _terminology()
+    out = tmp_path / "full"
+    result = train_encoder(term, str(tiny_model_dir), out, mode="full", loss="ms", languages=["es", "fr"],
+                           exclude_concepts=["HP:0000007"], steps=40, lr=2e-3, progress=False,
+                           **{**FAST, "dev_every": 20})
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert len(losses) == 40
+    assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
+    split = json.loads((out / "split.json").read_text())
+    assert "HP:0000007" in split["test"] and "HP:0000007" in split["forced_out_of_training"]
+    assert not set(split["train"]) & (set(split["dev"]) | set(split["test"]))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "encoder" and manifest["steps"] == 40 and manifest["loss"] == "ms"
+    assert manifest["languages"] == ["en", "es", "fr"]
+    assert manifest["dev"]["recall@1_base"] is not None
+    # A full output is a plain Hugging Face folder: Encoder loads it directly.
+    from xnorm.models.encoder import Encoder
+
+    assert Encoder(out).encode(["fiebre"]).shape == (1, 32)
+
+
+def test_infonce_loss_decreases(tiny_model_dir, tmp_path):
+    from xnorm.training import train_encoder
+
+    result = train_encoder(_terminology(), str(tiny_model_dir), tmp_path / "nce", mode="full", loss="infonce",
+                           languages=["es"], steps=30, lr=2e-3, progress=False, **{**FAST, "dev_every": 30})
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    from safetensors.numpy import load_file
+
+    from xnorm.training import train_encoder
+
+    term = _terminology()
+    opts = dict(mode="adapter", languages=["es", "fr"], lr=5e-3, progress=False, **FAST)
+    train_encoder(term, str(tiny_model_dir), tmp_path / "straight", steps=6, **opts)
+    train_encoder(term, str(tiny_model_dir), tmp_path / "resumed", steps=3, **opts)
+    assert (tmp_path / "resumed" / ".checkpoints" / "last.pt").is_file()
+    result = train_encoder(term, str(tiny_model_dir), tmp_path / "resumed", steps=6, resume=True, **opts)
+    assert result.manifest["steps"] == 6
+    a = load_file(str(tmp_path / "straight" / "adapter.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "adapter.safetensors"))
+    assert a.keys() == b.keys() and len(a) > 0
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+    # A resumed run with other settings than the checkpoint's is refused; so is a non-empty folder without resume.
+    with pytest.raises(ConfigError, match="lr"):
+        train_encoder(term, str(tiny_model_dir), tmp_path / "resumed", steps=8, resume=True,
+                      **{**opts, "lr": 1e-3})
+    with pytest.raises(ConfigError, match="not empty"):
+        train_encoder(term, str(tiny_model_dir), tmp_path / "straight", steps=6, **opts)
+
+
+def test_adapter_folder_loads_through_encoder_and_changes_embeddings(tiny_model_dir, tmp_path):
+    from xnorm.models.encoder import Encoder
+    from xnorm.training import train_encoder
+
+    out = tmp_path / "adapter"
+    train_encoder(_terminology(), str(tiny_model_dir), out, mode="adapter", adapter_type="lora", languages=["es"],
+                  steps=8, lr=1e-2, progress=False, **FAST)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "encoder-adapter" and manifest["format"] == "xnorm-adapter"
+    assert manifest["base_model_sha256"] and "adapter.safetensors" in manifest["files"]
+    assert (out / "adapter.safetensors").stat().st_size < 200_000  # only the adapter, not the encoder
+    texts = ["fiebre", "short stature", "convulsión epiléptica"]
+    trained = Encoder(out)
+    assert "xnorm_align" in str(trained.model.active_adapters)
+    base = Encoder(tiny_model_dir)
+    diff = np.abs(trained.encode(texts) - base.encode(texts)).max()
+    assert diff > 1e-3
+    # config() / from_config round trip keeps the adapter.
+    again = Encoder.from_config(trained.config())
+    np.testing.assert_allclose(again.encode(texts), trained.encode(texts), atol=1e-6)
+    # A changed weight file is named before anything loads it.
+    data = bytearray((out / "adapter.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (out / "adapter.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="adapter.safetensors"):
+        Encoder(out)
+
+
+def test_trained_adapter_serves_a_dense_index(tiny_model_dir, tmp_path):
+    from xnorm.candidates import CandidateIndex
+    from xnorm.training import train_encoder
+    from xnorm.types import Mentions
+
+    term = _terminology()
+    out = tmp_path / "adapter"
+    train_encoder(term, str(tiny_model_dir), out, languages=["es"], steps=4, progress=False, **FAST)
+    index = CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(out)}]})
+    cands = index.candidates(Mentions.from_texts(["fiebre corazón"], lang="es"), k=3)
+    assert cands.concepts.shape == (1, 3) and (cands.concepts >= 0).all()
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------------
+def _run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from xnorm.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exc.value.code), captured.out, captured.err
+
+
+def test_cli_trains_and_reports_errors_in_one_line(tiny_model_dir, tmp_path, capsys):
+    term_dir = _terminology().save(tmp_path / "term")
+    out = tmp_path / "cli-out"
+    code, stdout, _ = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
+                                "-o", str(out), "--languages", "en,es", "--steps", "3", "--batch-size", "8",
+                                "--max-length", "16", "--dev-every", "3", "--threads", "1", "--no-progress"], capsys)
+    assert code == 0 and "wrote" in stdout
+    assert json.loads((out / "manifest.json").read_text())["kind"] == "encoder-adapter"
+
+    code, _, err = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
+                             "-o", str(tmp_path / "x"), "--languages", "en,xx"], capsys)
+    assert code == 3 and err.count("\n") == 1 and "xx" in err and "Fix:" in err
+
+    code, _, err = _run_cli(["train-encoder", "--terminology", str(tmp_path / "missing"), "--base",
+                             str(tiny_model_dir), "-o", str(tmp_path / "y")], capsys)
+    assert code == 3 and err.count("\n") == 1 and "Traceback" not in err
+
+    code, _, err = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
+                             "-o", str(tmp_path / "z"), "--resume"], capsys)
+    assert code == 3 and "checkpoint" in err
+
+    code, _, err = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
+                             "-o", str(tmp_path / "w"), "--exclude-concepts", str(tmp_path / "nope.txt")], capsys)
+    assert code == 3 and "nope.txt" in err
