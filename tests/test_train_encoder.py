@@ -191,6 +191,15 @@ def test_adapter_folder_loads_through_encoder_and_changes_embeddings(tiny_model_
     # config() / from_config round trip keeps the adapter.
     again = Encoder.from_config(trained.config())
     np.testing.assert_allclose(again.encode(texts), trained.encode(texts), atol=1e-6)
+    # Copied into the zoo ($XNORM_HOME/adapters here), the adapter is selectable by name.
+    from xnorm import zoo
+    from xnorm.training.adapter_io import copy_adapter
+
+    copy_adapter(out, zoo.user_zoo_dir() / "tiny-align", "tiny-align", license="test")
+    assert [a.name for a in zoo.list_adapters("encoder-adapter")] == ["tiny-align"]
+    by_name = Encoder("tiny-align")
+    assert by_name.config()["model"] == "tiny-align"
+    np.testing.assert_allclose(by_name.encode(texts), trained.encode(texts), atol=1e-6)
     # A changed weight file is named before anything loads it.
     data = bytearray((out / "adapter.safetensors").read_bytes())
     data[-1] ^= 0xFF

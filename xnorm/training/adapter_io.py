@@ -65,3 +65,30 @@ def attach_adapter(model: Any, folder: str | Path, manifest: dict[str, Any], bas
                             "`xnorm train-encoder`.") from None
     model.set_active_adapters(name)
     return model
+
+
+# Files of an encoder-adapter folder that a copy needs (checkpoints and the training history stay behind).
+_SHIPPED_FILES = ("adapter.safetensors", "adapter_config.json", "xnorm_encoder.json", "split.json")
+
+
+def copy_adapter(source: str | Path, dest: str | Path, name: str, **extra: Any) -> Path:
+    """Copy a trained encoder-adapter folder to ``dest`` (e.g. ``adapters_zoo/<name>``) under the zoo name
+    ``name``, with a fresh zoo manifest (checksums) that adds ``extra`` fields such as ``license``."""
+    import shutil
+
+    from xnorm import zoo
+    from xnorm._io import atomic_dir
+
+    manifest = adapter_manifest(source)
+    if manifest is None:
+        raise ArtifactError("not an encoder-adapter folder.", file=str(source),
+                            fix="pass the output folder of `xnorm train-encoder --mode adapter`.")
+    fields = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files", "xnorm_version",
+                                                            "created")}
+    fields.update(extra, name=name)
+    with atomic_dir(dest) as tmp:
+        for rel in _SHIPPED_FILES:
+            if (Path(source) / rel).is_file():
+                shutil.copy2(Path(source) / rel, tmp / rel)
+        zoo.write_manifest(tmp, **fields)
+    return Path(dest)
