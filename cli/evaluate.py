@@ -17,7 +17,7 @@ def _parse_ks(ctx, param, value: str | None):
 
 
 @click.command("evaluate")
-@click.argument("pred", type=click.Path(exists=True, dir_okay=False))
+@click.argument("pred", type=click.Path(exists=True))  # a folder: partitioned output (--engine ray) or brat
 @click.argument("gold", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON instead of tables.")
 @click.option("--k", "ks", callback=_parse_ks, metavar="K,K,...",

@@ -20,7 +20,16 @@ def _human(n: float) -> str:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), metavar="INDEX_DIR",
               help="Folder to write (replaced atomically if it exists).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-def index(terminology_spec, config_path, output, progress):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: encode names in parallel shards on Ray workers and assemble the FAISS index (needs "
+              "`pip install \"xnorm[ray]\"`); prints a memory estimate first.")
+@click.option("--address", help="--engine ray: an existing Ray cluster (HOST:6379, ray://HOST:10001 or auto) "
+              "[default: start a local one].")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="--engine ray: number of encoding workers (one GPU each when the cluster has GPUs).")
+@click.option("--shard-size", type=click.IntRange(1), default=16_384, show_default=True,
+              help="--engine ray: names encoded per task.")
+def index(terminology_spec, config_path, output, progress, engine, address, workers, shard_size):
     """Build a candidate index over a terminology and save it as INDEX_DIR.
 
     The folder holds the terminology, the fitted generators (TF-IDF vocabulary and name matrix, FAISS indexes
@@ -31,6 +40,7 @@ def index(terminology_spec, config_path, output, progress):
     Examples:
       xnorm index --terminology hpo-en -o hpo-sparse
       xnorm index --terminology hpo-en --config benchmarks/configs/candidates/fusion.yaml -o hpo-fusion
+      xnorm index --terminology hpo-en --config fusion.yaml -o hpo-fusion --engine ray --workers 2
     """
     import time
 
@@ -44,9 +54,19 @@ def index(terminology_spec, config_path, output, progress):
     loaded = time.perf_counter()
     click.echo(f"terminology: {len(terminology):,} concepts, {terminology.n_names:,} names, languages "
                f"{', '.join(terminology.languages)} ({loaded - start:.1f} s)", err=True)
-    built = CandidateIndex.build(terminology, config, show_progress=progress)
+    if engine != "ray" and (address or workers != 1):
+        raise click.UsageError("--address and --workers apply to --engine ray.")
+    if engine == "ray":
+        from xnorm.engines.ray_engine import index_with_ray
+
+        built = index_with_ray(terminology, config, output, address=address, num_workers=workers,
+                               shard_size=shard_size, show_progress=progress, echo=lambda s: click.echo(s, err=True))
+        path = output
+    else:
+        built = CandidateIndex.build(terminology, config, show_progress=progress)
+        path = None
     click.echo(f"built: {built.describe()} ({built.build_seconds:.1f} s)", err=True)
-    path = built.save(output)
+    path = path or built.save(output)
     sizes = built.size_on_disk(path)
     parts = ", ".join(f"{k} {_human(v)}" for k, v in sorted(sizes.items()))
     click.echo(f"wrote {path} ({_human(sum(sizes.values()))}: {parts}) in {time.perf_counter() - start:.1f} s total")

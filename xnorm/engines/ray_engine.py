@@ -69,11 +69,11 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
     """Connected Ray: the running session if this process already has one, else ``ray.init(address)``
     (``None`` starts a local cluster), shut down on exit only if started here."""
     ray = _require_ray()
+    if address and address != "auto":  # checked even when a session runs: a wrong address is never ignored
+        _check_reachable(address)
     if ray.is_initialized():
         yield ray
         return
-    if address and address != "auto":
-        _check_reachable(address)
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if address is None:  # a local cluster: its workers get the driver's model cache and offline settings
         kwargs["runtime_env"] = {"env_vars": {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}}
