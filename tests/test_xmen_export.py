@@ -197,6 +197,6 @@ def test_export_then_score_with_perfect_and_empty_runs(tmp_path):
     assert results["runs"]["xmen/tfidf"]["quality"]["hpo-labels"]["all"]["accuracy@1"] == 0.0
     md = (tmp_path / "results" / "side_by_side.md").read_text(encoding="utf-8")
     assert "| xnorm/tfidf |" in md and "| xmen/tfidf |" in md
-    assert "xmen/tfidf / xnorm/tfidf: build 3.00×, hpo-labels linking 2.00×, gsc-plus linking 2.00×" in md
+    assert "xmen/tfidf / xnorm/tfidf: build 3.00×, hpo-labels linking 2.00×, gsc-plus linking 2.00×, peak RSS 1.00×" in md
     assert json.loads((tmp_path / "results" / "side_by_side.json").read_text())["format"] == \
         "xnorm-xmen-side-by-side"
