@@ -1,0 +1,250 @@
+"""ONNX Runtime inference for ``Encoder(backend="onnx")``: the transformer plus pooling exported once, cached.
+
+The exported graph takes ``input_ids`` / ``attention_mask`` (int64, [batch, length]) and returns the pooled,
+not yet normalised vectors ([batch, hidden]); tokenization, length-sorted batching and normalisation stay in
+``Encoder``, shared with the torch backend. Precisions mirror the torch backend's:
+
+- ``fp32``: the exported graph as it is (ONNX Runtime fuses LayerNorm / GELU / attention at load time);
+- ``int8``: dynamic int8 quantization (onnxruntime.quantization, int8 weights per output channel, activations
+  quantized on the fly) of the attention projections only;
+- ``int8-full``: every MatMul quantized (fastest; see benchmarks/results/encoding_speed.md for its cost).
+
+Graphs are cached next to the model (``<model>/onnx/``; under ``$XNORM_HOME/onnx/<model key>/`` when the model
+folder is not writable), written atomically, keyed by a hash of the model's config and weights, and checked
+against the SHA-256 their manifest records on every load: a stale or corrupted graph is rebuilt, never run.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_write, sha256_file
+from ..errors import ArtifactError, ConfigError
+from ..paths import xnorm_home
+
+logger = logging.getLogger(__name__)
+
+ONNX_PRECISIONS = ("fp32", "int8", "int8-full")
+GRAPH_FORMAT = 1
+OPSET = 17
+# Files whose content defines the network: a change in any of them must give a new graph.
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_DEFINING_FILES = ("config.json",)
+
+
+def model_key(model_dir: str | Path) -> str:
+    """SHA-256 over the model's config and weight files (names and contents): the cache key of its graphs."""
+    model_dir = Path(model_dir)
+    files = sorted({p for pattern in _WEIGHT_PATTERNS for p in model_dir.glob(pattern) if p.is_file()})
+    if not files:
+        raise ArtifactError("no weight file (*.safetensors or pytorch_model*.bin) to export to ONNX.",
+                            file=str(model_dir), fix="pass a local Hugging Face model folder with its weights.")
+    files += [model_dir / f for f in _DEFINING_FILES if (model_dir / f).is_file()]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+def cache_dir(model_dir: str | Path, key: str) -> Path:
+    """Where graphs of this model live: beside it when its folder is writable, else under ``$XNORM_HOME``."""
+    model_dir = Path(model_dir)
+    beside = model_dir / "onnx"
+    if os.access(beside if beside.is_dir() else model_dir, os.W_OK):
+        return beside
+    return xnorm_home() / "onnx" / key[:16]
+
+
+def _graph_files(folder: Path, key: str, pooling: str, precision: str) -> tuple[Path, Path]:
+    stem = f"encoder-{key[:16]}-{pooling}-{precision}"
+    return folder / f"{stem}.onnx", folder / f"{stem}.json"
+
+
+def _manifest_ok(graph: Path, manifest: Path, expected: dict[str, Any]) -> bool:
+    """True when ``graph`` exists and its manifest matches the settings and the graph's own checksum."""
+    if not graph.is_file() or not manifest.is_file():
+        return False
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(data, dict) or any(data.get(k) != v for k, v in expected.items()):
+        return False
+    return data.get("size") == graph.stat().st_size and data.get("sha256") == sha256_file(graph)
+
+
+def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = "fp32",
+                 folder: str | Path | None = None) -> Path:
+    """The cached ONNX graph of ``model_dir`` for ``pooling`` / ``precision``, exported (and quantized) if missing,
+    stale or corrupted. ``folder`` overrides the cache location (``cache_dir``)."""
+    if precision not in ONNX_PRECISIONS:
+        raise ConfigError(f"unknown ONNX precision {precision!r}.", field="precision",
+                          fix=f"use one of {ONNX_PRECISIONS}.")
+    if pooling not in ("mean", "cls"):
+        raise ConfigError(f"unknown pooling {pooling!r}.", field="pooling", fix="use mean or cls.")
+    model_dir = Path(model_dir)
+    key = model_key(model_dir)
+    folder = Path(folder) if folder is not None else cache_dir(model_dir, key)
+    graph, manifest = _graph_files(folder, key, pooling, precision)
+    expected = {"format": GRAPH_FORMAT, "model_key": key, "pooling": pooling, "precision": precision,
+                "opset": OPSET}
+    if _manifest_ok(graph, manifest, expected):
+        return graph
+    if graph.exists() or manifest.exists():
+        logger.warning("cached ONNX graph %s is stale or corrupted (checksum or settings differ); rebuilding it",
+                       graph)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{graph.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if precision == "fp32":
+            _export(model_dir, pooling, tmp)
+        else:
+            _quantize(ensure_graph(model_dir, pooling, "fp32", folder), tmp, full=precision == "int8-full")
+        # The graph goes in first, the manifest (with its checksum) last: a crash in between leaves a graph
+        # without a valid manifest, which the next call rebuilds.
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache beside a shared model is read by others
+        os.replace(tmp, graph)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    with atomic_write(manifest) as f:
+        json.dump({**expected, "size": graph.stat().st_size, "sha256": sha256_file(graph),
+                   "model_dir": str(model_dir)}, f, indent=2)
+    return graph
+
+
+def _pooled_module(model: Any, pooling: str) -> Any:
+    """torch module computing what the graph computes: transformer + pooling (built only to export)."""
+    import torch
+
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> "torch.Tensor":
+            # token_type_ids passed explicitly: BERT's default slices a buffer, which tracing would freeze.
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if takes_types else {}
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+            if pooling == "cls":
+                return hidden[:, 0]
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    return Pooled().eval()
+
+
+def _export(model_dir: Path, pooling: str, out: Path) -> None:
+    """Export transformer + pooling with the TorchScript exporter (no onnxscript needed)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from .encoder import _POOLER_MODEL_TYPES, _transformer_dir
+
+    source = _transformer_dir(model_dir)
+    # Eager attention: the SDPA path drops an all-ones mask at trace time, which would bake "no padding" into
+    # the graph (measured: padded rows then differ from torch by up to 1.1).
+    config = AutoConfig.from_pretrained(source, trust_remote_code=False, attn_implementation="eager")
+    extra = {"add_pooling_layer": False} if config.model_type in _POOLER_MODEL_TYPES else {}
+    try:
+        model = AutoModel.from_pretrained(source, config=config, trust_remote_code=False, **extra)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"cannot load the model to export it ({str(e).splitlines()[0]}).", file=str(source),
+                            fix="re-create the model folder.") from None
+    wrapped = _pooled_module(model.eval(), pooling)
+    # Trace with padding in the batch so the mask arithmetic stays in the graph.
+    ids = torch.full((2, 8), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    dynamic = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
+               "pooled": {0: "batch"}}
+    with warnings.catch_warnings(), torch.inference_mode():
+        # The legacy exporter warns that it is legacy and that traced constants are constants; both expected.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapped, (ids, mask), str(out), dynamo=False, input_names=["input_ids", "attention_mask"],
+                          output_names=["pooled"], dynamic_axes=dynamic, opset_version=OPSET,
+                          do_constant_folding=True)
+
+
+def _quantize(fp32_graph: Path, out: Path, full: bool) -> None:
+    """Dynamic int8 quantization of the graph's MatMuls (all, or those of the attention blocks only)."""
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as e:
+        raise ConfigError(f"int8 ONNX graphs need the `onnx` package ({e}).", field="precision",
+                          fix="pip install 'xnorm[onnx]' (onnx==1.23.2), or use precision='fp32'.") from None
+    nodes = None
+    if not full:
+        graph = onnx.load(str(fp32_graph), load_external_data=False).graph
+        nodes = [n.name for n in graph.node if n.op_type == "MatMul" and "/attention/" in n.name]
+        if not nodes:
+            raise ArtifactError("the exported graph has no attention MatMul nodes to quantize.",
+                                file=str(fp32_graph), fix="use precision='int8-full' for this model.")
+    root = logging.getLogger()
+    level = root.level
+    # onnxruntime.quantization logs a "consider pre-processing" advice on the root logger at every call; the
+    # pre-processing (symbolic shape inference) changes nothing for a BERT graph exported with static shapes
+    # per op, so keep the user's log clean.
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        quantize_dynamic(str(fp32_graph), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes)
+    finally:
+        root.setLevel(level)
+
+
+def default_threads() -> int:
+    """CPU cores this process may use (its affinity mask, else os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxPooledEncoder:
+    """An ONNX Runtime session over a cached graph: ``(input_ids, attention_mask) -> pooled float32 [batch, dim]``."""
+
+    def __init__(self, graph: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.graph = Path(graph)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: ORT's per-node placement notes are noise here
+        try:
+            self.session = ort.InferenceSession(str(self.graph), sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
+            raise ArtifactError(f"ONNX Runtime cannot load the graph ({str(e).splitlines()[0][:200]}).",
+                                file=str(self.graph),
+                                fix="delete the file (and its .json manifest); it is re-exported on next use.")
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    @classmethod
+    def for_model(cls, model_dir: str | Path, pooling: str = "mean", precision: str = "fp32",
+                  threads: int | None = None) -> "OnnxPooledEncoder":
+        """Session for ``model_dir``'s cached graph (exported first if needed)."""
+        return cls(ensure_graph(model_dir, pooling, precision), threads)
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        out = self.session.run(["pooled"], {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
+                                            "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64)})
+        return np.asarray(out[0], dtype=np.float32)
