@@ -38,7 +38,8 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--patience", type=int, default=3, show_default=True,
               help="Stop after this many dev evaluations without a better recall@1 (0: never).")
 @click.option("--threads", type=int, help="CPU threads for torch [default: torch's choice].")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in OUT_DIR from its checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT_DIR from its last checkpoint (same settings; --steps, "
+              "--dev-every and --patience may change).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and init.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss, languages, exclude_concepts,

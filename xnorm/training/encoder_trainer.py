@@ -341,6 +341,8 @@ def train_encoder(
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():  # dropout on the GPU draws from these
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, best, bad_evals = int(state["step"]), float(state["best"]), int(state["bad_evals"])
         best_state = state["best_trainable"] or None
         history = json.loads(state["history"])
@@ -350,7 +352,8 @@ def train_encoder(
     def checkpoint() -> None:
         _save_checkpoint(ckpt_path, {
             "trainable": _trainable(model), "optimizer": optimizer.state_dict(), "step": step,
-            "torch_rng": torch.get_rng_state(), "best": best, "bad_evals": bad_evals,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], "best": best, "bad_evals": bad_evals,
             "best_trainable": best_state or {}, "history": json.dumps(history), "seconds": seconds,
             "config": json.dumps(asdict(cfg)),
         })
