@@ -226,7 +226,7 @@ def _load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file means the same to the user
         raise ArtifactError(f"cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}).",
-                            file=str(path), fix="delete the checkpoints folder and train without --resume.") from None
+                            file=str(path), fix=f"delete {path.parent} and train without --resume.") from None
 
 
 # ---- model setup -------------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def train_encoder(
 
     from xnorm.models.encoder import Encoder
 
-    unknown = set(options) - {f for f in TrainConfig.__dataclass_fields__} - {"base_model", "mode", "loss"}
+    unknown = set(options) - (set(TrainConfig.__dataclass_fields__) - {"base_model", "mode", "loss", "languages"})
     if unknown:
         raise ConfigError(f"unknown training options {sorted(unknown)}.", field="options",
                           fix=f"use fields of TrainConfig: {sorted(TrainConfig.__dataclass_fields__)}.")
