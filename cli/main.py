@@ -17,10 +17,12 @@ COMMANDS = {
     "models": ("models", "models"),
     "index": ("index", "index"),
     "link": ("link", "link"),
+    "train-reranker": ("train_reranker", "train_reranker"),
     "evaluate": ("evaluate", "evaluate"),
     "benchmark": ("benchmark", "benchmark"),
     "train-encoder": ("train_encoder", "train_encoder"),
     "adapters": ("adapters", "adapters"),
+    "train-lang-adapter": ("train_lang_adapter", "train_lang_adapter"),
 }
 
 
