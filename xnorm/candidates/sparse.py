@@ -2,8 +2,8 @@
 
 Names and mentions are normalised (Unicode NFKC + casefold, accents optionally stripped), vectorised with one
 shared character n-gram vocabulary (sublinear tf, idf, L2 norm), and compared by cosine = sparse dot product.
-Top-k per mention: the sparse product is made dense one chunk of mentions at a time (memory stays bounded by
-``chunk_bytes`` whatever the number of names) and cut with ``np.argpartition``.
+Top-k per mention: one sparse product per chunk of mentions (memory stays bounded by ``chunk_bytes`` whatever the
+number of names), cut with ``np.argpartition`` over each row's non-zeros (names sharing an n-gram with it).
 
 The fitted vectorizer is stored without pickle: vocabulary as JSON, idf as ``.npy``, the name matrix with
 ``scipy.sparse.save_npz`` (read back with ``allow_pickle=False``).
@@ -120,20 +120,28 @@ class SparseGenerator(CandidateGenerator):
         out_scores = np.full((m, k), -np.inf, np.float32)
         if k == 0 or m == 0:
             return out_rows, out_scores
-        chunk = max(1, self.chunk_bytes // (4 * n_names))
+        # Rows per chunk: the sparse product of a chunk holds at most rows x names entries (value + column index).
+        chunk = max(1, self.chunk_bytes // (8 * n_names))
 
         def one_chunk(start: int) -> None:
-            dense = (queries[start:start + chunk] @ names_t).toarray()
-            if k < n_names:
-                # Partition the array as it is (negating it first costs a copy and ~3x the time).
-                top = np.argpartition(dense, n_names - k, axis=1)[:, n_names - k:]
-            else:
-                top = np.broadcast_to(np.arange(n_names), (dense.shape[0], n_names))
-            scores = np.take_along_axis(dense, top, axis=1)
-            # Zero cosine = no shared n-gram: not a candidate (padding instead of arbitrary names).
-            hit = scores > 0
-            out_rows[start:start + chunk] = np.where(hit, global_rows[top], -1)
-            out_scores[start:start + chunk] = np.where(hit, scores, -np.inf)
+            product = (queries[start:start + chunk] @ names_t).tocsr()
+            indptr, cols, data = product.indptr, product.indices, product.data
+            # Top-k among each row's non-zeros only: a name sharing no n-gram (cosine 0) is never a candidate, and
+            # not materialising the dense [rows, names] block saves O(names) memory writes and partition work per
+            # mention (benchmarks/results/scale.md: before / after).
+            for r in range(product.shape[0]):
+                a, b = int(indptr[r]), int(indptr[r + 1])
+                if a == b:
+                    continue
+                scores, found = data[a:b], cols[a:b]
+                if b - a > k:
+                    # Partition the array as it is (negating it first costs a copy and ~3x the time).
+                    top = np.argpartition(scores, b - a - k)[b - a - k:]
+                    scores, found = scores[top], found[top]
+                hit = scores > 0
+                n_hit = int(hit.sum())
+                out_rows[start + r, :n_hit] = global_rows[found[hit]]
+                out_scores[start + r, :n_hit] = scores[hit]
 
         starts = range(0, m, chunk)
         threads = min(self.threads or os.cpu_count() or 1, len(starts))
