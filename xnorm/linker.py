@@ -1,7 +1,8 @@
-"""The ``Linker``: candidate generation (+ later a reranker) + NIL threshold over documents.
+"""The ``Linker``: candidate generation + an optional cross-encoder reranker + NIL threshold over documents.
 
-A linker is one folder (manifest + config + the candidate index), built in code, from a YAML config, or the
-embedded default (English HPO + the embedded multilingual encoder), which works offline right after install.
+A linker is one folder (manifest + config + the candidate index [+ the reranker]), built in code, from a YAML
+config, or the embedded default (English HPO + the embedded multilingual encoder), which works offline right
+after install.
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ class LinkerConfig:
     abbreviations: bool = True  # expand abbreviations defined in the document (scispaCy detector)
     context_chars: int = 100
     default_lang: str = "en"
+    reranker: str | None = None  # a reranker folder (`xnorm train-reranker`), CrossEncoder folder or zoo name
+    rerank_k: int = 16  # candidates per mention the reranker re-scores (the rest keep their order, score 0)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "LinkerConfig":
@@ -70,15 +73,33 @@ class LinkerConfig:
         if cfg.top_k < 1 or cfg.k < cfg.top_k:
             raise ConfigError(f"need 1 <= top_k <= k, got top_k={cfg.top_k}, k={cfg.k}.", file=source,
                               field="top_k", fix="lower top_k or raise k.")
+        if cfg.rerank_k < 1:
+            raise ConfigError(f"rerank_k must be >= 1, got {cfg.rerank_k}.", file=source, field="rerank_k",
+                              fix="use e.g. 16.")
         return cfg
 
 
 class Linker:
     """Maps mentions to ranked concept ids. ``link(documents)`` fills each entity's ``normalized`` list."""
 
-    def __init__(self, index, config: LinkerConfig | None = None) -> None:
+    def __init__(self, index, config: LinkerConfig | None = None, reranker=None) -> None:
         self.index = index
         self.config = config or LinkerConfig()
+        self.reranker = reranker
+        if reranker is None and self.config.reranker:
+            self.set_reranker(self.config.reranker)
+
+    def set_reranker(self, reranker) -> None:
+        """Use a reranker: a ``Reranker``, its folder, a CrossEncoder folder or an adapter-zoo name; ``None`` = off."""
+        if reranker is None or hasattr(reranker, "rerank"):
+            self.reranker = reranker
+            self.config.reranker = getattr(reranker, "path", None) if reranker is not None else None
+            return
+        from .rerank import Reranker
+
+        path = _resolve_reranker(str(reranker))
+        self.reranker = Reranker.load(path)
+        self.config.reranker = str(path)
 
     # ---- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -109,6 +130,9 @@ class Linker:
             self.index.save(tmp / "index")
             cfg = asdict(self.config)
             cfg["index"] = "index"  # relative to the linker folder
+            if self.reranker is not None:
+                _save_reranker(self.reranker, tmp / "reranker")
+                cfg["reranker"] = "reranker"
             (tmp / "linker.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
             manifest = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "xnorm_version": __version__,
@@ -128,6 +152,12 @@ class Linker:
         cfg = LinkerConfig.from_dict(read_yaml_mapping(cfg_file, "linker config"), str(cfg_file))
         index = CandidateIndex.load(path / (cfg.index or "index"))
         cfg.index = str(path / (cfg.index or "index"))
+        if cfg.reranker:
+            rr = path / cfg.reranker
+            if not rr.is_dir():
+                raise ArtifactError("the linker's reranker folder is missing.", file=str(rr), field="reranker",
+                                    fix="save the linker again with Linker.save.")
+            cfg.reranker = str(rr)
         return cls(index, cfg)
 
     # ---- linking -------------------------------------------------------------------------------------------
@@ -143,11 +173,72 @@ class Linker:
     @property
     def pipeline(self) -> str:
         """One line saying what runs (printed by `--explain` and stored in output metadata)."""
-        return self.index.describe()
+        text = self.index.describe()
+        if self.reranker is not None:
+            text += f"; top {self.config.rerank_k} reranked by {self.reranker.describe()}"
+        return text
 
     def candidates(self, mentions: Mentions, k: int | None = None) -> Candidates:
-        """Ranked candidates for a batch of mentions (all stages before the NIL threshold)."""
-        return self.index.candidates(mentions, k=k or self.config.k)
+        """Ranked candidates for a batch of mentions (all stages before the NIL threshold).
+
+        With a reranker: the first ``rerank_k`` candidates are re-scored in one batch across mentions (language
+        adapter chosen per mention language), scores = softmax over each mention's reranked candidates; any
+        candidates beyond ``rerank_k`` follow in their generator order with score 0.
+        """
+        k = k or self.config.k
+        cands = self.index.candidates(mentions, k=max(k, self.config.rerank_k) if self.reranker else k)
+        if self.reranker is None or len(mentions) == 0:
+            return cands
+        rk = self.config.rerank_k
+        head = self.reranker.rerank(mentions, cands.top(rk), self.terminology)
+        if cands.shape[1] > rk:
+            tail = cands[np.arange(len(cands))]
+            tail = Candidates(tail.concepts[:, rk:], np.where(tail.concepts[:, rk:] >= 0, 0.0, -np.inf),
+                              tail.names[:, rk:], tail.routes[:, rk:])
+            head = Candidates(np.hstack([head.concepts, tail.concepts]), np.hstack([head.scores, tail.scores]),
+                              np.hstack([head.names, tail.names]), np.hstack([head.routes, tail.routes]),
+                              head.source, head.meta)
+        return head.top(k)
+
+    def calibrate_threshold(self, mentions: Mentions, gold, *, target_precision: float | None = None) -> float:
+        """Set (and return) the NIL threshold from a dev set with gold ids (``None``/empty = a NIL mention).
+
+        A mention is linked when its top score is >= the threshold. Without ``target_precision`` the threshold
+        maximises F1 of the linking decisions (true positive: linked to a gold id; false positive: linked but
+        wrong, or linked though NIL; false negative: a non-NIL mention not linked correctly); with it, the
+        lowest threshold whose precision reaches the target (the most recall at that precision).
+        """
+        from .errors import InputError
+
+        gold_sets = [{g} if isinstance(g, str) else set(g or ()) - {None, ""} for g in gold]
+        if len(gold_sets) != len(mentions) or not len(mentions):
+            raise InputError(f"{len(gold_sets)} gold entries for {len(mentions)} mentions.", field="gold",
+                             fix="give one gold id (or set of ids, empty for NIL) per mention.")
+        top = self.candidates(mentions).top(1)
+        ids = top.concept_ids(self.terminology)[:, 0]
+        scores = top.scores[:, 0].astype(np.float64)
+        correct = np.fromiter((i is not None and i in g for i, g in zip(ids, gold_sets)), dtype=bool,
+                              count=len(ids))
+        n_pos = sum(1 for g in gold_sets if g)
+        # Candidate thresholds: every top score (link the mentions scoring at least it), descending.
+        order = np.argsort(-scores, kind="stable")
+        tp = np.cumsum(correct[order])
+        linked = np.arange(1, len(order) + 1)
+        precision = tp / linked
+        recall = tp / max(1, n_pos)
+        if target_precision is None:
+            f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+            best = int(np.argmax(f1))
+        else:
+            ok = np.flatnonzero(precision >= target_precision)
+            if not len(ok):
+                raise InputError(f"no threshold reaches precision {target_precision} on these mentions (best "
+                                 f"{precision.max():.3f}).", field="target_precision",
+                                 fix="lower the target precision or give a larger dev set.")
+            best = int(ok.max())
+        # Ties: the threshold is the score itself, so every mention with the same score is linked too.
+        self.config.threshold = float(scores[order][best])
+        return self.config.threshold
 
     def predict(self, mentions: Mentions, top_k: int | None = None) -> Candidates:
         """Top-k predictions; rows whose best score is under the threshold are emptied (NIL)."""
@@ -250,6 +341,32 @@ def _explanations(preds: Candidates, terminology) -> np.ndarray:
             "route": ROUTE_NAMES[preds.routes[i, j]],
         }
     return out
+
+
+def _resolve_reranker(spec: str) -> Path:
+    """A reranker folder, or the name of a reranker in the adapter zoo."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from . import zoo
+
+        return zoo.resolve(spec)
+    except (ImportError, ArtifactError):
+        raise ArtifactError("reranker folder not found (and no adapter-zoo entry of that name).", file=spec,
+                            field="reranker", fix="train one with `xnorm train-reranker ... -o DIR` and pass DIR.") \
+            from None
+
+
+def _save_reranker(reranker, dest: Path) -> None:
+    """The reranker's folder inside the linker folder (copied when it was loaded from one, else saved)."""
+    import shutil
+
+    src = getattr(reranker, "path", None)
+    if src and Path(src).is_dir():
+        shutil.copytree(src, dest)
+    else:
+        reranker.save(dest)
 
 
 def _check_no_gold(docs: list[dict], field: str) -> None:

@@ -1,0 +1,258 @@
+"""Reranker ablation: candidates only vs. full fine-tuning vs. task adapter vs. Stack(lang, task), λ = 0 vs 1.
+
+Data (read where it lies, nothing copied):
+- HPO translations, concept-level split (``hpo-labels``, ``split: held_out``): the labels of the index-half
+  concepts are training mentions, the OFFICIAL labels of the held-out concepts are test mentions, per language.
+- GSC+: dev split (mentions in context) for training, test split for testing.
+Candidates: a saved ``CandidateIndex`` (default: the cached English HPO TF-IDF + e5-small index), top k.
+
+Each run trains one reranker on the pooled training mentions (all languages + GSC+ dev), early-stopped on a
+held-out slice of them, then reranks every test set. Results are merged into ``<out>.json`` run by run (so runs
+can be split over several invocations) and the table ``<out>.md`` is rewritten from it.
+
+    nice -n 10 python benchmarks/rerank.py --runs adapter:1 adapter:0 full:1 --max-train-seconds 600
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_INDEX = "/tmp/xh_default/indexes/hpo-en-32db54a668fa98e2"
+LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--index", default=DEFAULT_INDEX)
+    p.add_argument("--data-root", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--out", default=str(HERE / "results" / "rerank"))
+    p.add_argument("--work-dir", default="/tmp/k1_rerank", help="where trained rerankers are saved")
+    p.add_argument("--runs", nargs="*", default=["adapter:1", "adapter:0", "full:1"],
+                   help="MODE:LAMBDA; stack:L needs an English language adapter in the zoo")
+    p.add_argument("--langs", nargs="*", default=LANGS)
+    p.add_argument("--train-per-lang", type=int, default=80)
+    p.add_argument("--test-per-lang", type=int, default=120)
+    p.add_argument("--gsc-train", type=int, default=200)
+    p.add_argument("--gsc-test", type=int, default=300)
+    p.add_argument("--dev", type=int, default=80, help="training mentions held out for early stopping")
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=40)
+    p.add_argument("--max-train-seconds", type=float, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--merge", nargs="*", default=None,
+                   help="only merge the runs of these result JSONs (from parallel invocations) into --out")
+    return p.parse_args(argv)
+
+
+def sample(n_total: int, n: int, seed: int) -> np.ndarray:
+    if n_total <= n:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+
+
+def build_sets(args, terminology):
+    """(train Examples, dev Examples, {test name: Examples})."""
+    from xnorm.benchmark.datasets import build_dataset
+    from xnorm.rerank import Examples, examples_from_documents, examples_from_labels
+
+    labels = build_dataset("hpo-labels", {"languages": args.langs, "split": "held_out", "max_per_language": None,
+                                          "seed": args.seed}, data_root=args.data_root)
+    tests: dict[str, Examples] = {}
+    for lang in args.langs:
+        docs = [d for d in labels.documents if d["lang"] == lang]
+        docs = [docs[i] for i in sample(len(docs), args.test_per_lang, args.seed)]
+        tests[f"hpo-{lang}"] = examples_from_documents(docs, terminology, context_chars=0,
+                                                       description=f"HPO {lang} held-out labels")
+    ex = labels.extra_names  # labels of the index-half concepts: the training mentions
+    parts_t, parts_l, parts_c = [], [], []
+    for lang in args.langs:
+        rows = np.flatnonzero(ex.langs == lang)
+        rows = rows[sample(len(rows), args.train_per_lang + args.dev // len(args.langs), args.seed + 1)]
+        parts_t += ex.texts[rows].tolist()
+        parts_l += ex.langs[rows].tolist()
+        parts_c += ex.concept_ids[rows].tolist()
+    hpo_train = examples_from_labels(parts_t, parts_l, parts_c, terminology)
+    gsc_dev = build_dataset("gsc-plus", {"split": "dev"}, data_root=args.data_root)
+    gsc_train = examples_from_documents(gsc_dev.documents, terminology, context_chars=100)
+    gsc_train = gsc_train[sample(len(gsc_train), args.gsc_train + args.dev // 4, args.seed + 2)]
+    gsc_test = build_dataset("gsc-plus", {"split": "test"}, data_root=args.data_root)
+    g = examples_from_documents(gsc_test.documents, terminology, context_chars=100, description="GSC+ test")
+    tests["gsc-plus-test"] = g[sample(len(g), args.gsc_test, args.seed + 3)]
+    pool = _concat([hpo_train, gsc_train])
+    perm = np.random.default_rng(args.seed).permutation(len(pool))
+    dev, train = pool[perm[:args.dev]], pool[perm[args.dev:]]
+    train.description = (f"HPO translations held_out split, index-half labels ({', '.join(args.langs)}; "
+                         f"{args.train_per_lang}/lang) + GSC+ dev ({args.gsc_train} mentions), seed {args.seed}")
+    dev.description = "held-out slice of the training pool"
+    return train, dev, tests
+
+
+def _concat(parts):
+    from xnorm.rerank import Examples
+    from xnorm.types import Mentions
+    from dataclasses import fields
+
+    m = Mentions(**{f.name: np.concatenate([getattr(p.mentions, f.name) for p in parts]) for f in fields(Mentions)})
+    return Examples(m, np.concatenate([p.gold for p in parts]), None, "")
+
+
+def metrics(cands, gold) -> dict:
+    hit = cands.concepts == gold[:, None]
+    first = np.where(hit.any(1), hit.argmax(1), -1)
+    return {"acc1": float((first == 0).mean()), "recall_k": float((first >= 0).mean()),
+            "mrr": float(np.where(first >= 0, 1.0 / (first + 1), 0.0).mean()), "n": int(len(gold))}
+
+
+def lang_adapter_for(lang: str):
+    try:
+        from xnorm import zoo
+    except ImportError:
+        return None
+    hit = zoo.find_adapter("language-adapter", language=lang, base_model="multilingual-e5-small")
+    return None if hit is None else str(hit.path)
+
+
+def run_one(args, name, mode, lam, index, train, dev, tests, test_cands) -> dict:
+    from xnorm.rerank import train_reranker
+
+    lang_adapter = None
+    if mode == "stack":
+        path = lang_adapter_for("en")
+        if path is None:
+            return {"skipped": "no English language adapter in the zoo (K2's train-lang-adapter)"}
+        lang_adapter = ("en", path)
+    out_dir = Path(args.work_dir) / name
+    rr, report = train_reranker(
+        index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=3,
+        lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length}, threads=args.threads,
+        max_seconds=args.max_train_seconds, show_progress=True)
+    res = {"mode": mode, "lambda": lam, "train": {k: v for k, v in report.items() if k != "losses"},
+           "loss_first_20": float(np.mean(report["losses"][:20])), "loss_last_20": float(np.mean(report["losses"][-20:])),
+           "size_on_disk_bytes": int((out_dir / "weights.safetensors").stat().st_size),
+           "lang_adapters_used": sorted(rr.lang_adapters), "tests": {}}
+    n_inf, t_inf = 0, 0.0
+    for tname, ex in tests.items():
+        t = time.perf_counter()
+        out = rr.rerank(ex.mentions, test_cands[tname], index.terminology)
+        t_inf += time.perf_counter() - t
+        n_inf += len(ex)
+        res["tests"][tname] = metrics(out, ex.gold)
+        res["tests"][tname]["lang_adapter"] = rr.adapter_for(str(ex.mentions.langs[0]) if len(ex) else "en")
+        print(f"  {name} {tname}: acc@1 {res['tests'][tname]['acc1']:.3f}", flush=True)
+    res["inference_seconds_per_1k_mentions"] = round(1000 * t_inf / max(1, n_inf), 1)
+    return res
+
+
+def render(results: dict) -> str:
+    meta = results.get("meta", {})
+    runs = results.get("runs", {})
+    tests = list(results.get("candidates", {}))
+    lines = ["# Reranker ablation (issue 6)", "",
+             f"Machine: {meta.get('machine', '?')} — **shared with other jobs**; times are indicative, compare "
+             "them only within this table.", "",
+             f"Index: `{meta.get('index')}` (English HPO names, TF-IDF + dense e5-small fused); "
+             f"k = {meta.get('k')} candidates reranked; pair max_length {meta.get('max_length')}. "
+             f"Base model of every reranker: the embedded multilingual-e5-small (frozen except in `full`).", "",
+             f"Training: {meta.get('train_description')}; dev (early stopping): {meta.get('dev_size')} mentions. "
+             f"Test: per language {meta.get('test_per_lang')} held-out HPO labels (OFFICIAL), GSC+ test "
+             f"{meta.get('gsc_test')} mentions in context (seeded samples).", "",
+             "## acc@1", "",
+             "| pipeline | " + " | ".join(tests) + " |", "|---" * (len(tests) + 1) + "|"]
+    cand = results.get("candidates", {})
+    lines.append("| candidates only | " + " | ".join(f"{cand[t]['acc1']:.3f}" for t in tests) + " |")
+    lines.append(f"| (recall@{meta.get('k')}: the ceiling) | " + " | ".join(f"{cand[t]['recall_k']:.3f}" for t in tests) + " |")
+    for name, r in runs.items():
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} |")
+            continue
+        cells = []
+        for t in tests:
+            v = r["tests"][t]["acc1"]
+            d = v - cand[t]["acc1"]
+            cells.append(f"{v:.3f} ({d:+.3f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Cost", "", "| run | trained params | total params | weights on disk | train mentions seen | "
+              "train time | s / train mention | inference s / 1k mentions (k candidates each) | best dev acc@1 (step) | "
+              "loss first→last 20 steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        if "skipped" in r:
+            continue
+        tr = r["train"]
+        lines.append(
+            f"| {name} | {tr['parameters']['trained']:,} | {tr['parameters']['total']:,} | "
+            f"{r['size_on_disk_bytes'] / 1e6:.2f} MB | {tr['steps'] * tr['batch_size']:,} | {tr['train_seconds']:.0f} s | "
+            f"{tr['seconds_per_mention']:.2f} | {r['inference_seconds_per_1k_mentions']:.0f} | "
+            f"{tr.get('best_dev_acc1', float('nan')):.3f} ({tr.get('best_step', '-')}) | "
+            f"{r['loss_first_20']:.3f} → {r['loss_last_20']:.3f} |")
+    lines += ["", "Dev acc@1 of the candidates alone (same dev slice): "
+              + ", ".join(f"{n}: {r['train'].get('dev_acc1_candidates', float('nan')):.3f}"
+                          for n, r in runs.items() if "skipped" not in r), ""]
+    lines += results.get("notes", [])
+    return "\n".join(lines) + "\n"
+
+
+def merge(paths, out) -> None:
+    """One table from several invocations' JSONs (same data and settings, different runs)."""
+    merged: dict = {}
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        runs = merged.get("runs", {})
+        merged.update({k: v for k, v in r.items() if k != "runs"})
+        merged["runs"] = {**runs, **r.get("runs", {})}
+    Path(out).with_suffix(".json").write_text(json.dumps(merged, indent=2, ensure_ascii=False))
+    Path(out).with_suffix(".md").write_text(render(merged))
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out)
+        return
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from xnorm.candidates import CandidateIndex
+
+    out_json = Path(args.out).with_suffix(".json")
+    results = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    index = CandidateIndex.load(args.index, verify=False)
+    train, dev, tests = build_sets(args, index.terminology)
+    t = time.perf_counter()
+    test_cands = {name: index.candidates(ex.mentions, args.k) for name, ex in tests.items()}
+    print(f"candidates for {sum(len(e) for e in tests.values())} test mentions in {time.perf_counter() - t:.0f} s",
+          flush=True)
+    results["meta"] = {"index": args.index, "k": args.k, "max_length": args.max_length,
+                       "train_description": train.description, "train_size": len(train), "dev_size": len(dev),
+                       "test_per_lang": args.test_per_lang, "gsc_test": args.gsc_test, "seed": args.seed,
+                       "machine": f"{platform.machine()}, {os.cpu_count()} visible CPUs, torch threads {args.threads}, "
+                                  "no GPU" if not torch.cuda.is_available() else "GPU"}
+    results["candidates"] = {name: metrics(test_cands[name], ex.gold) for name, ex in tests.items()}
+    results.setdefault("runs", {})
+    for spec in args.runs:
+        mode, lam = spec.split(":")
+        name = f"{mode} λ={float(lam):g}"
+        print(f"run {name}", flush=True)
+        results["runs"][name] = run_one(args, name.replace(" ", "_").replace("λ=", "lam"), mode, float(lam), index,
+                                        train, dev, tests, test_cands)
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+        Path(args.out).with_suffix(".md").write_text(render(results))
+    out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    Path(args.out).with_suffix(".md").write_text(render(results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

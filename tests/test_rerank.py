@@ -1,0 +1,429 @@
+"""The cross-encoder reranker (xnorm.rerank) on a tiny BERT, a tiny terminology and a TF-IDF-only index:
+pair encoding, the rank-regularized loss, training, save/load, Stack(lang, task) per language, the Linker and
+the CLI (`xnorm train-reranker`, `xnorm link --reranker`)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xnorm.errors import EXIT_BAD_INPUT
+from xnorm.types import Candidates, Mentions
+
+TERMS = {
+    "HP:1": [("Seizure", "en", "preferred"), ("Epileptic seizure", "en", "exact"), ("Convulsions", "en", "exact"),
+             ("convulsión", "es", "translation"), ("crise d'épilepsie", "fr", "translation")],
+    "HP:2": [("Short stature", "en", "preferred"), ("Small stature", "en", "exact"), ("baja estatura", "es", "translation")],
+    "HP:3": [("Intellectual disability", "en", "preferred"), ("Mental retardation", "en", "exact"),
+             ("discapacidad intelectual", "es", "translation")],
+    "HP:4": [("Microcephaly", "en", "preferred"), ("Small head", "en", "exact")],
+    "HP:5": [("Hypotonia", "en", "preferred"), ("Low muscle tone", "en", "exact")],
+    "HP:6": [("Fever", "en", "preferred"), ("Pyrexia", "en", "exact"), ("fiebre", "es", "translation")],
+    "HP:7": [("Headache", "en", "preferred"), ("Cephalalgia", "en", "exact")],
+    "HP:8": [("Abnormality of the heart", "en", "preferred"), ("Cardiac anomaly", "en", "exact"),
+             ("anomalie cardiaque", "fr", "translation")],
+    "HP:9": [("Seizure cluster", "en", "preferred")],
+}
+SMALL_ADAPTER = {"architecture": "seq_bn", "reduction_factor": 2}
+
+
+def _terminology():
+    from xnorm.terminology.core import TerminologyBuilder
+
+    b = TerminologyBuilder()
+    for cid, names in TERMS.items():
+        b.add_concept(cid, names[0][0], ["phenotype"], "test")
+        for text, lang, typ in names:
+            b.add_name(cid, text, lang, typ, "test")
+    return b.build(name="tiny-hpo", db_name="HPO")
+
+
+@pytest.fixture(scope="module")
+def index():
+    from xnorm.candidates import CandidateIndex
+
+    return CandidateIndex.build(_terminology(), {"generators": [{"type": "sparse"}], "routing": "fallback"})
+
+
+@pytest.fixture(scope="module")
+def index_dir(index, tmp_path_factory) -> Path:
+    return index.save(tmp_path_factory.mktemp("rr") / "index")
+
+
+def _examples(index):
+    from xnorm.rerank import examples_from_labels
+
+    texts = ["convulsions", "small stature", "mental retardation", "small head", "low muscle tone", "pyrexia",
+             "cephalalgia", "cardiac anomaly", "seizures", "fiebre"]
+    ids = ["HP:1", "HP:2", "HP:3", "HP:4", "HP:5", "HP:6", "HP:7", "HP:8", "HP:1", "HP:6"]
+    langs = ["en"] * 9 + ["es"]
+    return examples_from_labels(texts, langs, ids, index.terminology, description="tiny labels")
+
+
+# ---- pairs ------------------------------------------------------------------------------------------------
+def test_mention_text_has_context_window_and_markers():
+    from xnorm.rerank import mention_texts
+
+    m = Mentions(texts=["seizures", "fever", "HTN"], langs=["en"] * 3,
+                 left=["The patient, a young boy, presented with recurrent", "", ""],
+                 right=[" and developmental delay since birth.", "", ""], long_forms=["", "", "hypertension"])
+    out = mention_texts(m, context_chars=20)
+    # 20 characters each side, cut at word boundaries, mention between the markers.
+    assert out[0] == "with recurrent [ seizures ] and developmental"
+    assert out[1] == "fever"  # no context: the mention alone
+    assert out[2] == "HTN ( hypertension )"
+
+
+def test_candidate_names_in_mention_language_first_english_fallback(index):
+    from xnorm.rerank import CandidateTexts
+
+    t = index.terminology
+    ct = CandidateTexts(t, n_names=3)
+    hp1 = t.concept_index("HP:1")
+    assert ct.names(hp1, "es") == ["convulsión", "Seizure", "Epileptic seizure"]
+    assert ct.names(hp1, "fr")[0] == "crise d'épilepsie"
+    assert ct.names(hp1, "en") == ["Seizure", "Epileptic seizure", "Convulsions"]
+    # No name in Japanese: English names, the preferred first.
+    assert ct.names(t.concept_index("HP:4"), "ja") == ["Microcephaly", "Small head"]
+    assert ct.text(hp1, "es") == "convulsión ; Seizure ; Epileptic seizure"
+    typed = CandidateTexts(t, n_names=1, semantic_types=True)
+    assert typed.text(hp1, "en") == "Seizure | phenotype"
+
+
+def test_pair_encoder_flattens_valid_slots(index, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from xnorm.rerank import PairEncoder
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    enc = PairEncoder(tok, index.terminology, max_length=24)
+    m = Mentions.from_texts(["seizure", "fever"], "en")
+    c = index.candidates(m, 3)
+    c.concepts[1, 2], c.scores[1, 2] = -1, -np.inf  # an empty slot is not encoded
+    batch, valid = enc.encode(m, c)
+    assert valid.sum() == 5 and batch["input_ids"].shape[0] == 5
+    assert batch["input_ids"].shape[1] <= 24
+    firsts, seconds, _ = enc.texts(m, c)
+    assert firsts[:3] == ["seizure"] * 3 and seconds[0].startswith("Seizure ; ")
+    # Row 0 is the tokenizer's own (mention, names) pair encoding, truncated to max_length.
+    own = tok(firsts[0], seconds[0], truncation="longest_first", max_length=24)["input_ids"]
+    assert batch["input_ids"][0, :len(own)].tolist() == own
+
+
+# ---- loss -------------------------------------------------------------------------------------------------
+def test_loss_hand_computed():
+    import torch
+
+    from xnorm.rerank import generator_distribution, rank_regularized_loss
+
+    scores = np.array([[0.9, 0.5, 0.1], [0.3, 0.3, -np.inf]], dtype=np.float32)
+    mask = np.isfinite(scores)
+    q = generator_distribution(scores, mask)
+    # Row 0: min-max (1, 0.5, 0) / 1.5; row 1: all equal -> uniform over its 2 valid slots.
+    np.testing.assert_allclose(q, [[2 / 3, 1 / 3, 0], [0.5, 0.5, 0]], atol=1e-6)
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 5.0]])
+    labels = torch.tensor([1, 0])
+    m = torch.from_numpy(mask)
+    p0 = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
+    p1 = np.array([1.0, math.e, 0.0]) / (1 + math.e)  # the masked slot (logit 5) takes no part
+    ce = (-math.log(p0[1]) - math.log(p1[0])) / 2
+    assert float(rank_regularized_loss(logits, labels, torch.from_numpy(q), m, lam=0)) == pytest.approx(ce, rel=1e-5)
+    reg = (np.linalg.norm(p0 - q[0]) + np.linalg.norm(p1 - q[1])) / 2
+    got = float(rank_regularized_loss(logits, labels, torch.from_numpy(q), m, lam=1.0))
+    assert got == pytest.approx(ce + reg, rel=1e-5)
+    got2 = float(rank_regularized_loss(logits, labels, torch.from_numpy(q), m, lam=2.5))
+    assert got2 == pytest.approx(ce + 2.5 * reg, rel=1e-5)
+
+
+def test_place_gold_insert_and_skip():
+    from xnorm.rerank import place_gold
+
+    c = Candidates(concepts=[[3, 4, 5], [6, 7, -1], [1, 2, 8]], scores=[[3, 2, 1], [5, 4, -np.inf], [9, 8, 7]],
+                   names=np.full((3, 3), -1), routes=np.ones((3, 3)))
+    gold = np.array([4, 9, 0])
+    out, col, keep = place_gold(c, gold, "insert")
+    assert col.tolist() == [1, 2, 2] and keep.all()
+    assert out.concepts[1].tolist() == [6, 7, 9] and out.scores[1, 2] == 4  # first empty slot, lowest score
+    assert out.concepts[2].tolist() == [1, 2, 0] and out.scores[2, 2] == 7  # the last slot is replaced
+    assert c.concepts[2, 2] == 8  # the caller's candidates are not modified
+    _, col, keep = place_gold(c, gold, "skip")
+    assert keep.tolist() == [True, False, False] and col[0] == 1
+
+
+# ---- weak supervision -------------------------------------------------------------------------------------
+def test_synonym_examples_exclude_their_own_name(index):
+    from xnorm.rerank import candidates_for, examples_from_synonyms
+
+    t = index.terminology
+    ex = examples_from_synonyms(t, languages=["en"])
+    assert "Seizure cluster" not in ex.mentions.texts.tolist()  # its concept's only name: unreachable without it
+    assert len(ex) == int((t.name_langs == "en").sum()) - 1
+    cands = candidates_for(index, ex, 4)
+    assert not (cands.names == ex.exclude_names[:, None]).any()
+    # The mention's own string is gone, so "Epileptic seizure" finds HP:1 through its other names only.
+    row = ex.mentions.texts.tolist().index("Epileptic seizure")
+    hp1 = t.concept_index("HP:1")
+    assert hp1 in cands.concepts[row]
+    assert t.name_texts[cands.names[row][cands.concepts[row] == hp1][0]] != "Epileptic seizure"
+    plain = index.candidates(ex.mentions[[row]], 4)
+    assert t.name_texts[plain.names[0, 0]] == "Epileptic seizure"  # what the exclusion prevents
+
+
+# ---- training, save / load ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(index, tiny_model_dir, tmp_path_factory):
+    from xnorm.rerank import train_reranker
+
+    out = tmp_path_factory.mktemp("rr") / "reranker"
+    ex = _examples(index)
+    rr, report = train_reranker(index, ex, out, mode="adapter", lam=1.0, k=4, base_model=str(tiny_model_dir),
+                                steps=50, batch_size=5, lr=3e-2, warmup=0.0, adapter_config=SMALL_ADAPTER,
+                                prior_weight=None, pair_settings={"max_length": 24}, show_progress=False)
+    return rr, report, out, ex
+
+
+def _gold_ranks(reranked: Candidates, gold: np.ndarray) -> np.ndarray:
+    hit = reranked.concepts == gold[:, None]
+    return np.where(hit.any(1), hit.argmax(1), reranked.shape[1])
+
+
+def test_training_lowers_loss_and_moves_gold_up(index, trained, tiny_model_dir):
+    from xnorm.rerank import Reranker, place_gold
+
+    rr, report, _, ex = trained
+    losses = report["losses"]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.2
+    cands, _, _ = place_gold(index.candidates(ex.mentions, 4), ex.gold)
+    untrained = Reranker.create(str(tiny_model_dir), mode="adapter", adapter_config=SMALL_ADAPTER, prior_weight=None)
+    before = _gold_ranks(untrained.rerank(ex.mentions, cands, index.terminology), ex.gold)
+    after = _gold_ranks(rr.rerank(ex.mentions, cands, index.terminology), ex.gold)
+    assert after.mean() < before.mean()
+    assert (after == 0).mean() >= 0.8
+    assert report["parameters"]["trained"] < report["parameters"]["total"] / 5  # the base stayed frozen
+
+
+def test_save_load_round_trip_same_scores(index, trained):
+    from xnorm.rerank import Reranker
+
+    rr, _, out, ex = trained
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["mode"] == "adapter" and manifest["lam"] == 1.0 and manifest["k"] == 4
+    assert manifest["training"]["data"] == "tiny labels" and manifest["training"]["steps"] == 50
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))  # no pickles
+    loaded = Reranker.load(out)
+    cands = index.candidates(ex.mentions, 4)
+    a = rr.rerank(ex.mentions, cands, index.terminology)
+    b = loaded.rerank(ex.mentions, cands, index.terminology)
+    np.testing.assert_array_equal(a.concepts, b.concepts)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+    # Softmax over each mention's candidates.
+    np.testing.assert_allclose(np.where(np.isfinite(a.scores), a.scores, 0).sum(1), 1.0, rtol=1e-5)
+
+
+def test_full_mode_and_prior_start_as_the_generator(index, tiny_model_dir, tmp_path):
+    from xnorm.rerank import Reranker, train_reranker
+
+    ex = _examples(index)
+    fresh = Reranker.create(str(tiny_model_dir), mode="full")  # with the generator prior (the default)
+    cands = index.candidates(ex.mentions, 4)
+    # Untrained, the prior reranker keeps the generator's order exactly.
+    np.testing.assert_array_equal(fresh.rerank(ex.mentions, cands, index.terminology).concepts, cands.concepts)
+    rr, report = train_reranker(index, ex, tmp_path / "full", mode="full", lam=0.0, k=4,
+                                base_model=str(tiny_model_dir), steps=3, batch_size=4, dev=ex[:6], eval_every=1,
+                                pair_settings={"max_length": 24}, show_progress=False)
+    assert report["parameters"]["trained"] > 0.5 * report["parameters"]["total"] - 20_000
+    assert report["dev_acc1_candidates"] == pytest.approx(float((cands.concepts[:6, 0] == ex.gold[:6]).mean()))
+    loaded = Reranker.load(tmp_path / "full")
+    np.testing.assert_allclose(loaded.rerank(ex.mentions, cands, index.terminology).scores,
+                               rr.rerank(ex.mentions, cands, index.terminology).scores, rtol=1e-5, atol=1e-6)
+
+
+# ---- Stack(lang, task) --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def es_adapter(tiny_model_dir, tmp_path_factory) -> Path:
+    """A (random, non-identity) Spanish language adapter for the tiny BERT, saved as safetensors."""
+    import torch
+    from adapters import BertAdapterModel
+
+    torch.manual_seed(1)
+    model = BertAdapterModel.from_pretrained(tiny_model_dir)
+    model.add_adapter("es", config="seq_bn_inv")
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if ".es." in n:
+                p.add_(torch.randn_like(p) * 0.5)
+    path = tmp_path_factory.mktemp("lang") / "lang-es"
+    model.save_adapter(str(path), "es", with_head=False, use_safetensors=True)
+    return path
+
+
+def test_stack_chosen_per_language_and_task_only_fallback(index, trained, es_adapter):
+    from xnorm.rerank import Reranker
+
+    _, _, out, _ = trained
+    plain = Reranker.load(out)
+    plain.use_zoo = False
+    stacked = Reranker.load(out, lang_adapters={"es": str(es_adapter)})
+    stacked.use_zoo = False
+    assert stacked.adapter_for("es") == "es" and stacked.adapter_for("ja") is None
+    m = Mentions(texts=["fiebre", "convulsión", "発作", "seizure"], langs=["es", "es", "ja", "en"])
+    cands = index.candidates(m, 4)
+    a = plain.logits(m, cands, index.terminology)
+    b = stacked.logits(m, cands, index.terminology)
+    es, other = np.array([True, True, False, False]), np.array([False, False, True, True])
+    fin = np.isfinite(a)
+    # Spanish mentions ran under Stack(lang_es, task): different scores; ja/en fell back to the task adapter.
+    assert not np.allclose(a[es & fin[:, 0]][:, :1], b[es & fin[:, 0]][:, :1])
+    np.testing.assert_allclose(a[other], b[other], rtol=1e-5)
+    from adapters import Stack
+
+    stacked._activate("es")
+    assert isinstance(stacked.model.active_adapters, Stack)
+    assert [str(x) for x in stacked.model.active_adapters] == ["lang_es", "rerank"]
+
+
+def test_stack_mode_trains_task_adapter_under_frozen_language_adapter(index, tiny_model_dir, es_adapter, tmp_path):
+    import torch
+
+    from xnorm.rerank import Reranker, train_reranker
+
+    ex = _examples(index)
+    rr, _ = train_reranker(index, ex, tmp_path / "stack", mode="stack", k=4, base_model=str(tiny_model_dir),
+                           steps=2, batch_size=4, lang_adapter=("es", str(es_adapter)), adapter_config=SMALL_ADAPTER,
+                           pair_settings={"max_length": 24}, show_progress=False)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(es_adapter / "adapter.safetensors"))
+    now = {n: p for n, p in rr.model.named_parameters() if ".lang_es." in n}
+    assert now and all(not p.requires_grad for p in now.values())
+    for name, tensor in saved.items():  # the language adapter did not move
+        key = name.replace(".es.", ".lang_es.")
+        if key in now:
+            assert torch.equal(now[key].detach().cpu(), tensor)
+    loaded = Reranker.load(tmp_path / "stack")
+    assert loaded.mode == "stack" and loaded.source_lang == "es"
+    assert (tmp_path / "stack" / "lang_adapters" / "es" / "adapter.safetensors").is_file()
+    assert loaded.adapter_for("es") == "es"
+
+
+def test_sentence_transformers_cross_encoder_folder(index, tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from xnorm.rerank import Reranker
+
+    cfg = BertConfig.from_pretrained(tiny_model_dir, num_labels=1)
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path / "ce")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "ce")
+    rr = Reranker.load(tmp_path / "ce")
+    assert rr.mode == "cross-encoder"
+    m = Mentions.from_texts(["seizure", "fever"], "en")
+    out = rr.rerank(m, index.candidates(m, 3), index.terminology)
+    assert out.shape == (2, 3)
+    np.testing.assert_allclose(np.where(out.concepts >= 0, out.scores, 0).sum(1), 1.0, rtol=1e-5)
+
+
+def test_load_errors_are_artifact_errors(tmp_path):
+    from xnorm.errors import ArtifactError
+    from xnorm.rerank import Reranker
+
+    with pytest.raises(ArtifactError, match="not found"):
+        Reranker.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError, match="manifest"):
+        Reranker.load(tmp_path / "empty")
+
+
+# ---- Linker + CLI -----------------------------------------------------------------------------------------
+DOCS = [
+    {"id": "d1", "document_id": "d1", "lang": "en", "passages": [{"id": "d1p", "type": "abstract",
+                                             "text": ["The boy had convulsions and pyrexia."], "offsets": [[0, 36]]}],
+     "entities": [{"id": "e1", "type": "phenotype", "text": ["convulsions"], "offsets": [[12, 23]], "normalized": []},
+                  {"id": "e2", "type": "phenotype", "text": ["pyrexia"], "offsets": [[28, 35]], "normalized": []}]},
+    {"id": "d2", "document_id": "d2", "lang": "es", "passages": [{"id": "d2p", "type": "abstract", "text": ["Niña con fiebre."],
+                                             "offsets": [[0, 16]]}],
+     "entities": [{"id": "e3", "type": "phenotype", "text": ["fiebre"], "offsets": [[9, 15]], "normalized": []}]},
+]
+
+
+def test_linker_with_reranker_links_and_round_trips(index_dir, trained, tmp_path):
+    from xnorm.linker import Linker
+
+    _, _, out, _ = trained
+    linker = Linker.from_config({"index": str(index_dir), "reranker": str(out), "rerank_k": 4, "k": 6, "top_k": 2,
+                                 "abbreviations": False, "context_chars": 0})  # trained on bare labels
+    assert "reranked by reranker(adapter" in linker.pipeline
+    m = Mentions(texts=["convulsions", "pyrexia", "fiebre"], langs=["en", "en", "es"])
+    c = linker.candidates(m)
+    assert c.shape[1] == 6 and c.source == "rerank"
+    np.testing.assert_allclose(c.scores[:, :4].sum(1), 1.0, rtol=1e-5)  # softmax over the reranked 4
+    assert (c.scores[:, 4:][c.concepts[:, 4:] >= 0] == 0).all()  # the rest keep their order, score 0
+    docs = list(linker.link(json.loads(json.dumps(DOCS))))
+    ids = [[n["db_id"] for n in e["normalized"]] for d in docs for e in d["entities"]]
+    assert [x[0] for x in ids] == ["HP:1", "HP:6", "HP:6"] and all(len(x) == 2 for x in ids)
+    linker.save(tmp_path / "linker")
+    assert (tmp_path / "linker" / "reranker" / "weights.safetensors").is_file()
+    again = Linker.load(tmp_path / "linker")
+    assert again.reranker is not None
+    np.testing.assert_allclose(again.candidates(m).scores, c.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_calibrate_threshold(index_dir, trained):
+    from xnorm.linker import Linker
+
+    _, _, out, _ = trained
+    linker = Linker.from_config({"index": str(index_dir), "reranker": str(out), "rerank_k": 4})
+    m = Mentions(texts=["convulsions", "pyrexia", "cephalalgia", "zebra stripes", "blue car"], langs=["en"] * 5)
+    gold = ["HP:1", "HP:6", "HP:7", None, None]
+    top = linker.candidates(m).top(1)
+    t = linker.calibrate_threshold(m, gold)
+    assert linker.config.threshold == t and t in top.scores[:, 0]
+    preds = linker.predict(m)
+    linked = preds.concepts[:, 0] >= 0
+    ids = preds.concept_ids(linker.terminology)[:, 0]
+    # F1-optimal: nothing linked is wrong unless linking it also gained recall.
+    tp = sum(1 for i, g in zip(ids, gold) if i is not None and i == g)
+    assert tp >= 1 and linked.sum() >= tp
+    with pytest.raises(Exception, match="precision"):
+        linker.calibrate_threshold(m, [None] * 5, target_precision=0.5)
+
+
+def _run(*args):
+    from tests.test_link import run
+
+    return run(*args)
+
+
+def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
+    docs = tmp_path / "train.jsonl"
+    gold = json.loads(json.dumps(DOCS))
+    gold[0]["entities"][0]["normalized"] = [{"db_name": "HPO", "db_id": "HP:1"}]
+    gold[0]["entities"][1]["normalized"] = [{"db_name": "HPO", "db_id": "HP:6"}]
+    gold[1]["entities"][0]["normalized"] = [{"db_name": "HPO", "db_id": "HP:6"}]
+    docs.write_text("\n".join(json.dumps(d) for d in gold) + "\n")
+    out = tmp_path / "rr"
+    r = _run("train-reranker", "--index", str(index_dir), "--train", str(docs), "--dev", "synonyms:es", "-o", str(out),
+             "--base-model", str(tiny_model_dir), "--k", "4", "--steps", "2", "--batch-size", "2", "--max-length", "24",
+             "--eval-every", "1")
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and (out / "manifest.json").is_file()
+    assert json.loads((out / "manifest.json").read_text())["training"]["dev"].startswith("synonyms of")
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("\n".join(json.dumps(d) for d in DOCS) + "\n")
+    r = _run("link", str(plain), "-o", str(tmp_path / "linked.jsonl"), "--index", str(index_dir), "--reranker",
+             str(out), "--top-k", "2")
+    assert r.exit_code == 0, r.output
+    linked = [json.loads(x) for x in (tmp_path / "linked.jsonl").read_text().splitlines()]
+    assert all(len(e["normalized"]) == 2 for d in linked for e in d["entities"])
+    # User errors: one line, exit code 3, no traceback.
+    r = _run("train-reranker", "--index", str(index_dir), "--train", "synonyms:xx", "-o", str(tmp_path / "x"),
+             "--base-model", str(tiny_model_dir))
+    assert r.exit_code == EXIT_BAD_INPUT and "Traceback" not in r.output and "no synonyms" in r.output
+    r = _run("train-reranker", "--index", str(index_dir), "--train", "synonyms", "-o", str(tmp_path / "x"),
+             "--mode", "stack", "--base-model", str(tiny_model_dir))
+    assert r.exit_code == EXIT_BAD_INPUT and "--lang-adapter" in r.output
+    r = _run("link", str(plain), "-o", str(tmp_path / "l2.jsonl"), "--index", str(index_dir), "--reranker",
+             str(tmp_path / "nope"))
+    assert r.exit_code == EXIT_BAD_INPUT and "reranker" in r.output

@@ -1,0 +1,18 @@
+"""Second stage: a cross-encoder reranker (frozen base + task adapter, optionally stacked on a language adapter).
+
+``Reranker`` (model.py) scores (mention in context, candidate names) pairs built by ``PairEncoder`` (pairs.py);
+``train_reranker`` (train.py) trains it with the rank-regularized loss (loss.py) on examples from annotations or
+terminology synonyms (supervision.py).
+"""
+from .loss import generator_distribution, rank_regularized_loss
+from .model import MODES, Reranker, reorder, softmax_rows
+from .pairs import CandidateTexts, PairEncoder, mention_texts
+from .supervision import (Examples, candidates_for, examples_from_documents, examples_from_labels,
+                          examples_from_synonyms)
+from .train import place_gold, train_reranker
+
+__all__ = [
+    "MODES", "CandidateTexts", "Examples", "PairEncoder", "Reranker", "candidates_for", "examples_from_documents",
+    "examples_from_labels", "examples_from_synonyms", "generator_distribution", "mention_texts", "place_gold",
+    "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
+]

@@ -1,0 +1,179 @@
+"""Training examples for the reranker: mentions with their gold concept row, from annotations or from synonyms.
+
+- Supervised: BigBIO kb documents whose entities carry gold ids in ``normalized`` (GSC+ dev, Mantra, ...), or
+  plain (text, language, concept id) labels such as the training concepts of the HPO translations.
+- Weakly supervised (a language without annotations): a synonym of a concept is the mention; its candidates
+  come from the index with that synonym's own name row left out, so the gold concept must be recognised from
+  its *other* names (otherwise the task is a trivial string match).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..types import Candidates, Mentions
+
+
+@dataclass
+class Examples:
+    """Mentions with the row of their gold concept (``-1``: none in the terminology) and, for weak
+    supervision, the name row that must not be offered as evidence (``-1``: none)."""
+
+    mentions: Mentions
+    gold: np.ndarray
+    exclude_names: np.ndarray | None = None
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.mentions)
+
+    def __getitem__(self, index) -> "Examples":
+        ex = None if self.exclude_names is None else self.exclude_names[index]
+        return Examples(self.mentions[index], self.gold[index], ex, self.description)
+
+    def known(self) -> "Examples":
+        """Only the mentions whose gold concept is in the terminology."""
+        return self[self.gold >= 0]
+
+
+def _gold_rows(terminology, ids: Iterable[Sequence[str]]) -> np.ndarray:
+    out = []
+    for cands in ids:
+        row = -1
+        for cid in cands:
+            if cid in terminology:
+                row = terminology.concept_index(cid)
+                break
+        out.append(row)
+    return np.asarray(out, dtype=np.int64)
+
+
+def examples_from_documents(docs: Sequence[dict], terminology, *, context_chars: int = 100,
+                            default_lang: str = "en", description: str = "") -> Examples:
+    """One example per entity with a gold id (``normalized``); its first id known to ``terminology`` wins."""
+    from ..data import mentions_from_documents
+
+    mentions, refs = mentions_from_documents(docs, default_lang=default_lang, context_chars=context_chars)
+    ids = []
+    for d, e in refs:
+        ent = docs[d]["entities"][e]
+        ids.append([str(n.get("db_id")) for n in ent.get("normalized") or [] if n.get("db_id")])
+    if not any(ids):
+        raise InputError("no entity carries a gold id in 'normalized'; nothing to train on.", field="normalized",
+                         fix="give annotated documents (BigBIO kb with normalized db_ids).")
+    return Examples(mentions, _gold_rows(terminology, ids), None, description)
+
+
+def examples_from_labels(texts: Sequence[str], langs: Sequence[str], concept_ids: Sequence[str], terminology,
+                         description: str = "") -> Examples:
+    """Examples from bare labels (no context), e.g. the HPO translations of the training concepts."""
+    return Examples(Mentions(texts=list(texts), langs=list(langs)), _gold_rows(terminology, ([c] for c in concept_ids)),
+                    None, description)
+
+
+def examples_from_synonyms(terminology, *, languages: Sequence[str] | None = None, max_examples: int | None = None,
+                           seed: int = 0, concepts: np.ndarray | None = None) -> Examples:
+    """Weak supervision: name rows of concepts with at least two names become mentions (their own row excluded).
+
+    ``languages``: only names in these languages; ``concepts``: only these concept rows (e.g. a training
+    split); ``max_examples``: a seeded sample.
+    """
+    t = terminology
+    counts = np.bincount(t.name_concepts, minlength=len(t))
+    ok = counts[t.name_concepts] >= 2  # the concept must stay reachable through another name
+    if languages is not None:
+        ok &= np.isin(np.asarray(t.name_langs, dtype=object).astype(str), list(languages))
+    if concepts is not None:
+        ok &= np.isin(t.name_concepts, concepts)
+    rows = np.flatnonzero(ok)
+    if max_examples is not None and len(rows) > max_examples:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_examples, replace=False))
+    mentions = Mentions(texts=t.name_texts[rows].tolist(), langs=t.name_langs[rows].tolist())
+    return Examples(mentions, t.name_concepts[rows].astype(np.int64), rows.astype(np.int64),
+                    f"synonyms of {t.metadata.get('name', 'the terminology')}"
+                    + (f" ({', '.join(languages)})" if languages else ""))
+
+
+def candidates_for(index, examples: Examples, k: int) -> Candidates:
+    """The index's candidates for the examples; with ``exclude_names``, each mention's own name row is left out
+    of every generator's search before fusion (the concept can still be found through its other names)."""
+    if examples.exclude_names is None or not (examples.exclude_names >= 0).any():
+        return index.candidates(examples.mentions, k)
+    from ..candidates.fusion import fuse
+
+    cfg = index.config
+    lists = [_generator_excluding(g, examples.mentions, k, cfg["routing"], cfg["default_lang"],
+                                  examples.exclude_names) for g in index.generators]
+    if len(lists) == 1:
+        return lists[0]
+    f = cfg["fusion"]
+    return fuse(lists, k, method=f["method"], weights=f["weights"], rrf_k=f["k"], source="fusion",
+                fallback_weights=f.get("fallback_weights"))
+
+
+def _generator_excluding(gen, mentions: Mentions, k: int, routing: str, default_lang: str,
+                         exclude: np.ndarray) -> Candidates:
+    """``CandidateGenerator.candidates`` with one excluded name row per mention (searched one name deeper)."""
+    from ..candidates.base import mention_langs, pack, route_plan
+
+    n = len(mentions)
+    k_names = max(k * gen.names_per_concept, k) + 1
+    langs = mention_langs(mentions, default_lang)
+    texts = np.asarray(mentions.texts, dtype=object)
+    parts = []
+    for lang in sorted(set(langs.tolist())):
+        idx = np.flatnonzero(langs == lang)
+        queries = gen.encode_queries(texts[idx].tolist())
+        for name_lang, route in route_plan(lang, gen.languages, routing, default_lang):
+            kn = min(k_names, len(gen.lang_rows[name_lang]))
+            name_rows, scores = gen.search(queries, name_lang, kn)
+            m, kk = name_rows.shape
+            parts.append((np.repeat(idx, kk), name_rows.ravel(), scores.ravel(), np.full(m * kk, route, np.int8)))
+    if not parts:
+        return Candidates.empty(n, k, gen.name)
+    rows, name_rows, scores, routes = (np.concatenate(p) for p in zip(*parts))
+    ok = (name_rows >= 0) & (name_rows != exclude[rows])
+    rows, name_rows, scores, routes = rows[ok], name_rows[ok], scores[ok], routes[ok]
+    concepts = gen.terminology.name_concepts[name_rows].astype(np.int64)
+    return pack(rows, concepts, scores, name_rows, routes, n, k, gen.name)
+
+
+SYNONYMS = "synonyms"
+
+
+def load_examples(spec: str, terminology, *, max_examples: int | None = None, seed: int = 0,
+                  context_chars: int = 100, lang: str | None = None) -> Examples:
+    """Examples from ``spec``: a documents file/folder with gold ids (BigBIO kb JSONL, brat, PubTator, HF dataset;
+    ``lang`` for formats without one), or ``synonyms`` / ``synonyms:es,fr`` for weak supervision from the
+    terminology's own names. ``max_examples``: a seeded sample."""
+    if spec == SYNONYMS or spec.startswith(SYNONYMS + ":"):
+        langs = [x for x in spec[len(SYNONYMS) + 1:].split(",") if x] or None
+        ex = examples_from_synonyms(terminology, languages=langs, max_examples=max_examples, seed=seed)
+        if len(ex) == 0:
+            raise InputError(f"no synonyms to train on{' in ' + ', '.join(langs) if langs else ''} (concepts need "
+                             "two or more names).", field="--train",
+                             fix=f"check the languages against the terminology's ({', '.join(terminology.languages)}).")
+        return ex
+    from ..data import read_documents
+
+    opts = {}
+    from ..data import detect_format
+
+    fmt = detect_format(spec)
+    if lang and fmt in ("brat", "pubtator"):
+        opts["lang"] = lang
+    docs = list(read_documents(spec, format=fmt, **opts))
+    ex = examples_from_documents(docs, terminology, context_chars=context_chars, description=str(spec))
+    n_unknown = int((ex.gold < 0).sum())
+    ex = ex.known()
+    if len(ex) == 0:
+        raise InputError(f"none of the gold ids is in the index's terminology ({n_unknown} mentions).", file=spec,
+                         field="normalized", fix="train with documents annotated with this terminology's ids.")
+    if max_examples is not None and len(ex) > max_examples:
+        ex = ex[np.sort(np.random.default_rng(seed).choice(len(ex), size=max_examples, replace=False))]
+    ex.description = f"{spec} ({len(ex)} mentions" + (f", {n_unknown} with ids outside the terminology dropped)"
+                                                      if n_unknown else ")")
+    return ex
