@@ -105,9 +105,13 @@ def _data_context(show_progress: bool) -> Iterator[None]:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+    data_log = logging.getLogger("ray.data")
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start,
+             data_log.level)
     ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = show_progress
+    ctx.enable_progress_bars = ctx.print_on_execution_start = show_progress
+    if not show_progress:  # xnorm reports progress itself; Ray Data's per-run INFO lines would drown it
+        data_log.setLevel(max(data_log.getEffectiveLevel(), logging.WARNING))
     try:
         yield
     except XnormError:
@@ -118,7 +122,9 @@ def _data_context(show_progress: bool) -> Iterator[None]:
             raise err from None
         raise
     finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+        (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start,
+         level) = saved
+        data_log.setLevel(level)
 
 
 def _worker_resources(ray, gpus_per_worker: float | None) -> float:
@@ -291,44 +297,45 @@ def _count_mentions(lines: list[str]) -> int:
     return sum(len(json.loads(s).get("entities") or []) for s in lines)
 
 
-# ---- index building ---------------------------------------------------------------------------------------------
-
 class _EncodeWorker:
-    """Ray actor body: loads the encoder once; per shard returns its vectors, or its vectors added to a copy
-    of a trained empty FAISS index (serialized)."""
+    """Ray actor body: loads each encoder once (on first use); per shard returns the shard's vectors, or the
+    vectors added to a copy of an empty (trained) FAISS index, serialized."""
 
-    def __init__(self, encoder_config: dict, templates: dict, env: dict, threads: int) -> None:
+    def __init__(self, encoder_configs: list, templates: dict, env: dict, threads: int) -> None:
         _setup_worker(env, threads)
-        from xnorm.candidates.dense import make_encoder
+        self.encoder_configs = encoder_configs
+        self.encoders: dict[int, Any] = {}
+        self.templates = templates  # "generator/language" -> serialized empty (trained) index
 
-        self.encoder = make_encoder(encoder_config)
-        self.templates = templates  # language position -> serialized empty (trained) index
+    def _encoder(self, i: int):
+        if i not in self.encoders:
+            from xnorm.candidates.dense import make_encoder
+
+            self.encoders[i] = make_encoder(self.encoder_configs[i])
+        return self.encoders[i]
 
     def __call__(self, table):
         import faiss
         import pyarrow as pa
 
-        shards = table.column("shard").to_pylist()
-        langs = table.column("lang").to_pylist()
-        modes = table.column("mode").to_pylist()
         payloads = []
-        for texts, lang, mode in zip(table.column("texts").to_pylist(), langs, modes):
-            emb = np.ascontiguousarray(self.encoder.encode(texts, kind="passage"), dtype=np.float32)
+        for texts, enc, key, mode in zip(table.column("texts").to_pylist(), table.column("enc").to_pylist(),
+                                         table.column("key").to_pylist(), table.column("mode").to_pylist()):
+            emb = np.ascontiguousarray(self._encoder(enc).encode(texts, kind="passage"), dtype=np.float32)
             if mode == "index":
-                index = faiss.deserialize_index(np.frombuffer(self.templates[lang], dtype=np.uint8).copy())
+                index = faiss.deserialize_index(np.frombuffer(self.templates[key], dtype=np.uint8).copy())
                 index.add(emb)
                 payloads.append(faiss.serialize_index(index).tobytes())
             else:
                 payloads.append(emb.tobytes())
-        return pa.table({"shard": pa.array(shards, pa.int64()), "payload": pa.array(payloads, pa.large_binary())})
+        return pa.table({"shard": table.column("shard"), "payload": pa.array(payloads, pa.large_binary())})
 
 
 def _mergeable(index) -> bool:
     """FAISS can append one index of this type to another (``merge_from``): flat codes and IVF lists."""
     import faiss
 
-    index = faiss.downcast_index(index)
-    return isinstance(index, (faiss.IndexFlatCodes, faiss.IndexIVF))
+    return isinstance(faiss.downcast_index(index), (faiss.IndexFlatCodes, faiss.IndexIVF))
 
 
 def _merge(into, other) -> None:
@@ -339,19 +346,143 @@ def _merge(into, other) -> None:
     base.merge_from(faiss.downcast_index(other), base.ntotal if isinstance(base, faiss.IndexIVF) else 0)
 
 
-def _run_shards(ray, rows: list[dict], worker_kwargs: dict, num_workers: int, cpus: int, gpus: float):
-    """Encode shard rows on the actor pool; yield (shard, payload bytes) in shard order."""
+def _empty_index(gen, dim: int, faiss):
+    try:
+        return faiss.index_factory(dim, gen.factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise ConfigError(f"FAISS cannot build index {gen.factory!r} ({str(e).splitlines()[0][:200]}).",
+                          field=f"generators.{gen.name}.index",
+                          fix="use a FAISS factory string such as Flat, HNSW32 or IVF1024,PQ16.") from None
+
+
+@dataclass
+class _Shard:
+    shard: int
+    gen: int  # position among the dense generators
+    lang: str
+    mode: str  # "vectors" (returned as float32 bytes) or "index" (added to the template, serialized)
+    sample: bool  # part of a training sample
+    rows: np.ndarray  # global name rows
+
+
+class _DensePlan:
+    """What one dense generator needs: per language its empty index, training sample and shards."""
+
+    def __init__(self, gen, position: int, enc: int, shard_size: int, rng, faiss) -> None:
+        self.gen, self.position, self.enc = gen, position, enc
+        self.dim = int(gen.encoder.dim)
+        self.empty = {lang: _empty_index(gen, self.dim, faiss) for lang in gen.languages}
+        self.samples: dict[str, np.ndarray | None] = {}
+        for lang in gen.languages:  # sorted, with the local build's seeded draws in the same order
+            rows = gen.lang_rows[lang]
+            if self.empty[lang].is_trained:
+                self.samples[lang] = None
+                continue
+            if len(rows) < 2:
+                raise ConfigError(f"index {gen.factory!r} needs training but a language has only {len(rows)} "
+                                  "names.", field=f"generators.{gen.name}.index",
+                                  fix="use index: Flat or HNSW32 for small terminologies.")
+            pick = np.arange(len(rows))
+            if len(rows) > gen.train_size:
+                pick = np.sort(rng.choice(len(rows), gen.train_size, replace=False))
+            self.samples[lang] = rows[pick]
+        self.shard_size = shard_size
+        self.indexes: dict[str, Any] = {}
+        self.sample_vectors: dict[str, list[np.ndarray]] = {lang: [] for lang in gen.languages}
+
+    def whole(self, lang: str) -> bool:
+        """The training sample is every name of ``lang`` (in order): encoded once, trained on, then added."""
+        s = self.samples[lang]
+        return s is not None and len(s) == len(self.gen.lang_rows[lang])
+
+    def shards(self, first: int, second_pass: bool) -> list[_Shard]:
+        """Pass 1: training samples + every shard of untrained index types. Pass 2: shards added to the
+        trained indexes."""
+        out: list[_Shard] = []
+        size = self.shard_size
+        for lang in self.gen.languages:
+            sample, rows = self.samples[lang], self.gen.lang_rows[lang]
+            mode = "index" if _mergeable(self.empty[lang]) else "vectors"
+            if not second_pass:
+                if sample is not None:
+                    out += [_Shard(0, self.position, lang, "vectors", True, sample[a:a + size])
+                            for a in range(0, len(sample), size)]
+                else:
+                    out += [_Shard(0, self.position, lang, mode, False, rows[a:a + size])
+                            for a in range(0, len(rows), size)]
+            elif sample is not None and not self.whole(lang):
+                out += [_Shard(0, self.position, lang, mode, False, rows[a:a + size])
+                        for a in range(0, len(rows), size)]
+        for i, s in enumerate(out):
+            s.shard = first + i
+        return out
+
+    def absorb(self, s: _Shard, payload: bytes, faiss) -> None:
+        """Take one shard result, in shard order."""
+        if s.sample:
+            self.sample_vectors[s.lang].append(np.frombuffer(payload, np.float32).reshape(len(s.rows), self.dim))
+        elif s.mode == "index":
+            part = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8).copy())
+            if s.lang in self.indexes:
+                _merge(self.indexes[s.lang], part)
+            else:
+                self.indexes[s.lang] = part
+        else:  # not mergeable (e.g. HNSW): the driver adds the vectors in order
+            index = self.indexes.setdefault(s.lang, self.empty[s.lang])
+            index.add(np.frombuffer(payload, np.float32).reshape(len(s.rows), self.dim))
+
+    def train(self, faiss) -> dict[str, bytes]:
+        """Train every index that needs it on its sample; return the templates pass 2 adds to."""
+        templates = {}
+        for lang, sample in self.samples.items():
+            if sample is None:
+                continue
+            vectors = np.ascontiguousarray(np.concatenate(self.sample_vectors.pop(lang)))
+            index = self.empty[lang]
+            index.train(vectors)
+            if self.whole(lang):
+                index.add(vectors)
+                self.indexes[lang] = index
+            else:
+                templates[f"{self.position}/{lang}"] = faiss.serialize_index(index).tobytes()
+        return templates
+
+    def templates(self, faiss) -> dict[str, bytes]:
+        """Empty indexes that need no training, for pass 1."""
+        return {f"{self.position}/{lang}": faiss.serialize_index(self.empty[lang]).tobytes()
+                for lang, s in self.samples.items() if s is None}
+
+    def finish(self) -> dict[str, Any]:
+        for lang in self.gen.languages:
+            idx = self.indexes.get(lang)
+            expected = len(self.gen.lang_rows[lang])
+            if idx is None or idx.ntotal != expected:
+                raise ArtifactError(f"the assembled {lang!r} index holds {0 if idx is None else idx.ntotal} "
+                                    f"vectors for {expected} names.", field=f"generators.{self.gen.name}",
+                                    fix="rerun the build; if it persists, report it as a bug.")
+        return {lang: self.indexes[lang] for lang in self.gen.languages}
+
+
+def _run_shards(ray, shards: list[_Shard], texts: np.ndarray, plans: list[_DensePlan], templates: dict,
+                env: dict, num_workers: int, cpus: int, gpus: float, encoder_configs: list) -> Iterator:
+    """Encode shards on one actor pool; yield (shard, payload bytes) in shard order."""
     import pyarrow as pa
 
-    refs = [ray.put(pa.table({"shard": pa.array([r["shard"]], pa.int64()), "lang": pa.array([r["lang"]], pa.int64()),
-                              "mode": pa.array([r["mode"]], pa.string()),
-                              "texts": pa.array([r["texts"]], pa.list_(pa.string()))})) for r in rows]
+    refs = []
+    for s in shards:
+        refs.append(ray.put(pa.table({
+            "shard": pa.array([s.shard], pa.int64()), "enc": pa.array([plans[s.gen].enc], pa.int64()),
+            "key": pa.array([f"{s.gen}/{s.lang}"], pa.string()), "mode": pa.array([s.mode], pa.string()),
+            "texts": pa.array([texts[s.rows].tolist()], pa.list_(pa.string()))})))
     ds = ray.data.from_arrow_refs(refs).map_batches(
         _EncodeWorker, batch_size=None, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=num_workers),
-        num_cpus=cpus, num_gpus=gpus, fn_constructor_kwargs=worker_kwargs)
+        num_cpus=cpus, num_gpus=gpus,
+        fn_constructor_kwargs={"encoder_configs": encoder_configs, "templates": templates, "env": env,
+                               "threads": cpus})
+    by_id = {s.shard: s for s in shards}
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for shard, payload in zip(table.column("shard").to_pylist(), table.column("payload").to_pylist()):
-            yield shard, payload
+            yield by_id[shard], payload
 
 
 def index_with_ray(
@@ -370,21 +501,22 @@ def index_with_ray(
     """Build the ``CandidateIndex`` of ``config`` over ``terminology`` (object or spec) with dense names encoded
     on Ray in shards of ``shard_size`` names, and save it to ``output`` (same folder as ``CandidateIndex.save``).
 
-    A memory estimate of each dense index (names x dim x bytes per index type) is passed to ``echo`` before
-    encoding starts. Flat indexes give the local build's search results; IVF / PQ indexes are trained on the
-    local build's seeded sample and give near-equal results (vectors encoded in other batches differ by float
-    rounding). Returns the built ``CandidateIndex``.
+    A memory estimate of each dense index (names x dim x bytes per index type) goes to ``echo`` before encoding
+    starts. All dense generators share one actor pool per pass (pass 1: training samples and untrained index
+    types; pass 2, only for IVF / PQ indexes larger than their sample: shards added to the trained indexes).
+    Flat indexes give the local build's search results; IVF / PQ are trained on the local build's seeded sample
+    and give near-equal results (vectors encoded in other batches differ by float rounding); HNSW graphs depend
+    on insertion details and are near-equal too. Returns the built ``CandidateIndex``.
     """
     import faiss
 
     from ..candidates import CandidateIndex
     from ..candidates.config import normalize_config
-    from ..candidates.dense import DenseGenerator, make_encoder
+    from ..candidates.dense import ENCODER_KEYS, DenseGenerator, make_encoder
     from ..candidates.sparse import SparseGenerator
     from ..terminology import load_terminology
-    from .memory import estimate_index_memory, human_bytes
 
-    echo = echo or (lambda s: log.info(s))
+    echo = echo or log.info
     if num_workers < 1 or shard_size < 1 or cpus_per_worker < 1:
         raise ConfigError("num_workers, shard_size and cpus_per_worker must be >= 1.", field="--workers",
                           fix="give positive numbers.")
@@ -396,138 +528,59 @@ def index_with_ray(
                           fix="check the terminology recipe (languages, sources).")
     start = time.perf_counter()
     texts = np.asarray([str(t) for t in terminology.name_texts], dtype=object)
-    generators = []
-    with ray_session(address) as ray, _data_context(show_progress):
-        gpus = _worker_resources(ray, gpus_per_worker)
-        env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ} if address is None else {}
-        for g in cfg["generators"]:
-            if g["type"] == "sparse":  # TF-IDF is fitted on the driver (one vocabulary over all names)
-                generators.append(SparseGenerator.from_config(g).fit(terminology, show_progress=show_progress))
-                continue
-            gen = DenseGenerator.from_config(g, encoder=make_encoder(g))
-            gen._set_languages(terminology)
-            _estimate(echo, gen, terminology.n_names, estimate_index_memory, human_bytes)
-            gen.indexes = _build_dense(ray, gen, g, texts, shard_size, num_workers, cpus_per_worker, gpus, env,
-                                       faiss)
-            gen._apply_search_params()
-            generators.append(gen)
+    generators: list = []
+    plans: list[_DensePlan] = []
+    encoder_configs: list[dict] = []
+    for g in cfg["generators"]:
+        if g["type"] == "sparse":  # TF-IDF is fitted on the driver (one vocabulary over all names)
+            generators.append(SparseGenerator.from_config(g).fit(terminology, show_progress=show_progress))
+            continue
+        # Generators with the same encoder settings share one encoder per worker.
+        enc_cfg = {k: g[k] for k in ("model", *ENCODER_KEYS) if k in g}
+        if enc_cfg not in encoder_configs:
+            encoder_configs.append(enc_cfg)
+        gen = DenseGenerator.from_config(g, encoder=make_encoder(g))
+        gen._set_languages(terminology)
+        plans.append(_DensePlan(gen, len(plans), encoder_configs.index(enc_cfg), shard_size,
+                                np.random.default_rng(0), faiss))  # seeded per generator, as fit() does
+        _estimate(echo, gen, terminology.n_names)
+        generators.append(gen)
+    if plans:
+        with ray_session(address) as ray, _data_context(show_progress):
+            gpus = _worker_resources(ray, gpus_per_worker)
+            env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ} if address is None else {}
+            run = (lambda shards, templates: _run_shards(ray, shards, texts, plans, templates, env, num_workers,
+                                                          cpus_per_worker, gpus, encoder_configs))
+            shards, templates = [], {}
+            for p in plans:
+                shards += p.shards(len(shards), second_pass=False)
+                templates.update(p.templates(faiss))
+            for s, payload in run(shards, templates):
+                plans[s.gen].absorb(s, payload, faiss)
+            templates = {}
+            for p in plans:
+                templates.update(p.train(faiss))
+            shards = []
+            for p in plans:
+                shards += p.shards(len(shards), second_pass=True)
+            if shards:
+                for s, payload in run(shards, templates):
+                    plans[s.gen].absorb(s, payload, faiss)
+    for p in plans:
+        p.gen.indexes = p.finish()
+        p.gen._apply_search_params()
     built = CandidateIndex(terminology, cfg, generators, time.perf_counter() - start)
     built.save(output)
     return built
 
 
-def _estimate(echo, gen, n_names: int, estimate, human) -> None:
+def _estimate(echo: Callable[[str], None], gen, n_names: int) -> None:
+    from .memory import estimate_index_memory, human_bytes
+
     dim = int(gen.encoder.dim)
-    total = 0
-    for lang in gen.languages:
-        total += estimate(len(gen.lang_rows[lang]), dim, gen.factory).total
-    est = estimate(n_names, dim, gen.factory)
-    note = "" if est.known else " (unknown index type: counted as Flat)"
-    echo(f"memory estimate {gen.name}: {n_names:,} names x {dim} dims, {gen.factory}: {human(total)} "
-         f"({human(est.per_million())} per million names){note}; the driver also holds one shard result per "
-         f"worker in flight")
-
-
-def _build_dense(ray, gen, g: dict, texts: np.ndarray, shard_size: int, num_workers: int, cpus: int,
-                 gpus: float, env: dict, faiss) -> dict:
-    """The per-language FAISS indexes of one dense generator, encoded on Ray."""
-    dim = int(gen.encoder.dim)
-    langs = gen.languages  # sorted, as DenseGenerator.fit iterates them
-    rng = np.random.default_rng(0)  # the local build's seeded training sample, drawn in the same order
-    empty: dict[int, Any] = {}
-    plan: dict[int, dict] = {}
-    for li, lang in enumerate(langs):
-        rows = gen.lang_rows[lang]
-        index = _empty_index(gen, dim, faiss)
-        sample = None
-        if not index.is_trained:
-            if len(rows) < 2:
-                raise ConfigError(f"index {gen.factory!r} needs training but a language has only {len(rows)} names.",
-                                  field=f"generators.{gen.name}.index",
-                                  fix="use index: Flat or HNSW32 for small terminologies.")
-            sample = np.arange(len(rows))
-            if len(rows) > gen.train_size:
-                sample = np.sort(rng.choice(len(rows), gen.train_size, replace=False))
-        empty[li] = index
-        plan[li] = {"rows": rows, "sample": sample, "mergeable": _mergeable(index)}
-
-    # Pass 1: training samples (a language no larger than its sample is encoded once, here, completely) and
-    # every shard of languages whose index needs no training. Pass 2: shards added to the trained indexes.
-    pass1, pass2, shard = [], [], 0
-    whole: dict[int, bool] = {}
-    for li, p in plan.items():
-        rows = p["rows"]
-        if p["sample"] is not None:
-            whole[li] = len(p["sample"]) == len(rows)
-            for a in range(0, len(p["sample"]), shard_size):
-                pass1.append({"shard": shard, "lang": li, "mode": "vectors", "part": "sample",
-                              "texts": texts[rows[p["sample"][a:a + shard_size]]].tolist()})
-                shard += 1
-            if whole[li]:
-                continue
-        target = pass2 if p["sample"] is not None else pass1
-        mode = "index" if p["mergeable"] else "vectors"
-        for a in range(0, len(rows), shard_size):
-            target.append({"shard": shard, "lang": li, "mode": mode, "part": "names",
-                           "texts": texts[rows[a:a + shard_size]].tolist()})
-            shard += 1
-
-    meta = {r["shard"]: r for r in pass1 + pass2}
-    for r in pass1 + pass2:
-        r["n"] = len(r["texts"])
-    indexes: dict[str, Any] = {}
-    samples: dict[int, list[np.ndarray]] = {li: [] for li in plan}
-    kwargs = {"encoder_config": g, "templates": {}, "env": env, "threads": cpus}
-    kwargs["templates"] = {li: faiss.serialize_index(empty[li]).tobytes() for li in plan if plan[li]["sample"] is None}
-
-    def absorb(shard_id: int, payload: bytes) -> None:
-        r = meta[shard_id]
-        li = r["lang"]
-        lang = langs[li]
-        if r["part"] == "sample":
-            samples[li].append(np.frombuffer(payload, dtype=np.float32).reshape(r["n"], dim))
-        elif r["mode"] == "index":
-            shard_index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8).copy())
-            if lang not in indexes:
-                indexes[lang] = shard_index
-            else:
-                _merge(indexes[lang], shard_index)
-        else:
-            indexes.setdefault(lang, empty[li]).add(np.frombuffer(payload, dtype=np.float32).reshape(r["n"], dim))
-
-    for shard_id, payload in _run_shards(ray, [_strip(r) for r in pass1], kwargs, num_workers, cpus, gpus):
-        absorb(shard_id, payload)
-    for li, p in plan.items():
-        if p["sample"] is None:
-            continue
-        vectors = np.ascontiguousarray(np.concatenate(samples.pop(li)))
-        index = empty[li]
-        index.train(vectors)
-        if whole[li]:  # the sample was every name of this language, in order
-            index.add(vectors)
-            indexes[langs[li]] = index
-        else:
-            kwargs["templates"][li] = faiss.serialize_index(index).tobytes()
-    if pass2:
-        for shard_id, payload in _run_shards(ray, [_strip(r) for r in pass2], kwargs, num_workers, cpus, gpus):
-            absorb(shard_id, payload)
-    for li, lang in enumerate(langs):
-        idx = indexes.get(lang)
-        if idx is None or idx.ntotal != len(plan[li]["rows"]):
-            raise ArtifactError(f"the assembled {lang!r} index holds {0 if idx is None else idx.ntotal} vectors for "
-                                f"{len(plan[li]['rows'])} names.", field=f"generators.{gen.name}",
-                                fix="rerun the build; if it persists, report it as a bug.")
-    return {lang: indexes[lang] for lang in langs}
-
-
-def _empty_index(gen, dim: int, faiss):
-    try:
-        return faiss.index_factory(dim, gen.factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as e:
-        raise ConfigError(f"FAISS cannot build index {gen.factory!r} ({str(e).splitlines()[0][:200]}).",
-                          field=f"generators.{gen.name}.index",
-                          fix="use a FAISS factory string such as Flat, HNSW32 or IVF1024,PQ16.") from None
-
-
-def _strip(r: dict) -> dict:
-    return {"shard": r["shard"], "lang": r["lang"], "mode": r["mode"], "texts": r["texts"]}
+    # One index per name language: the fixed parts (centroids, codebooks) count once per language.
+    total = sum(estimate_index_memory(len(gen.lang_rows[lang]), dim, gen.factory).total for lang in gen.languages)
+    est = estimate_index_memory(n_names, dim, gen.factory)
+    note = "" if est.known else " (index type not modelled: counted as Flat)"
+    echo(f"memory estimate {gen.name}: {n_names:,} names x {dim} dims, {gen.factory}: {human_bytes(total)} "
+         f"({human_bytes(est.per_million())} per million names){note}")
