@@ -427,3 +427,29 @@ def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
     r = _run("link", str(plain), "-o", str(tmp_path / "l2.jsonl"), "--index", str(index_dir), "--reranker",
              str(tmp_path / "nope"))
     assert r.exit_code == EXIT_BAD_INPUT and "reranker" in r.output
+
+
+def test_language_adapter_found_in_the_zoo(index, trained, es_adapter, tiny_model_dir, tmp_path, monkeypatch):
+    """A language adapter in $XNORM_HOME/adapters (what `xnorm train-lang-adapter` writes) is found by language
+    and base weights, loaded with its checksums verified, and stacked for that language only."""
+    import shutil
+
+    from xnorm import zoo
+    from xnorm.rerank import Reranker
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("XNORM_HOME", str(home))
+    folder = home / "adapters" / "lang-es-tiny"
+    shutil.copytree(es_adapter, folder)
+    zoo.write_manifest(folder, kind="language-adapter", name="lang-es-tiny", base_model=str(tiny_model_dir),
+                       base_model_sha256=zoo.model_sha256(tiny_model_dir), language="es")
+    _, _, out, _ = trained
+    rr = Reranker.load(out)
+    assert rr.adapter_for("es") == "es" and rr.adapter_for("fr") is None
+    m = Mentions(texts=["fiebre"], langs=["es"])
+    cands = index.candidates(m, 3)
+    with_zoo = rr.logits(m, cands, index.terminology)
+    rr.lang_adapters.clear()
+    rr.use_zoo = False
+    without = rr.logits(m, cands, index.terminology)
+    assert not np.allclose(with_zoo, without)

@@ -127,24 +127,34 @@ def _check_safetensors_adapter(path: Path) -> None:
                                 "e.g. with `xnorm train-lang-adapter`.")
 
 
-def zoo_language_adapters(base_model: str, languages: Sequence[str]) -> dict[str, str]:
-    """Language adapters for ``base_model`` found in the adapter zoo (``xnorm.zoo``), by language.
+def zoo_language_adapters(base_model: str, languages: Sequence[str], model_dir: str | None = None) -> dict[str, str]:
+    """Language adapters for the base model found in the adapter zoo (``xnorm.zoo``), by language.
 
-    Empty when the zoo module is not installed or holds none; never an error (the task adapter runs alone).
+    An adapter fits when its base model has the same registry name, or (with ``model_dir``) the same weights
+    (``base_model_sha256``), so a base given as a folder path still finds its adapters. Empty when the zoo holds
+    none; never an error (the task adapter then runs alone).
     """
     try:
-        from .. import zoo  # type: ignore[attr-defined]
+        from .. import zoo
     except ImportError:
         return {}
+    wanted = {lang.lower() for lang in languages}
     found: dict[str, str] = {}
-    for lang in languages:
-        try:
-            hit = zoo.find_adapter("language-adapter", language=lang, base_model=base_model)
-        except Exception as e:  # noqa: BLE001 - a broken zoo entry must not stop linking; it is logged
-            log.warning("adapter zoo lookup for %s failed: %s", lang, e)
-            continue
-        if hit:
-            found[lang] = str(getattr(hit, "path", hit))
+    try:
+        name = zoo.canonical_model_name(base_model)
+        sha = None
+        for info in zoo.list_adapters("language-adapter"):
+            lang = str(info.language or "").lower()
+            if lang not in wanted or lang in found:
+                continue
+            same = zoo.canonical_model_name(info.base_model) == name
+            if not same and model_dir is not None:
+                sha = sha or zoo.model_sha256(model_dir)
+                same = info.base_model_sha256 == sha
+            if same:
+                found[lang] = str(info.path)
+    except Exception as e:  # noqa: BLE001 - a broken zoo entry must not stop linking; it is logged
+        log.warning("adapter zoo lookup failed: %s", e)
     return found
 
 
@@ -170,6 +180,7 @@ class Reranker:
         self._encoders: dict[int, PairEncoder] = {}
         self.use_zoo = True
         self.path: str | None = None  # the folder it was loaded from
+        self.model_dir: str | None = None  # the resolved base model folder
 
     # ---- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -212,6 +223,7 @@ class Reranker:
         rr = cls(model, head, tokenizer, mode=mode, base_model=str(base_model), adapter_config=cfg,
                  pair_settings=dict(pair_settings or {}), source_lang=source_lang, lang_adapters=langs,
                  info={"prior_weight_init": prior_weight, "pooling": pooling})
+        rr.model_dir = path
         rr.prepare_training()
         return rr
 
@@ -261,7 +273,8 @@ class Reranker:
             if (folder / "manifest.json").is_file():  # an adapter-zoo folder: checksums verified before loading
                 from .. import zoo
 
-                zoo.load_into(self.model, folder, load_as=key, with_head=False)
+                zoo.load_into(self.model, folder, load_as=key, with_head=False,
+                              model_dir=self.model_dir if self.model_dir and Path(self.model_dir).is_dir() else None)
             else:  # a plain `adapters` folder
                 _check_safetensors_adapter(folder)
                 self.model.load_adapter(str(folder), load_as=key, with_head=False, use_safetensors=True)
@@ -277,7 +290,7 @@ class Reranker:
         if self.mode not in ("adapter", "stack"):
             return None
         if lang not in self.lang_adapters and self.use_zoo:
-            self.lang_adapters.update(zoo_language_adapters(self.base_model, [lang]))
+            self.lang_adapters.update(zoo_language_adapters(self.base_model, [lang], self.model_dir))
         return lang if lang in self.lang_adapters else None
 
     def _activate(self, lang: str | None) -> None:
@@ -451,6 +464,7 @@ class Reranker:
         if manifest["mode"] != "full":
             model.active_adapters = TASK
         rr.path = str(path)
+        rr.model_dir = model_path
         return rr
 
     @classmethod
