@@ -39,8 +39,18 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--mention", "spans", multiple=True, help="START:END character span in --text (repeatable).")
 @click.option("--terms", is_flag=True, help="Quick use: read one term per line from stdin, print a TSV.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Documents per batch.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
+              "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.")
+@click.option("--address", help="--engine ray: an existing Ray cluster (HOST:6379, ray://HOST:10001 or auto) "
+              "[default: start a local one].")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="--engine ray: number of linker workers (one GPU each when the cluster has GPUs).")
+@click.option("--part-docs", type=click.IntRange(1), default=10_000, show_default=True,
+              help="--engine ray: documents per output part file.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
-         output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size):
+         output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size,
+         engine, address, workers, part_docs):
     """Normalize entity mentions in INPUT and write OUTPUT.
 
     INPUT holds documents with entity mentions: BigBIO kb JSONL, a BRAT folder (.txt + .ann), PubTator, or a
@@ -56,6 +66,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
       xnorm link notes.bigbio.jsonl -o linked.jsonl --top-k 5
       xnorm link --text "Patient with recurrent seizures." --mention 23:31
       printf 'convulsiones\\nbaja estatura\\n' | xnorm link --terms --lang es
+      xnorm link corpus.jsonl -o linked/ --linker my-linker --engine ray --workers 2
     """
     quick = text is not None or terms
     if quick and input_path:
@@ -73,6 +84,25 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         from xnorm.data import detect_format
 
         fmt_in = in_format or detect_format(input_path)
+    if engine != "ray" and (address or workers != 1 or part_docs != 10_000):
+        raise click.UsageError("--address, --workers and --part-docs apply to --engine ray.")
+    if engine == "ray":
+        if quick:
+            raise click.UsageError("--engine ray links INPUT files; quick use (--text/--terms) runs locally.")
+        if output_format == "brat":
+            raise click.UsageError("--engine ray writes a folder of BigBIO JSONL parts; drop --output-format brat.")
+
+        def build():  # the linker the other options describe, as the local engine makes it
+            built = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
+            if db_name:
+                built.config.db_name = db_name
+            return built
+
+        saved = linker_dir
+        _link_ray(input_path, output, fmt_in, lang, db_name, threshold, saved, build, address, workers,
+                  batch_size, dict(top_k=top_k, field=field, overwrite=overwrite, explain=explain, lang=lang,
+                                   docs_per_part=part_docs))
+        return
     linker = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
     if db_name:
         linker.config.db_name = db_name
@@ -107,6 +137,46 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
     if done[0] == 0:
         click.echo(f"xnorm: warning: {input_path} holds no entity mentions; the documents were copied unchanged.",
                    err=True)
+
+
+def _link_ray(input_path, output, fmt_in, lang, db_name, threshold, linker_dir, build, address, workers,
+              batch_size, options) -> None:
+    """--engine ray: a saved linker (--linker, or the one the options describe saved to a temporary folder
+    beside OUTPUT and removed afterwards) runs on Ray workers; OUTPUT becomes a folder of JSONL parts."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from xnorm.engines.ray_engine import link_with_ray
+
+    reader_opts = {}
+    if fmt_in in ("brat", "pubtator") and lang and lang != "auto":
+        reader_opts["lang"] = lang
+    if fmt_in == "pubtator" and db_name:
+        reader_opts["db_name"] = db_name
+    overrides = {k: v for k, v in (("threshold", threshold), ("db_name", db_name)) if v is not None}
+    tmp = None
+    try:
+        if linker_dir is None:
+            linker = build()
+            if options["explain"]:
+                click.echo(f"pipeline: {linker.pipeline}", err=True)
+            parent = Path(output).resolve().parent
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".xnorm-linker-", dir=parent))
+            linker_dir = linker.save(tmp / "linker")
+            del linker
+        with tqdm(unit=" mentions", desc="linking (ray)", disable=None, file=sys.stderr) as bar:
+            run = link_with_ray(linker_dir, input_path, output, address=address, num_workers=workers,
+                                batch_size=batch_size, input_format=fmt_in, reader_options=reader_opts,
+                                overrides=overrides, progress=bar.update, **options)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    click.echo(f"linked {run.mentions} mentions in {run.documents} documents with {run.workers} Ray worker(s) "
+               f"-> {output} ({run.parts} part(s), {run.seconds:.1f} s)", err=True)
 
 
 def _make_linker(index_dir, terminology, linker_dir, config_path, threshold):
