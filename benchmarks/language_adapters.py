@@ -64,8 +64,11 @@ def write_table(rows: dict, path_md: Path, machine: str) -> None:
         "**before** = the frozen base model with a fitted MLM head (phase 1, no adapter), **after** = the same "
         "head with the trained language adapter (phase 2, head frozen). Cross-entropy in nats per masked token.",
         "",
-        f"Machine: {machine} (shared with other jobs: times are indicative, not comparable across rows run at "
-        "different loads).",
+        f"Machine: {machine}. It was shared with other jobs (load average 20–50 on 2 cores while these ran, "
+        "several of these runs at once), so times are indicative only and rows run at different loads do not "
+        "compare; the step counts were sized to that budget. These are SHORT runs (tens of steps, one pass or "
+        "less over the larger languages' names): the losses show the direction, not converged adapters; "
+        "`xnorm train-lang-adapter --steps N` continues nothing but retrains with more steps where CPU allows.",
         "",
         "| lang | names (train / held-out) | chars | steps (head + adapter) | batch × max_len | time (s) | s/step | "
         "adapter params | size on disk | held-out loss before → after | ppl before → after |",
