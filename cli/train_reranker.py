@@ -62,7 +62,7 @@ def train_reranker(index_dir, train_spec, dev_spec, output, mode, lam, k, base_m
 
     \b
     Examples:
-      xnorm train-reranker --index hpo-index --train gsc_dev.jsonl --dev gsc_test.jsonl -o hpo-reranker
+      xnorm train-reranker --index hpo-index --train gsc_train.jsonl --dev gsc_dev.jsonl -o hpo-reranker
       xnorm train-reranker --index hpo-index --train synonyms:en --k 8 --steps 200 -o hpo-reranker-weak
       xnorm link notes.jsonl -o linked.jsonl --index hpo-index --reranker hpo-reranker
     """

@@ -57,6 +57,19 @@ def _lang_key(lang: str) -> str:
     return f"lang_{lang}"
 
 
+class _QuietAdapters:
+    """Silences ``adapters``' "adapters available but none are activated" warning, which ``add_adapter`` /
+    ``load_adapter`` trigger themselves (an internal empty forward pass while the new adapter is being set up)."""
+
+    def __enter__(self):
+        self.logger = logging.getLogger("adapters.model_mixin")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
 def _load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
@@ -216,7 +229,8 @@ class Reranker:
         langs = dict(lang_adapters or {})
         if mode in ("adapter", "stack"):
             cfg = dict(adapter_config or DEFAULT_ADAPTER)
-            model.add_adapter(TASK, config=_adapter_config(cfg), set_active=True)
+            with _QuietAdapters():
+                model.add_adapter(TASK, config=_adapter_config(cfg), set_active=True)
         if mode == "stack":
             source_lang, folder = source_lang_adapter  # type: ignore[misc]
             langs[source_lang] = str(folder)
@@ -273,11 +287,13 @@ class Reranker:
             if (folder / "manifest.json").is_file():  # an adapter-zoo folder: checksums verified before loading
                 from .. import zoo
 
-                zoo.load_into(self.model, folder, load_as=key, with_head=False,
-                              model_dir=self.model_dir if self.model_dir and Path(self.model_dir).is_dir() else None)
+                with _QuietAdapters():
+                    zoo.load_into(self.model, folder, load_as=key, with_head=False,
+                                  model_dir=self.model_dir if self.model_dir and Path(self.model_dir).is_dir() else None)
             else:  # a plain `adapters` folder
                 _check_safetensors_adapter(folder)
-                self.model.load_adapter(str(folder), load_as=key, with_head=False, use_safetensors=True)
+                with _QuietAdapters():
+                    self.model.load_adapter(str(folder), load_as=key, with_head=False, use_safetensors=True)
             for name, p in self.model.named_parameters():
                 if f".{key}." in name:
                     p.requires_grad = False
@@ -441,7 +457,8 @@ class Reranker:
         tokenizer = _load_tokenizer(model_path)
         model = _load_adapter_model(model_path)
         if manifest["mode"] in ("adapter", "stack"):
-            model.add_adapter(TASK, config=_adapter_config(manifest["adapter_config"]), set_active=True)
+            with _QuietAdapters():
+                model.add_adapter(TASK, config=_adapter_config(manifest["adapter_config"]), set_active=True)
         head = _scoring_head(model.config.hidden_size, 0.1, manifest.get("prior_weight_init"))
         langs = {lang: str(path / rel) for lang, rel in manifest.get("lang_adapters", {}).items()}
         langs.update(lang_adapters or {})
