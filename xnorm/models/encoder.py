@@ -191,6 +191,9 @@ class Encoder:
             self.model = _quantize(self.model, full=precision == "int8-full")
         self.model.to(self.device)
         self.model.eval()
+        if self._onnx is not None:
+            # The ONNX session holds its own copy of the weights: keep the module for its config only.
+            self.model.to("meta")
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and self.max_length > limit:
