@@ -30,6 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INDEX = "/tmp/xh_default/indexes/hpo-en-32db54a668fa98e2"
+# (engine, workers, threads per worker): every configuration uses both cores of the 2-CPU machine.
+CONFIGS = [("local", None, 2), ("ray", 1, 2), ("ray", 2, 1)]
 
 
 def log(msg: str) -> None:
@@ -94,10 +96,12 @@ def memory_table(index_dir: str) -> list[dict]:
     rows = []
     # IVF lists: ~sqrt(n) for the real 41k build (FAISS wants >= 39 training points per list);
     # the paper estimate per million uses the 4096 lists a million-name index would get.
+    sample = x[np.sort(np.random.default_rng(0).choice(n, min(n, 16_384), replace=False))]
     for factory, paper in (("Flat", "Flat"), ("HNSW32", "HNSW32"), ("IVF256,PQ48", "IVF4096,PQ48")):
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         start = time.perf_counter()
-        index.train(x)
+        # Trained on a 16k sample (>= 39 points per IVF list): the size does not depend on it, the time does.
+        index.train(sample)
         index.add(x)
         build = time.perf_counter() - start
         size = len(faiss.serialize_index(index))
@@ -121,7 +125,25 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="documents per linker batch (both engines)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ray_engine"))
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-link", action="store_true", help="only the memory table, added to the saved .json")
+    ap.add_argument("--note", default="", help="a line added to the report (e.g. what else ran on the machine)")
+    ap.add_argument("--report-only", action="store_true", help="re-render the .md from the saved .json")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.report_only:
+        saved = json.loads(out.with_suffix(".json").read_text())
+        saved["meta"]["note"] = args.note or saved["meta"].get("note", "")
+        out.with_suffix(".json").write_text(json.dumps(saved, indent=2))
+        out.with_suffix(".md").write_text(report(saved["meta"], saved["times_s"], saved["memory"], CONFIGS))
+        return
+
+    if args.skip_link:
+        saved = json.loads(out.with_suffix(".json").read_text())
+        saved["memory"] = memory_table(args.index)
+        out.with_suffix(".json").write_text(json.dumps(saved, indent=2))
+        out.with_suffix(".md").write_text(report(saved["meta"], saved["times_s"], saved["memory"], CONFIGS))
+        log(f"wrote {out.with_suffix('.md')}")
+        return
 
     import ray
 
@@ -131,7 +153,7 @@ def main() -> None:
     log(f"input: {args.docs} documents, {n_mentions} mentions; linker {linker_dir}")
     load_before = os.getloadavg()[0]
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    configs = [("local", None, 2), ("ray", 1, 2), ("ray", 2, 1)]
+    configs = CONFIGS
     times: dict[str, list[float]] = {}
     identical = True
     for r in range(args.repeats):
@@ -146,7 +168,6 @@ def main() -> None:
             log(f"repeat {r + 1} {name}: {t:.1f} s ({n_mentions / t:.1f} mentions/s)")
     ray.shutdown()
     load_after = os.getloadavg()[0]
-    mem = [] if args.skip_memory else memory_table(args.index)
 
     import faiss
     import torch
@@ -155,12 +176,17 @@ def main() -> None:
             "mentions": n_mentions, "repeats": args.repeats, "batch_size": args.batch_size,
             "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
             "ray": ray.__version__, "torch": torch.__version__, "faiss": faiss.__version__,
-            "python": platform.python_version(), "identical_results": identical}
-    out = Path(args.out)
+            "python": platform.python_version(), "identical_results": identical, "note": args.note}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "times_s": times, "memory": mem}, indent=2))
-    out.with_suffix(".md").write_text(report(meta, times, mem, configs))
-    log(f"wrote {out.with_suffix('.md')}")
+    mem: list[dict] = []
+    for stage in ("link", "memory"):  # the link timings are saved before the (long) memory builds start
+        if stage == "memory":
+            if args.skip_memory:
+                break
+            mem = memory_table(args.index)
+        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "times_s": times, "memory": mem}, indent=2))
+        out.with_suffix(".md").write_text(report(meta, times, mem, configs))
+        log(f"wrote {out.with_suffix('.md')} ({stage})")
 
 
 def report(meta: dict, times: dict, mem: list[dict], configs) -> str:
@@ -181,6 +207,7 @@ def report(meta: dict, times: dict, mem: list[dict], configs) -> str:
         f"{meta['documents']} --repeats {meta['repeats']}`",
         f"- Ray output identical to the local engine's (documents, order, ids, scores): "
         f"{'yes' if meta['identical_results'] else 'NO'}",
+        *([f"- note: {meta['note']}"] if meta.get("note") else []),
         "",
         "| engine | workers x threads | seconds (median) | mentions/s (median) | vs local | range (s) |",
         "|---|---|---|---|---|---|",

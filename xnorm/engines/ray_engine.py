@@ -273,19 +273,17 @@ def link_with_ray(
                                            "overrides": dict(overrides or {}), "batch_size": batch_size,
                                            "env": env, "threads": cpus_per_worker})
                 lines: list[str] = []
-                mentions = 0
+                counts: list[int] = []  # mentions per document, for the manifest
                 for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    m = table.column("mentions").to_numpy()
                     lines.extend(table.column("doc").to_pylist())
-                    mentions += int(m.sum())
+                    counts.extend(table.column("mentions").to_pylist())
                     if progress is not None:
-                        progress(int(m.sum()))
+                        progress(_column_sum(table.column("mentions")))
                     while len(lines) >= docs_per_part:
-                        # mentions are counted per part from the documents themselves
-                        part, lines = lines[:docs_per_part], lines[docs_per_part:]
-                        writer.write_part(part, _count_mentions(part))
+                        writer.write_part(lines[:docs_per_part], sum(counts[:docs_per_part]))
+                        lines, counts = lines[docs_per_part:], counts[docs_per_part:]
                 if lines:
-                    writer.write_part(lines, _count_mentions(lines))
+                    writer.write_part(lines, sum(counts))
             if writer.documents != n_docs:  # never publish a short output
                 raise RuntimeError(f"Ray returned {writer.documents} documents for {n_docs} in the input")
             total_mentions, n_parts = writer.mentions, len(writer.parts)
@@ -293,8 +291,10 @@ def link_with_ray(
                      time.perf_counter() - start)
 
 
-def _count_mentions(lines: list[str]) -> int:
-    return sum(len(json.loads(s).get("entities") or []) for s in lines)
+def _column_sum(column) -> int:
+    import pyarrow.compute as pc
+
+    return int(pc.sum(column).as_py() or 0)
 
 
 class _EncodeWorker:
