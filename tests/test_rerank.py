@@ -260,52 +260,66 @@ def es_adapter(tiny_model_dir, tmp_path_factory) -> Path:
     return path
 
 
-def test_stack_chosen_per_language_and_task_only_fallback(index, trained, es_adapter):
-    from xnorm.rerank import Reranker
+@pytest.fixture(scope="module")
+def stacked(index, tiny_model_dir, es_adapter, tmp_path_factory):
+    """A reranker trained (briefly) under Stack(lang_es, task)."""
+    from xnorm.rerank import train_reranker
 
-    _, _, out, _ = trained
-    plain = Reranker.load(out)
-    plain.use_zoo = False
-    stacked = Reranker.load(out, lang_adapters={"es": str(es_adapter)})
-    stacked.use_zoo = False
-    assert stacked.adapter_for("es") == "es" and stacked.adapter_for("ja") is None
-    m = Mentions(texts=["fiebre", "convulsión", "発作", "seizure"], langs=["es", "es", "ja", "en"])
-    cands = index.candidates(m, 4)
-    a = plain.logits(m, cands, index.terminology)
-    b = stacked.logits(m, cands, index.terminology)
-    es, other = np.array([True, True, False, False]), np.array([False, False, True, True])
-    fin = np.isfinite(a)
-    # Spanish mentions ran under Stack(lang_es, task): different scores; ja/en fell back to the task adapter.
-    assert not np.allclose(a[es & fin[:, 0]][:, :1], b[es & fin[:, 0]][:, :1])
-    np.testing.assert_allclose(a[other], b[other], rtol=1e-5)
+    out = tmp_path_factory.mktemp("rr") / "stack"
+    rr, _ = train_reranker(index, _examples(index), out, mode="stack", k=4, base_model=str(tiny_model_dir), steps=2,
+                           batch_size=4, lang_adapter=("es", str(es_adapter)), adapter_config=SMALL_ADAPTER,
+                           pair_settings={"max_length": 24}, show_progress=False)
+    return rr, out
+
+
+def test_stack_chosen_per_language_and_task_only_fallback(index, stacked, trained, es_adapter):
     from adapters import Stack
 
-    stacked._activate("es")
-    assert isinstance(stacked.model.active_adapters, Stack)
-    assert [str(x) for x in stacked.model.active_adapters] == ["lang_es", "rerank"]
+    from xnorm.rerank import Reranker
+
+    _, out = stacked
+    rr = Reranker.load(out)
+    rr.use_zoo = False
+    assert rr.adapter_for("es") == "es" and rr.adapter_for("ja") is None
+    m = Mentions(texts=["fiebre", "convulsión", "発作", "seizure"], langs=["es", "es", "ja", "en"])
+    cands = index.candidates(m, 4)
+    b = rr.logits(m, cands, index.terminology)
+    task_only = Reranker.load(out)
+    task_only.use_zoo = False
+    task_only.lang_adapters.clear()
+    a = task_only.logits(m, cands, index.terminology)
+    es, other = np.array([True, True, False, False]), np.array([False, False, True, True])
+    # Spanish mentions ran under Stack(lang_es, task): different scores; ja/en fell back to the task adapter.
+    assert not np.allclose(a[es], b[es])
+    np.testing.assert_allclose(a[other], b[other], rtol=1e-5)
+    rr._activate("es")
+    assert isinstance(rr.model.active_adapters, Stack)
+    assert [str(x) for x in rr.model.active_adapters] == ["lang_es", "rerank"]
+    # A task adapter trained alone never gets a language adapter under it.
+    alone = Reranker.load(trained[2], lang_adapters={"es": str(es_adapter)})
+    assert alone.adapter_for("es") is None
 
 
-def test_stack_mode_trains_task_adapter_under_frozen_language_adapter(index, tiny_model_dir, es_adapter, tmp_path):
+def test_stack_mode_trains_task_adapter_under_frozen_language_adapter(stacked, es_adapter):
     import torch
-
-    from xnorm.rerank import Reranker, train_reranker
-
-    ex = _examples(index)
-    rr, _ = train_reranker(index, ex, tmp_path / "stack", mode="stack", k=4, base_model=str(tiny_model_dir),
-                           steps=2, batch_size=4, lang_adapter=("es", str(es_adapter)), adapter_config=SMALL_ADAPTER,
-                           pair_settings={"max_length": 24}, show_progress=False)
     from safetensors.torch import load_file
 
+    from xnorm.rerank import Reranker
+
+    rr, out = stacked
     saved = load_file(str(es_adapter / "adapter.safetensors"))
     now = {n: p for n, p in rr.model.named_parameters() if ".lang_es." in n}
     assert now and all(not p.requires_grad for p in now.values())
+    compared = 0
     for name, tensor in saved.items():  # the language adapter did not move
         key = name.replace(".es.", ".lang_es.")
         if key in now:
             assert torch.equal(now[key].detach().cpu(), tensor)
-    loaded = Reranker.load(tmp_path / "stack")
+            compared += 1
+    assert compared
+    loaded = Reranker.load(out)
     assert loaded.mode == "stack" and loaded.source_lang == "es"
-    assert (tmp_path / "stack" / "lang_adapters" / "es" / "adapter.safetensors").is_file()
+    assert (out / "lang_adapters" / "es" / "adapter.safetensors").is_file()
     assert loaded.adapter_for("es") == "es"
 
 
@@ -429,7 +443,7 @@ def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
     assert r.exit_code == EXIT_BAD_INPUT and "reranker" in r.output
 
 
-def test_language_adapter_found_in_the_zoo(index, trained, es_adapter, tiny_model_dir, tmp_path, monkeypatch):
+def test_language_adapter_found_in_the_zoo(index, stacked, es_adapter, tiny_model_dir, tmp_path, monkeypatch):
     """A language adapter in $XNORM_HOME/adapters (what `xnorm train-lang-adapter` writes) is found by language
     and base weights, loaded with its checksums verified, and stacked for that language only."""
     import shutil
@@ -439,14 +453,14 @@ def test_language_adapter_found_in_the_zoo(index, trained, es_adapter, tiny_mode
 
     home = tmp_path / "home"
     monkeypatch.setenv("XNORM_HOME", str(home))
-    folder = home / "adapters" / "lang-es-tiny"
+    folder = home / "adapters" / "lang-fr-tiny"
     shutil.copytree(es_adapter, folder)
-    zoo.write_manifest(folder, kind="language-adapter", name="lang-es-tiny", base_model=str(tiny_model_dir),
-                       base_model_sha256=zoo.model_sha256(tiny_model_dir), language="es")
-    _, _, out, _ = trained
+    zoo.write_manifest(folder, kind="language-adapter", name="lang-fr-tiny", base_model=str(tiny_model_dir),
+                       base_model_sha256=zoo.model_sha256(tiny_model_dir), language="fr")
+    _, out = stacked
     rr = Reranker.load(out)
-    assert rr.adapter_for("es") == "es" and rr.adapter_for("fr") is None
-    m = Mentions(texts=["fiebre"], langs=["es"])
+    assert rr.adapter_for("fr") == "fr" and rr.adapter_for("de") is None
+    m = Mentions(texts=["anomalie cardiaque"], langs=["fr"])
     cands = index.candidates(m, 3)
     with_zoo = rr.logits(m, cands, index.terminology)
     rr.lang_adapters.clear()

@@ -10,8 +10,9 @@ Built with the ``adapters`` library on a frozen multilingual base model (default
   training run touches a few thousand), and its Adam state alone would take ~0.8 GB;
 - a plain sentence-transformers ``CrossEncoder`` folder is loaded as is (inference only).
 
-At inference, mentions whose language has a language adapter (explicit ``{lang: folder}``, or from the adapter
-zoo when ``xnorm.zoo`` is installed) run under ``Stack(lang, task)``; the others under the task adapter alone.
+At inference (mode ``stack``), mentions whose language has a language adapter (explicit ``{lang: folder}``, or
+found in the adapter zoo) run under ``Stack(lang, task)``; the others under the task adapter alone. A task adapter
+trained alone (mode ``adapter``) always runs alone: it never saw a language adapter under it.
 Scores: per mention, a softmax over its candidates.
 
 Saved as one folder: ``manifest.json`` (base model, mode, adapter config, λ, k, training data, steps, dev
@@ -303,7 +304,9 @@ class Reranker:
 
     def adapter_for(self, lang: str) -> str | None:
         """The language whose adapter runs for a mention in ``lang`` (``None``: task adapter alone)."""
-        if self.mode not in ("adapter", "stack"):
+        # Only a task adapter trained on top of a language adapter (mode "stack", MAD-X) can take another
+        # language's adapter under it; a task adapter trained alone ("adapter") never saw one and runs alone.
+        if self.mode != "stack":
             return None
         if lang not in self.lang_adapters and self.use_zoo:
             self.lang_adapters.update(zoo_language_adapters(self.base_model, [lang], self.model_dir))
