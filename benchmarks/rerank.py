@@ -156,6 +156,10 @@ def run_one(args, name, mode, lam, index, train, dev, tests, test_cands) -> dict
     return res
 
 
+def _num(x) -> str:
+    return "—" if x is None else f"{x:.0f}"
+
+
 def render(results: dict) -> str:
     meta = results.get("meta", {})
     runs = results.get("runs", {})
@@ -180,6 +184,9 @@ def render(results: dict) -> str:
             continue
         cells = []
         for t in tests:
+            if t not in r["tests"]:
+                cells.append("—")
+                continue
             v = r["tests"][t]["acc1"]
             d = v - cand[t]["acc1"]
             cells.append(f"{v:.3f} ({d:+.3f})")
@@ -194,7 +201,7 @@ def render(results: dict) -> str:
         lines.append(
             f"| {name} | {tr['parameters']['trained']:,} | {tr['parameters']['total']:,} | "
             f"{r['size_on_disk_bytes'] / 1e6:.2f} MB | {tr['steps'] * tr['batch_size']:,} | {tr['train_seconds']:.0f} s | "
-            f"{tr['seconds_per_mention']:.2f} | {r['inference_seconds_per_1k_mentions']:.0f} | "
+            f"{tr['seconds_per_mention']:.2f} | {_num(r.get('inference_seconds_per_1k_mentions'))} | "
             f"{tr.get('best_dev_acc1', float('nan')):.3f} ({tr.get('best_step', '-')}) | "
             f"{r['loss_first_20']:.3f} → {r['loss_last_20']:.3f} |")
     lines += ["", "Dev acc@1 of the candidates alone (same dev slice): "
