@@ -10,7 +10,7 @@ Every adapter folder holds a ``manifest.json``::
     {"format": "xnorm-adapter", "format_version": 1, "kind": "language-adapter", "name": "lang-es-e5small",
      "base_model": "multilingual-e5-small", "base_model_sha256": "...", "language": "es",
      "adapter_config": {...}, "training": {...}, "metrics": {...}, "license": "...", "xnorm_version": "0.1.0",
-     "files": {"adapter_model.safetensors": {"sha256": "...", "size": 1234}, ...}}
+     "files": {"adapter.safetensors": {"sha256": "...", "size": 1234}, ...}}
 
 ``read_manifest`` verifies the listed files' checksums, so a changed or truncated weight file is reported
 (naming the file) before anything loads it. ``base_model_sha256`` identifies the exact base weights an adapter
