@@ -71,9 +71,11 @@ def attach_adapter(model: Any, folder: str | Path, manifest: dict[str, Any], bas
 _SHIPPED_FILES = ("adapter.safetensors", "adapter_config.json", "xnorm_encoder.json", "split.json")
 
 
-def copy_adapter(source: str | Path, dest: str | Path, name: str, **extra: Any) -> Path:
+def copy_adapter(source: str | Path, dest: str | Path, name: str, *, readme: str | None = None,
+                 **extra: Any) -> Path:
     """Copy a trained encoder-adapter folder to ``dest`` (e.g. ``adapters_zoo/<name>``) under the zoo name
-    ``name``, with a fresh zoo manifest (checksums) that adds ``extra`` fields such as ``license``."""
+    ``name``, with a fresh zoo manifest (checksums) that adds ``extra`` fields such as ``license``, and an
+    optional ``README.md``."""
     import shutil
 
     from xnorm import zoo
@@ -90,5 +92,7 @@ def copy_adapter(source: str | Path, dest: str | Path, name: str, **extra: Any) 
         for rel in _SHIPPED_FILES:
             if (Path(source) / rel).is_file():
                 shutil.copy2(Path(source) / rel, tmp / rel)
+        if readme is not None:
+            (tmp / "README.md").write_text(readme, encoding="utf-8")
         zoo.write_manifest(tmp, **fields)
     return Path(dest)
