@@ -303,6 +303,24 @@ def _fmt_bytes(n: int | None) -> str:
     return "–" if n is None else f"{n / 2**20:,.0f} MB"
 
 
+def table_lines(info: dict, results: list[dict]) -> list[str]:
+    """The Markdown table of a run's results (also used to merge the results of several runs)."""
+    header = ("size (names)", "method", "build s (CPU s)", "queries", "query s (CPU s)", "mentions/s",
+              "mentions per CPU s", "peak RSS", "on disk", "recall@64", "notes")
+    rows = []
+    for r in results:
+        label = f"{r['size']} ({info[r['size']]['names']:,})"
+        if "skipped" in r:
+            rows.append((label, r["method"], *["–"] * 8, r["skipped"]))
+            continue
+        rows.append((label, r["method"], f"{r['build_s']:.1f} ({r['build_cpu_s']:.1f})", f"{r['n_queries']:,}",
+                     f"{r['query_s']:.1f} ({r['query_cpu_s']:.1f})", f"{r['n_queries'] / r['query_s']:,.0f}",
+                     f"{r['n_queries'] / max(r['query_cpu_s'], 1e-9):,.0f}", f"{r['peak_rss_mb']:,.0f} MB", _fmt_bytes(r["disk_bytes"]),
+                     "–" if r["recall@64"] is None else f"{r['recall@64']:.3f}", r["detail"]))
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=SIZES)
@@ -365,18 +383,6 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump({"info": info, "results": results}, f, indent=1)
     load_after = os.getloadavg()
 
-    header = ("size (names)", "method", "build s (CPU s)", "queries", "query s (CPU s)", "mentions/s",
-              "peak RSS", "on disk", "recall@64", "notes")
-    rows = []
-    for r in results:
-        label = f"{r['size']} ({info[r['size']]['names']:,})"
-        if "skipped" in r:
-            rows.append((label, r["method"], *["–"] * 7, r["skipped"]))
-            continue
-        rows.append((label, r["method"], f"{r['build_s']:.1f} ({r['build_cpu_s']:.1f})", f"{r['n_queries']:,}",
-                     f"{r['query_s']:.1f} ({r['query_cpu_s']:.1f})", f"{r['n_queries'] / r['query_s']:,.0f}",
-                     f"{r['peak_rss_mb']:,.0f} MB", _fmt_bytes(r["disk_bytes"]),
-                     "–" if r["recall@64"] is None else f"{r['recall@64']:.3f}", r["detail"]))
     lines = [
         "# Candidate generation at scale",
         "",
@@ -393,9 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "or word swap (gold = their concept; recall@64 is a sanity check that a method works, not a quality "
         "benchmark); dense rows search random unit vectors",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
+        *table_lines(info, results),
         "",
     ]
     with atomic_write(args.output) as f:
