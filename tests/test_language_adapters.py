@@ -54,9 +54,9 @@ def test_training_lowers_heldout_loss_and_writes_a_zoo_folder(trained, tiny_mode
 
 
 def test_same_seed_same_adapter(tiny_model_dir, tmp_path):
-    a = train_language_adapter(tiny_model_dir, "es", _texts(60), tmp_path / "a", steps=5, head_steps=3,
+    a = train_language_adapter(tiny_model_dir, "es", _texts(60), tmp_path / "a", steps=2, head_steps=2,
                                batch_size=8, max_length=16, reduction_factor=4, progress=False)
-    b = train_language_adapter(tiny_model_dir, "es", _texts(60), tmp_path / "b", steps=5, head_steps=3,
+    b = train_language_adapter(tiny_model_dir, "es", _texts(60), tmp_path / "b", steps=2, head_steps=2,
                                batch_size=8, max_length=16, reduction_factor=4, progress=False)
     assert a.manifest["files"]["adapter.safetensors"]["sha256"] == \
         b.manifest["files"]["adapter.safetensors"]["sha256"]

@@ -312,6 +312,8 @@ def train_language_adapter(
     from adapters import SeqBnInvConfig
 
     config = SeqBnInvConfig(reduction_factor=reduction_factor)
+    # Seed before the head and the adapter are created: their initial weights come from torch's global RNG.
+    torch.manual_seed(seed)
     # The adapter is added after phase 1 (below): the head is fitted on the plain base model first.
     model.add_masked_lm_head(name)
     model.to(dev)
@@ -339,7 +341,6 @@ def train_language_adapter(
         return total / count
 
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
 
     def run(n_steps: int, params: list, lr_: float, with_adapter: bool, desc: str) -> tuple[list[float], float]:
         from tqdm.auto import tqdm
