@@ -238,7 +238,7 @@ def ship(run: Path, name: str) -> None:
 
     results = json.loads((HERE / "results" / "train_encoder.json").read_text())
     rows = results["rows"].get(run.name)
-    metrics = {lang: {k: v[k] for k in ("acc@1", "recall@64")} for lang, v in rows.items() if v.get("n")} \
+    metrics = {lang: {k: v[k] for k in ("acc@1", "recall@64")} for lang, v in rows.items() if isinstance(v, dict) and v.get("n")} \
         if rows else None
     readme = (f"# {name}\n\nAn encoder adapter (`{run.name}` of benchmarks/train_encoder.py) for multilingual-e5-small, "
               "trained by `xnorm train-encoder` to align HPO concept names across languages (English names + "
@@ -287,6 +287,16 @@ def write_report(rows: dict, manifests: dict, split, n_index: int, queries) -> N
         cells = [f"{row[lang]['acc@1']:.3f} / {row[lang]['recall@64']:.3f}" if row[lang].get("n") else "–"
                  for lang in EVAL_LANGS]
         lines.append(f"| {name} | {t} | " + " | ".join(cells) + " |")
+    base = rows.get("base e5-small")
+    if base is not None:
+        lines += ["", "Where a trained row is NOT above the base (acc@1 or recall@64 equal or lower):", ""]
+        for name, row in rows.items():
+            if name == "base e5-small":
+                continue
+            worse = [f"{lang} {metric} {row[lang][metric]:.3f} vs {base[lang][metric]:.3f}"
+                     for lang in EVAL_LANGS if row[lang].get("n") for metric in ("acc@1", "recall@64")
+                     if row[lang][metric] <= base[lang][metric]]
+            lines.append(f"- {name}: " + ("; ".join(worse) if worse else "none"))
     lines += ["", "With n = 300 queries a 95% interval on acc@1 is about ±5 points (±10 for n = 60-80): read the "
               "de / it / tw / dtp cells as indications only.", "",
               "Runs (batch 64 names = 32 concepts × 2 names, max_length 20, seed 0, 1 thread on a machine "
