@@ -196,7 +196,8 @@ def test_adapter_folder_loads_through_encoder_and_changes_embeddings(tiny_model_
     from xnorm.training.adapter_io import copy_adapter
 
     copy_adapter(out, zoo.user_zoo_dir() / "tiny-align", "tiny-align", license="test")
-    assert [a.name for a in zoo.list_adapters("encoder-adapter")] == ["tiny-align"]
+    found = {a.name: a for a in zoo.list_adapters("encoder-adapter")}
+    assert found["tiny-align"].origin == "user"
     by_name = Encoder("tiny-align")
     assert by_name.config()["model"] == "tiny-align"
     np.testing.assert_allclose(by_name.encode(texts), trained.encode(texts), atol=1e-6)
