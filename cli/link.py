@@ -39,6 +39,8 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--mention", "spans", multiple=True, help="START:END character span in --text (repeatable).")
 @click.option("--terms", is_flag=True, help="Quick use: read one term per line from stdin, print a TSV.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Documents per batch.")
+@click.option("--reranker", "reranker_dir", help="Rerank the top candidates with this reranker folder "
+              "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
               "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.")
@@ -50,7 +52,7 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               help="--engine ray: documents per output part file.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
          output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size,
-         engine, address, workers, part_docs):
+         reranker_dir, engine, address, workers, part_docs):
     """Normalize entity mentions in INPUT and write OUTPUT.
 
     INPUT holds documents with entity mentions: BigBIO kb JSONL, a BRAT folder (.txt + .ann), PubTator, or a
@@ -94,16 +96,20 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
 
         def build():  # the linker the other options describe, as the local engine makes it
             built = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
+            if reranker_dir:
+                built.set_reranker(reranker_dir)
             if db_name:
                 built.config.db_name = db_name
             return built
 
-        saved = linker_dir
+        saved = linker_dir if linker_dir and not reranker_dir else None
         _link_ray(input_path, output, fmt_in, lang, db_name, threshold, saved, build, address, workers,
                   batch_size, dict(top_k=top_k, field=field, overwrite=overwrite, explain=explain, lang=lang,
                                    docs_per_part=part_docs))
         return
     linker = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
+    if reranker_dir:
+        linker.set_reranker(reranker_dir)
     if db_name:
         linker.config.db_name = db_name
     if explain:
