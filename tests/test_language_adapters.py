@@ -31,8 +31,8 @@ def _texts(n: int, seed: int = 0) -> list[str]:
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapters") / "lang-es-tiny"
-    result = train_language_adapter(tiny_model_dir, "es", _texts(400), out, steps=120, head_steps=60,
-                                    batch_size=16, max_length=16, lr=1e-2, head_lr=1e-2, reduction_factor=4, seed=0,
+    result = train_language_adapter(tiny_model_dir, "es", _texts(400), out, steps=160, head_steps=60,
+                                    batch_size=16, max_length=16, lr=3e-2, head_lr=1e-2, reduction_factor=4, seed=0,
                                     name="lang-es-tiny", data_description={"texts": "synthetic"}, progress=False)
     return result
 
@@ -41,11 +41,11 @@ def test_training_lowers_heldout_loss_and_writes_a_zoo_folder(trained, tiny_mode
     m = trained.manifest
     metrics = m["metrics"]
     # Against the same fitted MLM head, the adapter lowers the loss on held-out text.
-    assert trained.heldout_loss_after < trained.heldout_loss_before - 0.03
+    assert trained.heldout_loss_after < trained.heldout_loss_before - 0.05
     assert m["kind"] == "language-adapter" and m["language"] == "es" and m["name"] == "lang-es-tiny"
     assert m["base_model_sha256"] == zoo.model_sha256(tiny_model_dir)
     assert m["adapter_config"]["name"] == "seq_bn_inv" and m["adapter_config"]["reduction_factor"] == 4
-    assert m["training"]["heldout_texts"] >= 8 and m["training"]["steps"] == 120
+    assert m["training"]["heldout_texts"] >= 8 and m["training"]["steps"] == 160
     files = set(m["files"])
     assert {"adapter_config.json", "adapter.safetensors", HEAD_FILE, "mlm_head.json"} <= files
     assert not any(f.endswith(".bin") for f in files)  # safetensors only, no pickles
