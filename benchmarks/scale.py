@@ -278,6 +278,18 @@ def run_dense(work: Path, size: str, threads: int, n_queries: int, through_xnorm
             "detail": detail + "; random unit vectors (dim 384)"}
 
 
+def peak_rss_mb() -> float:
+    """Peak RSS of this process. Linux: VmHWM, which starts afresh at exec; ru_maxrss does not (a child started
+    by a large parent reports at least the parent's peak at fork time)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(args: argparse.Namespace) -> int:
     method, size, work = args.worker, args.size, args.work
     if method == "xnorm-sparse":
@@ -290,8 +302,7 @@ def worker(args: argparse.Namespace) -> int:
         res = run_dense(work, size, args.threads, args.dense_queries, method == "xnorm-dense")
     else:
         raise SystemExit(f"unknown method {method}")
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    res.update(method=method, size=size, peak_rss_mb=usage.ru_maxrss / 1024)
+    res.update(method=method, size=size, peak_rss_mb=peak_rss_mb())
     print("RESULT " + json.dumps(res), flush=True)
     return 0
 
