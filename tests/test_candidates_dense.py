@@ -170,3 +170,18 @@ def test_two_dense_generators_with_different_encoders_in_one_process(term, tiny_
     for name in ("mean", "cls"):
         np.testing.assert_array_equal(per[name].concepts, again[name].concepts)
     np.testing.assert_array_equal(index.candidates(mentions, 8).concepts, loaded.candidates(mentions, 8).concepts)
+
+
+def test_dense_config_backend_onnx_gives_the_torch_candidates(term, tiny_model_dir, mentions, tmp_path):
+    # `backend: onnx` in a dense generator config reaches the Encoder and survives save/load.
+    def build(backend):
+        cfg = {"generators": [{"type": "dense", "model": str(tiny_model_dir), "backend": backend}]}
+        return CandidateIndex.build(term, cfg)
+
+    torch_c, onnx_index = build("torch").candidates(mentions, k=5), build("onnx")
+    onnx_index.save(tmp_path / "idx")
+    loaded = CandidateIndex.load(tmp_path / "idx")
+    assert loaded.generators[0].encoder.config()["backend"] == "onnx"
+    onnx_c = loaded.candidates(mentions, k=5)
+    np.testing.assert_array_equal(onnx_c.concepts[:, 0], torch_c.concepts[:, 0])
+    np.testing.assert_allclose(onnx_c.scores, torch_c.scores, atol=1e-3)

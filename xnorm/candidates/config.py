@@ -46,7 +46,8 @@ DENSE_DEFAULTS: dict[str, Any] = {
     "passage_prefix": None,
     "max_length": None,  # None: the model's own setting (32 for the embedded e5-small)
     "batch_size": 128,
-    "precision": "fp32",
+    "precision": "fp32",  # fp32, int8 (attention projections), int8-full (every linear layer)
+    "backend": "torch",  # torch, or onnx (ONNX Runtime on the CPU: 2.2x faster at fp32, same vectors)
     "device": None,
     "index": "Flat",  # FAISS factory string: Flat, HNSW32, IVF1024,PQ16, ...
     "train_size": 100_000,  # names sampled to train IVF / PQ indexes

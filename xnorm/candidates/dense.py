@@ -21,7 +21,8 @@ from .base import CandidateGenerator
 log = logging.getLogger(__name__)
 
 # Encoder settings a dense generator config may carry (the rest of its keys belong to the generator).
-ENCODER_KEYS = ("pooling", "query_prefix", "passage_prefix", "max_length", "batch_size", "device", "precision")
+ENCODER_KEYS = ("pooling", "query_prefix", "passage_prefix", "max_length", "batch_size", "device", "precision",
+                "backend")
 
 
 def make_encoder(cfg: dict):
