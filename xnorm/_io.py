@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -78,3 +79,31 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "config") -> dict:
         raise ConfigError("expected a mapping of keys to values at the top level.", file=str(path),
                           fix=f"write the {what} as `key: value` lines.")
     return data
+
+
+def read_folder_manifest(folder: str | os.PathLike, fmt: str, version: int, *, what: str, fix: str,
+                         error: type | None = None) -> dict:
+    """The ``manifest.json`` of a folder xnorm wrote, checked for its format and version.
+
+    Every saved folder (terminology, index, linker, adapter, partitioned output) is read through here, so the
+    errors read alike: ``what`` names the kind of folder, ``fix`` says how to get a good one, and ``error``
+    is ``ArtifactError`` (default) or ``InputError`` for folders that are a command's input.
+    """
+    from .errors import ArtifactError
+
+    error = error or ArtifactError
+    folder = Path(folder)
+    mf = folder / "manifest.json"
+    if not mf.is_file():
+        raise error(f"no manifest.json: not {what}.", file=str(folder), fix=fix)
+    try:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise error(f"manifest is not valid JSON ({e.msg}).", file=str(mf), line=e.lineno, fix=fix) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise error(f"expected format {fmt!r}, found {found!r}.", file=str(mf), field="format", fix=fix)
+    if manifest.get("format_version") != version:
+        raise error(f"format version {manifest.get('format_version')!r} is not the one this xnorm reads "
+                    f"({version}).", file=str(mf), field="format_version", fix=fix)
+    return manifest

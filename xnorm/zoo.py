@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from xnorm._io import atomic_write, sha256_file
+from xnorm._io import atomic_write, read_folder_manifest, sha256_file
 from xnorm.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -205,21 +205,9 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict:
     file must exist and match its sha256 (``ArtifactError`` naming the file otherwise)."""
     folder = Path(folder)
     path = folder / MANIFEST
-    if not path.is_file():
-        raise ArtifactError("no manifest.json: not an xnorm adapter folder.", file=str(folder),
-                            fix="point at an adapter folder (`xnorm adapters list` shows them), or train one.")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"manifest is not valid JSON ({e.msg}).", file=str(path), line=e.lineno,
-                            fix="restore the adapter folder (reinstall xnorm or retrain the adapter).") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(f"expected format {FORMAT!r}.", file=str(path), field="format",
-                            fix="point at a folder written by xnorm's adapter trainers.")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"format version {manifest.get('format_version')!r} is not the one this xnorm reads "
-                            f"({FORMAT_VERSION}).", file=str(path), field="format_version",
-                            fix="retrain the adapter with this version of xnorm.")
+    manifest = read_folder_manifest(folder, FORMAT, FORMAT_VERSION, what="an xnorm adapter folder",
+                                    fix="point at an adapter folder (`xnorm adapters list` shows them); restore "
+                                    "it (reinstall xnorm) or retrain it with this version of xnorm.")
     _check_fields(manifest, where=str(path))
     if verify:
         for rel, entry in (manifest.get("files") or {}).items():

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .._io import sha256_file
+from .._io import read_folder_manifest, sha256_file
 from ..errors import InputError
 
 FORMAT = "xnorm-documents-parts"
@@ -41,20 +41,9 @@ def read_parts_manifest(path: str | os.PathLike) -> dict:
     """The manifest of a partitioned folder, checked (format, version, every listed part present)."""
     path = Path(path)
     mf = path / MANIFEST
-    if not mf.is_file():
-        raise InputError("no manifest.json: not a partitioned documents folder (or an unfinished one).",
-                         file=str(path), fix="point at a folder written by `xnorm link --engine ray`.")
-    try:
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"manifest is not valid JSON ({e.msg}).", file=str(mf), line=e.lineno,
-                         fix="rewrite the folder with `xnorm link --engine ray`.") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise InputError(f"expected format {FORMAT!r}.", file=str(mf), field="format",
-                         fix="point at a folder written by `xnorm link --engine ray`.")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"format version {manifest.get('format_version')!r} is not {FORMAT_VERSION}.", file=str(mf),
-                         field="format_version", fix="rewrite the folder with this version of xnorm.")
+    manifest = read_folder_manifest(path, FORMAT, FORMAT_VERSION, error=InputError,
+                                    what="a partitioned documents folder (or an unfinished one)",
+                                    fix="point at a folder written by `xnorm link --engine ray`.")
     for part in manifest.get("parts", []):
         if not (path / part["file"]).is_file():
             raise InputError(f"part {part['file']!r} listed in the manifest is missing.", file=str(mf),

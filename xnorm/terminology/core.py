@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._io import atomic_dir, sha256_file
+from .._io import atomic_dir, read_folder_manifest, sha256_file
 from ..errors import ArtifactError
 
 FORMAT = "xnorm-terminology"
@@ -201,26 +201,8 @@ class Terminology:
 
 def read_manifest(path: Path, fmt: str, version: int) -> dict:
     """The manifest of a saved xnorm folder, checked for its format and version."""
-    mf = Path(path) / "manifest.json"
-    if not mf.is_file():
-        raise ArtifactError(
-            f"no manifest.json: this is not a saved xnorm {fmt} folder.", file=str(path),
-            fix="point at a folder written by xnorm (e.g. `xnorm terminology build RECIPE -o DIR`).",
-        )
-    try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"manifest is not valid JSON ({e.msg}).", file=str(mf), line=e.lineno,
-                            fix="rebuild the folder with xnorm.") from None
-    if manifest.get("format") != fmt:
-        raise ArtifactError(f"expected format {fmt!r}, found {manifest.get('format')!r}.", file=str(mf),
-                            field="format", fix=f"point at a {fmt} folder.")
-    if manifest.get("format_version") != version:
-        raise ArtifactError(
-            f"format version {manifest.get('format_version')} is not the one this xnorm reads ({version}).",
-            file=str(mf), field="format_version", fix="rebuild the folder with this version of xnorm.",
-        )
-    return manifest
+    return read_folder_manifest(path, fmt, version, what=f"a saved xnorm {fmt} folder",
+                                fix=f"point at a {fmt} folder written by this version of xnorm, or rebuild it.")
 
 
 def verify_checksums(path: Path, manifest: dict) -> None:
