@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -173,9 +174,13 @@ def test_two_dense_generators_with_different_encoders_in_one_process(term, tiny_
 
 
 def test_dense_config_backend_onnx_gives_the_torch_candidates(term, tiny_model_dir, mentions, tmp_path):
-    # `backend: onnx` in a dense generator config reaches the Encoder and survives save/load.
+    # `backend: onnx` in a dense generator config reaches the Encoder and survives save/load. A private copy of
+    # the model, because the exported graph is cached inside the model folder.
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+
     def build(backend):
-        cfg = {"generators": [{"type": "dense", "model": str(tiny_model_dir), "backend": backend}]}
+        cfg = {"generators": [{"type": "dense", "model": str(model), "backend": backend}]}
         return CandidateIndex.build(term, cfg)
 
     torch_c, onnx_index = build("torch").candidates(mentions, k=5), build("onnx")
