@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .engine_options import engine_options
+
 
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -20,13 +22,8 @@ def _human(n: float) -> str:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), metavar="INDEX_DIR",
               help="Folder to write (replaced atomically if it exists).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: encode names in parallel shards on Ray workers and assemble the FAISS index (needs "
-              "`pip install \"xnorm[ray]\"`); prints a memory estimate first.")
-@click.option("--address", help="--engine ray: an existing Ray cluster (HOST:6379, ray://HOST:10001 or auto) "
-              "[default: start a local one].")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="--engine ray: number of encoding workers (one GPU each when the cluster has GPUs).")
+@engine_options("ray: encode names in parallel shards on Ray workers and assemble the FAISS index (needs "
+                "`pip install \"xnorm[ray]\"`); prints a memory estimate first.", workers_of="encoding")
 @click.option("--shard-size", type=click.IntRange(1), default=16_384, show_default=True,
               help="--engine ray: names encoded per task.")
 def index(terminology_spec, config_path, output, progress, engine, address, workers, shard_size):

@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from .engine_options import engine_options
+
 FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 
 
@@ -41,13 +43,9 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Documents per batch.")
 @click.option("--reranker", "reranker_dir", help="Rerank the top candidates with this reranker folder "
               "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
-              "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.")
-@click.option("--address", help="--engine ray: an existing Ray cluster (HOST:6379, ray://HOST:10001 or auto) "
-              "[default: start a local one].")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="--engine ray: number of linker workers (one GPU each when the cluster has GPUs).")
+@engine_options("local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
+                "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.",
+                workers_of="linker")
 @click.option("--part-docs", type=click.IntRange(1), default=10_000, show_default=True,
               help="--engine ray: documents per output part file.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
@@ -88,30 +86,26 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         fmt_in = in_format or detect_format(input_path)
     if engine != "ray" and (address or workers != 1 or part_docs != 10_000):
         raise click.UsageError("--address, --workers and --part-docs apply to --engine ray.")
+
+    def build():  # the linker the options describe (Ray workers get it saved, the local engine uses it directly)
+        built = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
+        if reranker_dir:
+            built.set_reranker(reranker_dir)
+        if db_name:
+            built.config.db_name = db_name
+        return built
+
     if engine == "ray":
         if quick:
             raise click.UsageError("--engine ray links INPUT files; quick use (--text/--terms) runs locally.")
         if output_format == "brat":
             raise click.UsageError("--engine ray writes a folder of BigBIO JSONL parts; drop --output-format brat.")
-
-        def build():  # the linker the other options describe, as the local engine makes it
-            built = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
-            if reranker_dir:
-                built.set_reranker(reranker_dir)
-            if db_name:
-                built.config.db_name = db_name
-            return built
-
         saved = linker_dir if linker_dir and not reranker_dir else None
         _link_ray(input_path, output, fmt_in, lang, db_name, threshold, saved, build, address, workers,
                   batch_size, dict(top_k=top_k, field=field, overwrite=overwrite, explain=explain, lang=lang,
                                    docs_per_part=part_docs))
         return
-    linker = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
-    if reranker_dir:
-        linker.set_reranker(reranker_dir)
-    if db_name:
-        linker.config.db_name = db_name
+    linker = build()
     if explain:
         click.echo(f"pipeline: {linker.pipeline}", err=True)
     if quick:
