@@ -48,6 +48,13 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=40)
+    p.add_argument("--patience", type=int, default=3, help="dev evaluations without improvement before stopping")
+    p.add_argument("--lr", type=float, default=None, help="default: 1e-3 for adapters, 3e-5 for full fine-tuning")
+    p.add_argument("--adapter-config", type=json.loads, default=None,
+                   help='task adapter config as JSON, e.g. \'{"architecture": "seq_bn", "reduction_factor": 16, '
+                        '"leave_out": [0, 1, 2, 3, 4, 5]}\' (leave_out: no adapter, hence no backward pass, '
+                        'in those layers)')
+    p.add_argument("--tag", default="", help="suffix of the run names in the table (e.g. a training size)")
     p.add_argument("--max-train-seconds", type=float, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -136,7 +143,8 @@ def run_one(args, name, mode, lam, index, train, dev, tests, test_cands) -> dict
     out_dir = Path(args.work_dir) / name
     rr, report = train_reranker(
         index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=3,
+        batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
+        adapter_config=args.adapter_config,
         lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length}, threads=args.threads,
         max_seconds=args.max_train_seconds, show_progress=True)
     res = {"mode": mode, "lambda": lam, "train": {k: v for k, v in report.items() if k != "losses"},
@@ -250,7 +258,7 @@ def main(argv=None) -> None:
     results.setdefault("runs", {})
     for spec in args.runs:
         mode, lam = spec.split(":")
-        name = f"{mode} λ={float(lam):g}"
+        name = f"{mode} λ={float(lam):g}{args.tag}"
         print(f"run {name}", flush=True)
         results["runs"][name] = run_one(args, name.replace(" ", "_").replace("λ=", "lam"), mode, float(lam), index,
                                         train, dev, tests, test_cands)
