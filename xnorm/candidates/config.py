@@ -36,6 +36,11 @@ SPARSE_DEFAULTS: dict[str, Any] = {
     "chunk_bytes": 64 << 20,  # dense product chunk budget per thread: bounds memory at any scale
     "threads": None,  # search threads (None: one per CPU)
     "names_per_concept": 4,  # k_names = this x k: names -> concepts dedup needs more names than concepts
+    # Two-stage search for a language with >= prune_min_names names: n-grams in more than prune_df names only
+    # rescore the prune_rescore x k_names names found by the others (None: always exhaustive). scale.md: recall.
+    "prune_df": 10_000,
+    "prune_min_names": 200_000,
+    "prune_rescore": 16,
 }
 DENSE_DEFAULTS: dict[str, Any] = {
     "type": "dense",
@@ -120,6 +125,10 @@ def _generator(raw: Any, i: int, source: str) -> dict:
             _positive_int(g["threads"], f"{where}.threads", source)
         if g["max_features"] is not None:
             _positive_int(g["max_features"], f"{where}.max_features", source)
+        if g["prune_df"] is not None:
+            _positive_int(g["prune_df"], f"{where}.prune_df", source)
+        _positive_int(g["prune_min_names"], f"{where}.prune_min_names", source, 0)
+        _positive_int(g["prune_rescore"], f"{where}.prune_rescore", source)
     else:
         if not isinstance(g["model"], str) or not g["model"]:
             raise ConfigError("dense generator needs `model` (a model name or a local folder).", file=source,
