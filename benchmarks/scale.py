@@ -143,27 +143,107 @@ def _recall(found_concepts: np.ndarray, gold: np.ndarray) -> float:
 # -- workers ---------------------------------------------------------------------------------------------------
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak_rss() -> bool:
+    """Start VmHWM afresh (Linux >= 4.0: writing 5 to clear_refs), so build and query peaks are measured apart."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _recall_vs(found, reference) -> float:
+    """Tie-aware recall of ``reference``'s concepts (the exhaustive search's Candidates) in ``found``: a reference
+    concept counts as missed only if ``found`` lacks it and its score beats the last score ``found`` lists (names
+    with equal scores at the cut are interchangeable: word-order variants have identical n-gram vectors)."""
+    shares = []
+    for x, y, sx, sy in zip(found.concepts, reference.concepts, found.scores, reference.scores):
+        ny, nx = int((y >= 0).sum()), int((x >= 0).sum())
+        if ny == 0:
+            shares.append(1.0)
+            continue
+        low = sx[nx - 1] if nx >= ny else -np.inf
+        missed = set(y[(y >= 0) & (sy > low + 1e-6)].tolist()) - set(x.tolist())
+        shares.append(1.0 - len(missed) / ny)
+    return float(np.mean(shares))
+
+
 def run_xnorm_sparse(work: Path, size: str, threads: int) -> dict:
+    """Build (fit + save), then ``candidates`` with the default config; in the same process, the exhaustive search
+    (prune_df None) for CPU ratio and recall@64 vs exact and, below prune_min_names, the two-stage search forced on."""
+    from xnorm.candidates.config import normalize_config
     from xnorm.candidates.sparse import SparseGenerator
     from xnorm.types import Mentions
 
     names, mentions = _read(work, size)
     term = _terminology(names)
+    del names
+    base_rss = _rss_mb()
+    cfg = normalize_config({"generators": [{"type": "sparse", "ngram_range": [2, 4], "threads": threads}]})
+    cfg = cfg["generators"][0]
     t0, c0 = time.perf_counter(), time.process_time()
-    gen = SparseGenerator(ngram_range=(2, 4), chunk_bytes=64 << 20, threads=threads).fit(term)
+    gen = SparseGenerator.from_config(cfg).fit(term)
+    d = Path(tempfile.mkdtemp(dir=work))
+    gen.save(d)
     build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
-    with tempfile.TemporaryDirectory(dir=work) as d:
-        gen.save(Path(d))
-        disk = _dir_size(Path(d))
+    build_peak = peak_rss_mb()
+    disk = _dir_size(d)
+    detail = f"{len(gen.vocabulary):,} n-grams, {sum(m.nnz for m in gen._lang_matrices.values()):,} non-zeros"
     batch = Mentions.from_texts(mentions["text"], lang="en")
+    gen.transform(["warm-up"])  # the query vectorizer's one-time vocabulary check is setup, not search
+    reset = _reset_peak_rss()
     t0, c0 = time.perf_counter(), time.process_time()
     cands = gen.candidates(batch, k=K)
     query_s, query_cpu = time.perf_counter() - t0, time.process_time() - c0
+    query_peak = peak_rss_mb() if reset else None
+    pruned = bool(gen._prune)
+    del gen
+    res = {"build_s": build_s, "build_cpu_s": build_cpu, "query_s": query_s, "query_cpu_s": query_cpu,
+           "n_queries": len(batch), "disk_bytes": disk, "base_rss_mb": base_rss, "build_peak_rss_mb": build_peak,
+           "query_peak_rss_mb": query_peak, "two_stage": pruned, "prune_df": cfg["prune_df"],
+           "prune_rescore": cfg["prune_rescore"]}
+    variants = {"exhaustive": {"prune_df": None}}
+    if not pruned:
+        variants["two-stage forced"] = {"prune_min_names": 0}
+    found = {"default": cands}
+    for label, over in variants.items():
+        gen = SparseGenerator.load(d, {**cfg, **over}, term)
+        gen.transform(["warm-up"])
+        t0, c0 = time.perf_counter(), time.process_time()
+        found[label] = gen.candidates(batch, k=K)
+        res[label] = {"query_s": time.perf_counter() - t0, "query_cpu_s": time.process_time() - c0,
+                      "two_stage": bool(gen._prune)}
+        del gen
+    for label in found:
+        if label != "exhaustive":
+            (res if label == "default" else res[label])["recall@64_vs_exact"] = _recall_vs(found[label],
+                                                                                           found["exhaustive"])
     concept_of = {str(c): i for i, c in enumerate(term.concept_ids.tolist())}
     gold = np.array([concept_of[c] for c in mentions["concept"]])
-    return {"build_s": build_s, "build_cpu_s": build_cpu, "query_s": query_s, "query_cpu_s": query_cpu,
-            "n_queries": len(batch), "disk_bytes": disk, "recall@64": _recall(cands.concepts, gold),
-            "detail": f"{len(gen.vocabulary):,} n-grams, {gen.matrix.nnz:,} non-zeros"}
+    res["recall@64"] = _recall(cands.concepts, gold)
+    ex = res["exhaustive"]
+    notes = [detail, "two-stage search" if pruned else "exhaustive search (below prune_min_names)",
+             f"exhaustive same run {ex['query_cpu_s']:.1f} CPU s (this/exhaustive {query_cpu / ex['query_cpu_s']:.2f}x)"]
+    if pruned:
+        notes.append(f"recall@64 vs exhaustive {res['recall@64_vs_exact']:.4f}")
+    else:
+        fo = res["two-stage forced"]
+        notes.append(f"two-stage forced: {fo['query_cpu_s']:.1f} CPU s, recall@64 vs exhaustive "
+                     f"{fo['recall@64_vs_exact']:.4f}")
+    notes.append(f"peak RSS build {build_peak:,.0f} / query {query_peak or float('nan'):,.0f} MB "
+                 f"(data + harness before build {base_rss:,.0f} MB)")
+    res["detail"] = "; ".join(notes)
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
+    return res
 
 
 def run_exact_sparse(work: Path, size: str, threads: int) -> dict:

@@ -42,6 +42,7 @@ from .base import CandidateGenerator
 HEAD_GUESS = 0.5
 # Every query keeps at least its PRUNE_KEEP rarest n-grams in stage (a), even common ones ("ab", "eye").
 PRUNE_KEEP = 2
+PRUNE_MIN_POSTINGS = 4
 # Stage (b) looks up pruned n-grams for a block of this many mentions at once (one scatter per n-gram and block).
 RESCORE_BLOCK = 2048
 
@@ -266,11 +267,17 @@ class SparseGenerator(CandidateGenerator):
         n_cand = min(max(self.prune_rescore * k, k), n_names)
         q_rows = np.repeat(np.arange(b), np.diff(queries.indptr))
         q_df = df[queries.indices]
-        # Rank of each query n-gram by document frequency within its row (0 = rarest).
+        # Per row, n-grams from the rarest: rank and the postings' length of the rarer ones (exclusive cumsum).
         order = np.lexsort((q_df, q_rows))
         rank = np.empty(len(order), np.int64)
         rank[order] = np.arange(len(order)) - queries.indptr[q_rows[order]]
-        in_product = (q_df <= self.prune_df) | (rank < PRUNE_KEEP)
+        cum = np.cumsum(q_df[order])
+        rarer = np.empty(len(order), np.int64)
+        rarer[order] = cum - q_df[order] - np.r_[0, cum][queries.indptr[q_rows[order]]]
+        # Stage (a) uses the rare n-grams, and common ones (rarest first) until their postings reach
+        # PRUNE_MIN_POSTINGS x n_cand names: a query whose rare n-grams match few names (a short or cross-lingual
+        # mention) still ranks the names it shares common n-grams with.
+        in_product = (q_df <= self.prune_df) | (rank < PRUNE_KEEP) | (rarer < PRUNE_MIN_POSTINGS * n_cand)
         rest_norm = np.sqrt(np.bincount(q_rows[~in_product], weights=np.square(queries.data[~in_product],
                                                                                  dtype=np.float64),
                                         minlength=b)).astype(np.float32)
