@@ -131,3 +131,113 @@ def test_bad_settings_are_config_errors(model_dir: Path) -> None:
         Encoder(model_dir, device="cuda", backend="onnx")
     with pytest.raises(ConfigError):
         onnx_backend.ensure_graph(model_dir, precision="fp16")
+
+
+def test_fp32_graph_is_fused_and_verified(model_dir: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    graph = onnx_backend.ensure_graph(model_dir)
+    manifest = json.loads(graph.with_suffix(".json").read_text())
+    # The tiny BERT has 2 layers: one Attention op and two skip-LayerNorms per layer, embeddings fused.
+    assert manifest["format"] == onnx_backend.GRAPH_FORMAT == 2
+    assert manifest["fused"] == {"EmbedLayerNormalization": 1, "Attention": 2, "BiasGelu": 2,
+                                 "SkipLayerNormalization": 4}
+    ops = {n.op_type for n in onnx.load(str(graph)).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops and "Softmax" not in ops
+
+
+def test_failed_fusion_keeps_the_exported_graph(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("onnx")
+    from onnxruntime.transformers import optimizer
+
+    def broken(*args, **kwargs):
+        raise ValueError("unsupported pattern")
+
+    monkeypatch.setattr(optimizer, "optimize_model", broken)
+    with caplog.at_level(logging.WARNING, logger="xnorm.models.onnx_backend"):
+        got = Encoder(model_dir, device="cpu", backend="onnx").encode(TEXTS)
+    assert "stays unfused" in caplog.text and "unsupported pattern" in caplog.text
+    (graph,) = _graphs(model_dir)
+    assert json.loads(graph.with_suffix(".json").read_text())["fused"] is None
+    ref = Encoder(model_dir, device="cpu").encode(TEXTS)
+    assert np.allclose(got, ref, atol=1e-4)
+
+
+def test_inexact_fusion_is_rejected(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fused graph whose output differs from the export (here: the export's output doubled by a fake
+    # verification run) is not used.
+    pytest.importorskip("onnx")
+    real = onnx_backend._run_once
+    calls = []
+
+    def skewed(graph: Path, feed: dict) -> np.ndarray:
+        calls.append(graph)
+        out = real(graph, feed)
+        return out * 2 if len(calls) == 2 else out
+
+    monkeypatch.setattr(onnx_backend, "_run_once", skewed)
+    graph = onnx_backend.ensure_graph(model_dir)
+    manifest = json.loads(graph.with_suffix(".json").read_text())
+    assert manifest["fused"] is None and "differs" in manifest["why"]
+
+
+def test_int8_keeps_the_feed_forward_outputs_in_fp32(model_dir: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    fp32 = onnx_backend.ensure_graph(model_dir)
+    chosen = onnx_backend.quantized_nodes(fp32, "int8")
+    assert onnx_backend.quantized_nodes(fp32, "int8-full") is None
+    assert chosen and not any("/output/dense/" in n and "/attention/" not in n for n in chosen)
+    int8 = onnx.load(str(onnx_backend.ensure_graph(model_dir, precision="int8"))).graph
+    float_matmuls = [n.name for n in int8.node if n.op_type == "MatMul"]
+    # 2 layers: the FFN output projection of each stays a float MatMul; QKV (fused Attention) is quantized.
+    assert len(float_matmuls) == 2 and all("/output/dense/" in n for n in float_matmuls)
+    assert sum(n.op_type == "QAttention" for n in int8.node) == 2
+    full = onnx.load(str(onnx_backend.ensure_graph(model_dir, precision="int8-full"))).graph
+    assert not [n for n in full.node if n.op_type == "MatMul"]
+
+
+def test_auto_backend_picks_onnx_on_the_cpu_and_records_it(model_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnx")
+    from xnorm.models import encoder as encoder_mod
+
+    enc = Encoder(model_dir, device="cpu", backend="auto")
+    assert enc.backend == "onnx" and enc.config()["backend"] == "onnx"
+    assert encoder_mod._auto_backend("cuda:0", "fp32", True) == "torch"
+    assert encoder_mod._auto_backend("cpu", "fp32", False) == "torch"  # hub id or adapter folder
+    monkeypatch.setattr(encoder_mod, "_onnx_runtime_installed", lambda: False)
+    assert Encoder(model_dir, device="cpu", backend="auto").backend == "torch"
+
+
+def test_onnx_fp32_without_onnxruntime_falls_back_to_torch(model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    # An index built with ONNX Runtime (fp32) still loads where onnxruntime is missing: same vectors.
+    from xnorm.models import encoder as encoder_mod
+
+    monkeypatch.setattr(encoder_mod, "_onnx_runtime_installed", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="xnorm.models.encoder"):
+        enc = Encoder(model_dir, device="cpu", backend="onnx")
+    assert enc.backend == "torch" and "onnxruntime is not installed" in caplog.text
+    assert not (model_dir / "onnx").exists()
+
+
+def test_dense_generator_defaults_to_onnx_on_the_cpu_and_old_torch_indexes_keep_torch(
+        model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from xnorm.candidates.index import CandidateIndex
+    from xnorm.terminology import TerminologyBuilder
+
+    b = TerminologyBuilder()
+    for i, name in enumerate(t for t in TEXTS if t):
+        b.add_concept(f"C{i}", name)
+        b.add_name(f"C{i}", name, "en")
+    term = b.build()
+    for requested, expected in ((None, "onnx"), ("torch", "torch")):
+        gen = {"type": "dense", "model": str(model_dir)} | ({"backend": requested} if requested else {})
+        index = CandidateIndex.build(term, {"generators": [gen]})
+        out = tmp_path / f"idx-{expected}"
+        index.save(out)
+        loaded = CandidateIndex.load(out)
+        assert loaded.generators[0].encoder.backend == expected
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["generators"][0]["encoder"]["backend"] == expected

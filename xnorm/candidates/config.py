@@ -51,8 +51,11 @@ DENSE_DEFAULTS: dict[str, Any] = {
     "passage_prefix": None,
     "max_length": None,  # None: the model's own setting (32 for the embedded e5-small)
     "batch_size": 128,
-    "precision": "fp32",  # fp32, int8 (attention projections), int8-full (every linear layer)
-    "backend": "torch",  # torch, or onnx (ONNX Runtime on the CPU: 2.2x faster at fp32, same vectors)
+    "precision": "fp32",  # fp32, int8, int8-full: int8 costs recall (zh -2 points R@64), see encoding_speed.md
+    # auto: ONNX Runtime (fused graph, same vectors as torch, faster) on the CPU when onnxruntime + onnx are
+    # installed and the model is a local folder, else torch (GPU, hub ids, adapters). The index records the
+    # backend it used, so one built with torch keeps torch.
+    "backend": "auto",
     "device": None,
     "index": "Flat",  # FAISS factory string: Flat, HNSW32, IVF1024,PQ16, ...
     "train_size": 100_000,  # names sampled to train IVF / PQ indexes

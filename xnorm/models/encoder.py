@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 SETTINGS_FILE = "xnorm_encoder.json"
 POOLINGS = ("mean", "cls")
 PRECISIONS = ("fp32", "int8", "int8-full")
-BACKENDS = ("torch", "onnx")  # onnx: ONNX Runtime on the CPU, graph cached beside the model (onnx_backend.py)
+# onnx: ONNX Runtime on the CPU, fused graph cached beside the model (onnx_backend.py); auto: onnx where it
+# applies (CPU, a local model folder without adapter, onnxruntime and onnx installed), else torch.
+BACKENDS = ("auto", "torch", "onnx")
 KINDS = ("query", "passage")
 DEFAULT_MAX_LENGTH = 32
 # Texts are tokenized this many batches at a time: enough to make length sorting pay off, little enough that
@@ -111,6 +113,8 @@ class Encoder:
         normalize: bool = True,
         backend: str = "torch",
     ) -> None:
+        """``backend``: ``torch``, ``onnx`` or ``auto`` (onnx on the CPU when it can run, else torch; ``config()``
+        then records the backend actually used)."""
         import torch
 
         if precision not in PRECISIONS:
@@ -166,6 +170,12 @@ class Encoder:
         self.precision = precision
         self.normalize = normalize
         self._requested_device = device
+        if backend == "auto":
+            backend = _auto_backend(device, precision, is_local and adapter is None)
+        elif backend == "onnx" and precision == "fp32" and not _onnx_runtime_installed():
+            # Same vectors either way (fp32), so an index built with ONNX Runtime still loads without it.
+            logger.warning("onnxruntime is not installed: encoding with torch instead (same fp32 vectors)")
+            backend = "torch"
         self.backend = backend
         self.device = device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
         if backend == "onnx" and (not self.device.startswith("cpu") or not is_local or adapter is not None):
@@ -314,6 +324,24 @@ class Encoder:
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
         return pooled.float().cpu().numpy()
+
+
+def _onnx_runtime_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _auto_backend(device: str | None, precision: str, local_plain_model: bool) -> str:
+    """``onnx`` where it runs and is faster (the CPU, a local model folder without adapter, onnxruntime and
+    onnx installed: onnx builds the fused graph), else ``torch`` (GPUs, hub ids, adapters, missing packages)."""
+    import importlib.util
+
+    import torch
+
+    on_cpu = device.startswith("cpu") if device is not None else not torch.cuda.is_available()
+    installed = _onnx_runtime_installed() and importlib.util.find_spec("onnx") is not None
+    return "onnx" if on_cpu and local_plain_model and installed else "torch"
 
 
 def _quantize(model: Any, full: bool) -> Any:

@@ -1,13 +1,25 @@
 """ONNX Runtime inference for ``Encoder(backend="onnx")``: the transformer plus pooling exported once, cached.
 
-The exported graph takes ``input_ids`` / ``attention_mask`` (int64, [batch, length]) and returns the pooled,
-not yet normalised vectors ([batch, hidden]); tokenization, length-sorted batching and normalisation stay in
-``Encoder``, shared with the torch backend. Precisions mirror the torch backend's:
+The exported graph takes ``input_ids`` / ``attention_mask`` (int64, [batch, length], right-padded) and returns
+the pooled, not yet normalised vectors ([batch, hidden]); tokenization, length-sorted batching and normalisation
+stay in ``Encoder``, shared with the torch backend. Building a graph:
 
-- ``fp32``: the exported graph as it is (ONNX Runtime fuses LayerNorm / GELU / attention at load time);
-- ``int8``: dynamic int8 quantization (onnxruntime.quantization, int8 weights per output channel, activations
-  quantized on the fly) of the attention projections only;
-- ``int8-full``: every MatMul quantized (fastest; see benchmarks/results/encoding_speed.md for its cost).
+1. export transformer + pooling with torch's TorchScript exporter (eager attention, so padding stays masked);
+2. fuse it with ``onnxruntime.transformers.optimizer`` (model type "bert", heads / hidden size from the model's
+   config): embeddings + LayerNorm, one ``Attention`` op per layer, skip-LayerNorm, bias-GELU. ONNX Runtime's own
+   load-time optimizations do not fuse attention (84 MatMuls + 12 Softmax stay separate for e5-small). The fused
+   graph is checked against the exported one on a padded batch; a model whose fusion changes the output keeps the
+   exported graph;
+3. for int8, dynamic quantization (onnxruntime.quantization: int8 weights per output channel, activations
+   quantized on the fly) of the fused graph.
+
+Precisions:
+
+- ``fp32``: the fused graph (same vectors as torch, to float rounding);
+- ``int8``: every projection in int8 except the feed-forward output projections (``layer.N/output/dense``),
+  whose input (the GELU output) has the widest activation range; measured on e5-small with es/fr/ja/zh HPO
+  labels, see benchmarks/results/encoding_speed.md;
+- ``int8-full``: every projection (attention and both feed-forward ones) in int8: fastest, least exact.
 
 Graphs are cached next to the model (``<model>/onnx/``; under ``$XNORM_HOME/onnx/<model key>/`` when the model
 folder is not writable), written atomically, keyed by a hash of the model's config and weights, and checked
@@ -21,10 +33,11 @@ import inspect
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -35,7 +48,8 @@ from ..paths import xnorm_home
 logger = logging.getLogger(__name__)
 
 ONNX_PRECISIONS = ("fp32", "int8", "int8-full")
-GRAPH_FORMAT = 1
+# 2: graphs are fused (attention, LayerNorm, GELU) before quantization; format-1 graphs in a cache are rebuilt.
+GRAPH_FORMAT = 2
 OPSET = 17
 # Files whose content defines the network: a change in any of them must give a new graph.
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -107,11 +121,20 @@ def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{graph.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
+    info: dict[str, Any] = {}
     try:
         if precision == "fp32":
-            _export(model_dir, pooling, tmp)
+            logger.info("exporting %s to ONNX (%s pooling); done once, the graph is cached in %s", model_dir,
+                        pooling, folder)
+            raw = tmp.with_name(tmp.name + ".raw.onnx")
+            try:
+                _export(model_dir, pooling, raw)
+                info = _fuse(raw, tmp, _transformer_config(model_dir))
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    raw.unlink()
         else:
-            _quantize(ensure_graph(model_dir, pooling, "fp32", folder), tmp, full=precision == "int8-full")
+            _quantize(ensure_graph(model_dir, pooling, "fp32", folder), tmp, precision)
         # The graph goes in first, the manifest (with its checksum) last: a crash in between leaves a graph
         # without a valid manifest, which the next call rebuilds.
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache beside a shared model is read by others
@@ -120,8 +143,9 @@ def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = 
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     with atomic_write(manifest) as f:
-        json.dump({**expected, "size": graph.stat().st_size, "sha256": sha256_file(graph),
+        json.dump({**expected, **info, "size": graph.stat().st_size, "sha256": sha256_file(graph),
                    "model_dir": str(model_dir)}, f, indent=2)
+    os.chmod(manifest, 0o644)  # readable beside a shared model, like the graph
     return graph
 
 
@@ -180,32 +204,123 @@ def _export(model_dir: Path, pooling: str, out: Path) -> None:
                           do_constant_folding=True)
 
 
-def _quantize(fp32_graph: Path, out: Path, full: bool) -> None:
-    """Dynamic int8 quantization of the graph's MatMuls (all, or those of the attention blocks only)."""
+def _transformer_config(model_dir: Path) -> dict[str, Any]:
+    from .encoder import _transformer_dir
+
+    path = _transformer_dir(model_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"cannot read the model config ({e}).", file=str(path),
+                            fix="re-create the model folder.") from None
+
+
+def _verification_batch(vocab_size: int) -> dict[str, np.ndarray]:
+    """A right-padded batch of seeded random ids: full, half, short and one-token rows."""
+    rng = np.random.default_rng(0)
+    lengths = np.array([16, 9, 3, 1])
+    ids = rng.integers(min(5, vocab_size - 1), vocab_size, size=(len(lengths), int(lengths.max())))
+    mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
+    return {"input_ids": (ids * mask).astype(np.int64), "attention_mask": mask}
+
+
+def _run_once(graph: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(graph), sess_options=options, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["pooled"], feed)[0], dtype=np.float32)
+
+
+def _fuse(raw: Path, out: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Write the fused graph of ``raw`` to ``out`` (or ``raw`` itself when fusion is unavailable or inexact).
+
+    Returns what the manifest records about it: ``{"fused": {op: count}}`` or ``{"fused": None, "why": ...}``.
+    """
+    heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+    why = None
+    try:
+        from onnxruntime.transformers import optimizer
+        from onnxruntime.transformers.fusion_options import FusionOptions
+    except ImportError as e:  # the optimizer needs the `onnx` package
+        why = f"onnxruntime.transformers unavailable ({e})"
+    if why is None and not (isinstance(heads, int) and isinstance(hidden, int)):
+        why = "config.json lacks num_attention_heads / hidden_size"
+    if why is None:
+        options = FusionOptions("bert")
+        # The 2-D 0/1 mask as it comes (not sequence lengths): correct for any padding layout.
+        options.use_raw_attention_mask(True)
+        try:
+            with _quiet_root_logger():
+                fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=heads, hidden_size=hidden,
+                                                 optimization_options=options, opt_level=0, use_gpu=False)
+                counts = {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
+                fused.save_model_to_file(str(out))
+        except Exception as e:  # the optimizer raises assorted errors on graphs it does not know
+            why = f"fusion failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+    if why is None:
+        feed = _verification_batch(int(config.get("vocab_size", 100)))
+        ref, got = _run_once(raw, feed), _run_once(out, feed)
+        err = float(np.abs(got - ref).max() / max(float(np.abs(ref).max()), 1e-6))
+        if not np.isfinite(err) or err > 1e-4:
+            why = f"the fused graph differs from the exported one (relative error {err:.2g})"
+    if why is not None:
+        logger.warning("ONNX graph %s stays unfused: %s; it runs, only slower", out.name, why)
+        shutil.copyfile(raw, out)
+        return {"fused": None, "why": why}
+    return {"fused": counts}
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's optimizer and quantizer log progress and advice on the root logger at every call: keep
+    the user's log clean (their warnings here are about pre-processing that changes nothing for these graphs)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantized_nodes(fp32_graph: Path, precision: str) -> list[str] | None:
+    """Names of the nodes ``precision`` quantizes in ``fp32_graph`` (None: every MatMul / Attention)."""
+    if precision == "int8-full":
+        return None
+    import onnx
+
+    graph = onnx.load(str(fp32_graph), load_external_data=False).graph
+    nodes = [n.name for n in graph.node if n.op_type in ("MatMul", "Attention") and not _is_ffn_output(n.name)]
+    if not nodes or len(nodes) == sum(n.op_type in ("MatMul", "Attention") for n in graph.node):
+        raise ArtifactError("the graph has no recognisable feed-forward output projections to keep in fp32.",
+                            file=str(fp32_graph), fix="use precision='int8-full' (or 'fp32') for this model.")
+    return nodes
+
+
+def _is_ffn_output(name: str) -> bool:
+    # BERT-family naming kept by the exporter: layer.N/output/dense is the FFN down-projection, while
+    # layer.N/attention/output/dense is the attention output projection.
+    return "/output/dense/" in name and "/attention/" not in name
+
+
+def _quantize(fp32_graph: Path, out: Path, precision: str) -> None:
+    """Dynamic int8 quantization of ``fp32_graph``'s projections (all, or all but the FFN outputs)."""
     try:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
         raise ConfigError(f"int8 ONNX graphs need the `onnx` package ({e}).", field="precision",
                           fix="pip install 'xnorm[onnx]' (onnx==1.23.2), or use precision='fp32'.") from None
-    nodes = None
-    if not full:
-        graph = onnx.load(str(fp32_graph), load_external_data=False).graph
-        nodes = [n.name for n in graph.node if n.op_type == "MatMul" and "/attention/" in n.name]
-        if not nodes:
-            raise ArtifactError("the exported graph has no attention MatMul nodes to quantize.",
-                                file=str(fp32_graph), fix="use precision='int8-full' for this model.")
-    root = logging.getLogger()
-    level = root.level
-    # onnxruntime.quantization logs a "consider pre-processing" advice on the root logger at every call; the
-    # pre-processing (symbolic shape inference) changes nothing for a BERT graph exported with static shapes
-    # per op, so keep the user's log clean.
-    root.setLevel(max(level, logging.ERROR))
-    try:
+    nodes = quantized_nodes(fp32_graph, precision)
+    with _quiet_root_logger():
+        # DefaultTensorType: shape inference cannot type the outputs of the fused contrib ops (Attention,
+        # SkipLayerNormalization); they are float32.
         quantize_dynamic(str(fp32_graph), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes)
-    finally:
-        root.setLevel(level)
+                         op_types_to_quantize=["MatMul", "Attention"], nodes_to_quantize=nodes,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def default_threads() -> int:
@@ -220,7 +335,11 @@ class OnnxPooledEncoder:
     """An ONNX Runtime session over a cached graph: ``(input_ids, attention_mask) -> pooled float32 [batch, dim]``."""
 
     def __init__(self, graph: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ConfigError(f"backend 'onnx' needs onnxruntime ({e}).", field="backend",
+                              fix="pip install onnxruntime, or use backend='torch'.") from None
 
         self.graph = Path(graph)
         options = ort.SessionOptions()
