@@ -91,6 +91,26 @@ def exhaustive(saved, term, mentions) -> Candidates:
     return SparseGenerator.load(saved, _config(prune_df=None), term).candidates(mentions, k=64)
 
 
+def test_lean_fit_gives_scikit_learns_tfidf(saved, term):
+    """The low-memory fit (int32 / float32 buffers, in place) = TfidfVectorizer(sublinear_tf) numbers and vocabulary."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    gen = SparseGenerator.load(saved, _config(prune_df=None), term)
+    texts = gen._normalize(term.name_texts)
+    for min_df, subset in ((1, texts), (3, texts[:5000])):
+        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=False, sublinear_tf=True,
+                              min_df=min_df, dtype=np.float32)
+        ref = vec.fit_transform(subset).tocsr()
+        if min_df == 1:
+            matrix, vocabulary, idf = gen.matrix, gen.vocabulary, gen.idf
+        else:
+            matrix, vocabulary, idf = SparseGenerator(ngram_range=(2, 4), min_df=3)._fit_lean(subset)
+        assert vocabulary == {str(t): int(i) for t, i in vec.vocabulary_.items()}
+        np.testing.assert_allclose(idf, vec.idf_, rtol=1e-6)
+        assert matrix.shape == ref.shape and matrix.nnz == ref.nnz
+        assert abs(matrix - ref).max() < 1e-6
+
+
 def test_default_is_the_exhaustive_search_on_small_indexes(saved, term, mentions, exhaustive):
     default = SparseGenerator.load(saved, _config(), term)
     assert default.prune_df == 10_000 and default.prune_min_names == 200_000 and not default._prune
