@@ -176,11 +176,13 @@ def _recall_vs(found, reference) -> float:
 
 
 def run_xnorm_sparse(work: Path, size: str, threads: int) -> dict:
-    """Build (fit + save), then ``candidates`` with the default config; in the same process, the exhaustive search
-    (prune_df None) for CPU ratio and recall@64 vs exact and, below prune_min_names, the two-stage search forced on."""
+    """Build (fit + save) here; search in fresh subprocesses that load the saved index (a query process's own
+    peak RSS): the default config, the exhaustive search (prune_df None: CPU ratio and recall@64 vs exact) and,
+    below prune_min_names, the two-stage search forced on."""
+    import shutil
+
     from xnorm.candidates.config import normalize_config
     from xnorm.candidates.sparse import SparseGenerator
-    from xnorm.types import Mentions
 
     names, mentions = _read(work, size)
     term = _terminology(names)
@@ -196,54 +198,75 @@ def run_xnorm_sparse(work: Path, size: str, threads: int) -> dict:
     build_peak = peak_rss_mb()
     disk = _dir_size(d)
     detail = f"{len(gen.vocabulary):,} n-grams, {sum(m.nnz for m in gen._lang_matrices.values()):,} non-zeros"
+    del gen
+    runs = {}
+    for variant in ("default", "exhaustive", "forced"):
+        cmd = [sys.executable, __file__, "--worker", "xnorm-sparse-query", "--size", size, "--work", str(work),
+               "--threads", str(threads), "--index", str(d), "--variant", variant]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"query worker {variant} failed: {proc.stderr[-2000:]}")
+        runs[variant] = json.loads(line[len("RESULT "):])
+        if variant == "exhaustive" and runs["default"]["two_stage"]:
+            break  # "forced" is the default already
+    shutil.rmtree(d, ignore_errors=True)
+
+    from xnorm.types import Candidates
+
+    def cands(variant: str) -> Candidates:
+        z = np.load(work / f"cands-{size}-{variant}.npz", allow_pickle=False)
+        c = Candidates.empty(z["concepts"].shape[0], z["concepts"].shape[1])
+        c.concepts[:], c.scores[:] = z["concepts"], z["scores"]
+        return c
+
+    ref = cands("exhaustive")
+    for variant in runs:
+        if variant != "exhaustive":
+            runs[variant]["recall@64_vs_exact"] = _recall_vs(cands(variant), ref)
+    default = runs["default"]
+    concept_of = {str(c): i for i, c in enumerate(term.concept_ids.tolist())}
+    gold = np.array([concept_of[c] for c in mentions["concept"]])
+    ex = runs["exhaustive"]
+    notes = [detail, "two-stage search" if default["two_stage"] else "exhaustive search (below prune_min_names)",
+             f"exhaustive same run {ex['query_s']:.1f} s ({ex['query_cpu_s']:.1f} CPU s; this/exhaustive "
+             f"{default['query_cpu_s'] / ex['query_cpu_s']:.2f}x CPU)"]
+    if default["two_stage"]:
+        notes.append(f"recall@64 vs exhaustive {default['recall@64_vs_exact']:.4f} (tie-aware)")
+    else:
+        fo = runs["forced"]
+        notes.append(f"two-stage forced: {fo['query_cpu_s']:.1f} CPU s, recall@64 vs exhaustive "
+                     f"{fo['recall@64_vs_exact']:.4f} (tie-aware)")
+    notes.append(f"peak RSS build {build_peak:,.0f} MB (data + harness before fit {base_rss:,.0f} MB), query "
+                 f"process {default['peak_rss_mb']:,.0f} MB (load + search; exhaustive {ex['peak_rss_mb']:,.0f})")
+    return {"build_s": build_s, "build_cpu_s": build_cpu, "query_s": default["query_s"],
+            "query_cpu_s": default["query_cpu_s"], "n_queries": default["n_queries"], "disk_bytes": disk,
+            "base_rss_mb": base_rss, "build_peak_rss_mb": build_peak, "query_peak_rss_mb": default["peak_rss_mb"],
+            "runs": runs, "two_stage": default["two_stage"], "prune_df": cfg["prune_df"],
+            "prune_rescore": cfg["prune_rescore"], "recall@64": _recall(cands("default").concepts, gold),
+            "recall@64_vs_exact": default.get("recall@64_vs_exact", 1.0), "detail": "; ".join(notes),
+            "peak_rss_override_mb": max(build_peak, default["peak_rss_mb"])}
+
+
+def run_sparse_query(work: Path, size: str, threads: int, index: Path, variant: str) -> dict:
+    """Load a saved sparse index and search the mentions of ``size`` (variant: default, exhaustive, forced)."""
+    from xnorm.candidates.config import normalize_config
+    from xnorm.candidates.sparse import SparseGenerator
+    from xnorm.types import Mentions
+
+    names, mentions = _read(work, size)
+    term = _terminology(names)
+    del names
+    over = {"default": {}, "exhaustive": {"prune_df": None}, "forced": {"prune_min_names": 0}}[variant]
+    cfg = normalize_config({"generators": [{"type": "sparse", "ngram_range": [2, 4], "threads": threads, **over}]})
+    gen = SparseGenerator.load(index, cfg["generators"][0], term)
     batch = Mentions.from_texts(mentions["text"], lang="en")
     gen.transform(["warm-up"])  # the query vectorizer's one-time vocabulary check is setup, not search
-    reset = _reset_peak_rss()
     t0, c0 = time.perf_counter(), time.process_time()
     cands = gen.candidates(batch, k=K)
     query_s, query_cpu = time.perf_counter() - t0, time.process_time() - c0
-    query_peak = peak_rss_mb() if reset else None
-    pruned = bool(gen._prune)
-    del gen
-    res = {"build_s": build_s, "build_cpu_s": build_cpu, "query_s": query_s, "query_cpu_s": query_cpu,
-           "n_queries": len(batch), "disk_bytes": disk, "base_rss_mb": base_rss, "build_peak_rss_mb": build_peak,
-           "query_peak_rss_mb": query_peak, "two_stage": pruned, "prune_df": cfg["prune_df"],
-           "prune_rescore": cfg["prune_rescore"]}
-    variants = {"exhaustive": {"prune_df": None}}
-    if not pruned:
-        variants["two-stage forced"] = {"prune_min_names": 0}
-    found = {"default": cands}
-    for label, over in variants.items():
-        gen = SparseGenerator.load(d, {**cfg, **over}, term)
-        gen.transform(["warm-up"])
-        t0, c0 = time.perf_counter(), time.process_time()
-        found[label] = gen.candidates(batch, k=K)
-        res[label] = {"query_s": time.perf_counter() - t0, "query_cpu_s": time.process_time() - c0,
-                      "two_stage": bool(gen._prune)}
-        del gen
-    for label in found:
-        if label != "exhaustive":
-            (res if label == "default" else res[label])["recall@64_vs_exact"] = _recall_vs(found[label],
-                                                                                           found["exhaustive"])
-    concept_of = {str(c): i for i, c in enumerate(term.concept_ids.tolist())}
-    gold = np.array([concept_of[c] for c in mentions["concept"]])
-    res["recall@64"] = _recall(cands.concepts, gold)
-    ex = res["exhaustive"]
-    notes = [detail, "two-stage search" if pruned else "exhaustive search (below prune_min_names)",
-             f"exhaustive same run {ex['query_cpu_s']:.1f} CPU s (this/exhaustive {query_cpu / ex['query_cpu_s']:.2f}x)"]
-    if pruned:
-        notes.append(f"recall@64 vs exhaustive {res['recall@64_vs_exact']:.4f}")
-    else:
-        fo = res["two-stage forced"]
-        notes.append(f"two-stage forced: {fo['query_cpu_s']:.1f} CPU s, recall@64 vs exhaustive "
-                     f"{fo['recall@64_vs_exact']:.4f}")
-    notes.append(f"peak RSS build {build_peak:,.0f} / query {query_peak or float('nan'):,.0f} MB "
-                 f"(data + harness before build {base_rss:,.0f} MB)")
-    res["detail"] = "; ".join(notes)
-    import shutil
-
-    shutil.rmtree(d, ignore_errors=True)
-    return res
+    np.savez(work / f"cands-{size}-{variant}.npz", concepts=cands.concepts, scores=cands.scores)
+    return {"query_s": query_s, "query_cpu_s": query_cpu, "n_queries": len(batch), "two_stage": bool(gen._prune)}
 
 
 def run_exact_sparse(work: Path, size: str, threads: int) -> dict:
@@ -374,6 +397,8 @@ def worker(args: argparse.Namespace) -> int:
     method, size, work = args.worker, args.size, args.work
     if method == "xnorm-sparse":
         res = run_xnorm_sparse(work, size, args.threads)
+    elif method == "xnorm-sparse-query":
+        res = run_sparse_query(work, size, args.threads, args.index, args.variant)
     elif method == "exact-sparse":
         res = run_exact_sparse(work, size, args.threads)
     elif method == "scispacy-nmslib":
@@ -382,7 +407,7 @@ def worker(args: argparse.Namespace) -> int:
         res = run_dense(work, size, args.threads, args.dense_queries, method == "xnorm-dense")
     else:
         raise SystemExit(f"unknown method {method}")
-    res.update(method=method, size=size, peak_rss_mb=peak_rss_mb())
+    res.update(method=method, size=size, peak_rss_mb=res.pop("peak_rss_override_mb", None) or peak_rss_mb())
     print("RESULT " + json.dumps(res), flush=True)
     return 0
 
@@ -429,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "scale.md")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", help=argparse.SUPPRESS)
+    ap.add_argument("--index", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args)
