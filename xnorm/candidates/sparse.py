@@ -43,8 +43,10 @@ HEAD_GUESS = 0.5
 # Every query keeps at least its PRUNE_KEEP rarest n-grams in stage (a), even common ones ("ab", "eye").
 PRUNE_KEEP = 2
 PRUNE_MIN_POSTINGS = 4
-# Stage (b) looks up pruned n-grams for a block of this many mentions at once (one scatter per n-gram and block).
-RESCORE_BLOCK = 2048
+# Stage (b) looks up pruned n-grams for a block of this many mentions at once (one scatter per n-gram and block);
+# a block's arrays are [block, prune_rescore x k]: 1024 keeps them ~150 MB per thread at k=256 (2048: 1M-name
+# query peak RSS 2.2 GB, 1024: see scale.md).
+RESCORE_BLOCK = 1024
 
 
 def normalize_text(text: str, strip_accents: bool = False) -> str:
@@ -357,7 +359,7 @@ class SparseGenerator(CandidateGenerator):
                               np.r_[0, np.cumsum(np.bincount(q_rows[in_product], minlength=b))]), shape=queries.shape)
 
         # (a) partial scores; rows per product chunk from its size bound (sum of the kept postings' lengths).
-        cand = np.full((b, n_cand), -1, np.int64)
+        cand = np.full((b, n_cand), -1, np.int32)  # local name rows (< 2**31)
         partial = np.full((b, n_cand), -np.inf, np.float32)
         work = np.bincount(q_rows[in_product], weights=q_df[in_product], minlength=b)
         per_row = max(1.0, float(np.minimum(work, n_names).mean()))
