@@ -5,15 +5,19 @@ Sizes: ~40k names (the built-in English HPO, ``hpo-en``), ~143k (``hpo-multiling
 character edits and word-order swaps, made to measure speed and memory, not quality). All names of a size go into
 one index (languages merged), so every mention is searched against every name.
 
-Sparse: xnorm's ``SparseGenerator`` (char_wb 2-4-gram TF-IDF, exact top-k) through its API (``candidates``: search,
-concept dedup, packing) vs scispaCy's candidate generator (its TF-IDF settings: char_wb 3-grams, min_df 10,
+Sparse: xnorm's ``SparseGenerator`` (char_wb 2-4-gram TF-IDF; the default config: exhaustive top-k below
+``prune_min_names`` names per language, the two-stage search above) through its API (``candidates``: search, concept
+dedup, packing). Its index is built (fit + save) in one process and searched in fresh processes that load it, so
+build and query peak RSS are measured apart; in the same run the exhaustive search (``prune_df: null``) gives the
+CPU ratio and the tie-aware recall@64 vs exact, and below ``prune_min_names`` the two stages are also run forced on.
+Baselines: scispaCy's candidate generator (its TF-IDF settings: char_wb 3-grams, min_df 10,
 plus nmslib HNSW over sparse cosine; scispaCy's own ``create_tfidf_ann_index`` needs scipy<1.11, so its building
-blocks are called directly) vs an exact baseline (one scipy sparse product per 1,000 mentions, per-row top-k over
+blocks are called directly) and an exact baseline (one scipy sparse product per 1,000 mentions, per-row top-k over
 the product's non-zeros). Dense: FAISS ``IndexFlatIP`` alone vs xnorm's ``DenseGenerator.search`` over the same
 index and precomputed vectors (random unit vectors of dimension 384: throughput of an exact search does not
 depend on the values).
 
-Each (size, method) runs in its own subprocess so that peak RSS (``ru_maxrss``) is its own. Wall seconds depend
+Each (size, method) runs in its own subprocess so that peak RSS (``VmHWM``) is its own. Wall seconds depend
 on the neighbours of a shared machine; CPU seconds (user + system of the subprocess) are reported beside them.
 
     XNORM_HPO_TRANSLATIONS=/work/shared/data/hpo-translations python benchmarks/scale.py
@@ -148,15 +152,6 @@ def _rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _reset_peak_rss() -> bool:
-    """Start VmHWM afresh (Linux >= 4.0: writing 5 to clear_refs), so build and query peaks are measured apart."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _recall_vs(found, reference) -> float:
