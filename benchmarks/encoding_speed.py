@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (ONNX Runtime: all cores)")
     ap.add_argument("--model", default="multilingual-e5-small")
     ap.add_argument("--variants", nargs="*", default=[],
-                    help=f"variants to run besides the baseline and torch fp32 (default: {', '.join(DEFAULT_VARIANTS)}; "
-                    "also: 'torch int8 (attention)', 'torch int8-full')")
+                    help="variants to run besides the baseline and torch fp32 (default: "
+                    f"{', '.join(DEFAULT_VARIANTS)}; also: 'torch int8 (attention)', 'torch int8-full')")
     ap.add_argument("--quality-names", type=int, default=5000, help="English names in the quality index")
     ap.add_argument("--quality-queries", type=int, default=400, help="OFFICIAL labels per language (es fr ja zh)")
     ap.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "encoding_speed.md")
