@@ -7,7 +7,8 @@ stay in ``Encoder``, shared with the torch backend. Building a graph:
 1. export transformer + pooling with torch's TorchScript exporter (eager attention, so padding stays masked);
 2. fuse it with ``onnxruntime.transformers.optimizer`` (model type "bert", heads / hidden size from the model's
    config): embeddings + LayerNorm, one ``Attention`` op per layer, skip-LayerNorm, bias-GELU. ONNX Runtime's own
-   load-time optimizations do not fuse attention (84 MatMuls + 12 Softmax stay separate for e5-small). The fused
+   load-time optimizations do not fuse attention (84 MatMuls + 12 Softmax stay separate for e5-small). In fp32
+   this is not measurably faster on 2 cores; it makes int8 quantize Q/K/V as one ``QAttention`` op. The fused
    graph is checked against the exported one on a padded batch; a model whose fusion changes the output keeps the
    exported graph;
 3. for int8, dynamic quantization (onnxruntime.quantization: int8 weights per output channel, activations
@@ -16,10 +17,11 @@ stay in ``Encoder``, shared with the torch backend. Building a graph:
 Precisions:
 
 - ``fp32``: the fused graph (same vectors as torch, to float rounding);
-- ``int8``: every projection in int8 except the feed-forward output projections (``layer.N/output/dense``),
-  whose input (the GELU output) has the widest activation range; measured on e5-small with es/fr/ja/zh HPO
-  labels, see benchmarks/results/encoding_speed.md;
-- ``int8-full``: every projection (attention and both feed-forward ones) in int8: fastest, least exact.
+- ``int8``: every projection in int8 except the feed-forward output projections (``layer.N/output/dense``): of
+  the exclusions tried on e5-small (FFN outputs, FFN inputs, first/last layers, all but attention) the one that
+  lost least recall@64 for its speed (1.5x fp32 ONNX; es/fr/ja/zh HPO labels: 0.0 / +0.2 / -0.5 / -2.0 points);
+- ``int8-full``: every projection (attention and both feed-forward ones) in int8: fastest (1.8x fp32 ONNX), least
+  exact (+0.5 / -0.5 / -2.0 / -3.7 points). Numbers: benchmarks/results/encoding_speed.md.
 
 Graphs are cached next to the model (``<model>/onnx/``; under ``$XNORM_HOME/onnx/<model key>/`` when the model
 folder is not writable), written atomically, keyed by a hash of the model's config and weights, and checked
