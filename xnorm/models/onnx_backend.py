@@ -315,7 +315,7 @@ def _quantize(fp32_graph: Path, out: Path, precision: str) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
         raise ConfigError(f"int8 ONNX graphs need the `onnx` package ({e}).", field="precision",
-                          fix="pip install 'xnorm[onnx]' (onnx==1.23.2), or use precision='fp32'.") from None
+                          fix="pip install onnx==1.23.2 (a dependency of xnorm), or use precision='fp32'.") from None
     nodes = quantized_nodes(fp32_graph, precision)
     with _quiet_root_logger():
         # DefaultTensorType: shape inference cannot type the outputs of the fused contrib ops (Attention,
