@@ -103,7 +103,7 @@ def build_sets(args, terminology):
     perm = np.random.default_rng(args.seed).permutation(len(pool))
     dev, train = pool[perm[:args.dev]], pool[perm[args.dev:]]
     train.description = (f"HPO translations held_out split, index-half labels ({', '.join(args.langs)}; "
-                         f"{args.train_per_lang}/lang) + GSC+ dev ({args.gsc_train} mentions), seed {args.seed}")
+                         f"up to {args.train_per_lang}/lang) + GSC+ dev ({len(gsc_train)} mentions), seed {args.seed}")
     dev.description = "held-out slice of the training pool"
     return train, dev, tests
 
