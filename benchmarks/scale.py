@@ -154,26 +154,14 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _recall_vs(found, reference) -> float:
-    """Tie-aware recall of ``reference``'s concepts (the exhaustive search's Candidates) in ``found``: a reference
-    concept counts as missed only if ``found`` lacks it and its score beats the last score ``found`` lists (names
-    with equal scores at the cut are interchangeable: word-order variants have identical n-gram vectors)."""
-    shares = []
-    for x, y, sx, sy in zip(found.concepts, reference.concepts, found.scores, reference.scores):
-        ny, nx = int((y >= 0).sum()), int((x >= 0).sum())
-        if ny == 0:
-            shares.append(1.0)
-            continue
-        low = sx[nx - 1] if nx >= ny else -np.inf
-        missed = set(y[(y >= 0) & (sy > low + 1e-6)].tolist()) - set(x.tolist())
-        shares.append(1.0 - len(missed) / ny)
-    return float(np.mean(shares))
 
 
 def run_xnorm_sparse(work: Path, size: str, threads: int) -> dict:
     """Build (fit + save) here; search in fresh subprocesses that load the saved index (a query process's own
     peak RSS): the default config, the exhaustive search (prune_df None: CPU ratio and recall@64 vs exact) and,
     below prune_min_names, the two-stage search forced on."""
+    from xnorm.eval.ranking import tie_aware_overlap
+
     import shutil
 
     from xnorm.candidates.config import normalize_config
@@ -218,7 +206,7 @@ def run_xnorm_sparse(work: Path, size: str, threads: int) -> dict:
     ref = cands("exhaustive")
     for variant in runs:
         if variant != "exhaustive":
-            runs[variant]["recall@64_vs_exact"] = _recall_vs(cands(variant), ref)
+            runs[variant]["recall@64_vs_exact"] = tie_aware_overlap(cands(variant), ref)
     default = runs["default"]
     concept_of = {str(c): i for i, c in enumerate(term.concept_ids.tolist())}
     gold = np.array([concept_of[c] for c in mentions["concept"]])

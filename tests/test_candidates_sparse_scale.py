@@ -16,6 +16,7 @@ from conftest import SHARED_DATA
 from xnorm.candidates import CandidateIndex, SparseGenerator
 from xnorm.candidates.config import normalize_config
 from xnorm.errors import ConfigError
+from xnorm.eval.ranking import tie_aware_overlap
 from xnorm.terminology import load_terminology
 from xnorm.terminology.core import Terminology
 from xnorm.types import Candidates, Mentions
@@ -43,19 +44,6 @@ def _labels(lang: str, n: int) -> list[str]:
     return [out[i] for i in np.sort(rng.choice(len(out), min(n, len(out)), replace=False))]
 
 
-def tie_aware_recall(found: Candidates, reference: Candidates) -> float:
-    """Mean share of each row's reference concepts that ``found`` lists, where a missing concept whose score does
-    not beat ``found``'s last listed score counts as listed (equal scores at the cut are interchangeable)."""
-    shares = []
-    for x, y, sx, sy in zip(found.concepts, reference.concepts, found.scores, reference.scores):
-        ny, nx = int((y >= 0).sum()), int((x >= 0).sum())
-        if ny == 0:
-            shares.append(1.0)
-            continue
-        low = sx[nx - 1] if nx >= ny else -np.inf
-        missed = set(y[(y >= 0) & (sy > low + 1e-6)].tolist()) - set(x.tolist())
-        shares.append(1.0 - len(missed) / ny)
-    return float(np.mean(shares))
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +122,12 @@ def test_two_stage_keeps_exact_scores_and_recall(saved, term, mentions, exhausti
     rows = np.nonzero(ok)[0]
     cosine = np.asarray(vectors[rows].multiply(names[got.names[ok]]).sum(axis=1)).ravel()
     np.testing.assert_allclose(got.scores[ok], cosine, atol=1e-5)
-    recall = tie_aware_recall(got, exhaustive)
+    recall = tie_aware_overlap(got, exhaustive)
     assert recall >= RECALL_BOUND, recall
     assert np.mean(got.concepts[:, 0] == exhaustive.concepts[:, 0]) >= 0.99
     # Fewer rescored names find fewer of the exhaustive list: the bound above is not met by construction.
     narrow = SparseGenerator.load(saved, _config(prune_df=20, prune_min_names=0, prune_rescore=1), term)
-    assert tie_aware_recall(narrow.candidates(mentions, k=64), exhaustive) < recall
+    assert tie_aware_overlap(narrow.candidates(mentions, k=64), exhaustive) < recall
     # Short and empty mentions: "eye" still finds names made of common n-grams; "" finds nothing.
     texts = list(mentions.texts)
     assert (got.concepts[texts.index("eye")] >= 0).sum() == 64

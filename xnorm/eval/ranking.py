@@ -216,3 +216,19 @@ def rank_by_score(
     if k is not None:
         order = order[:, :k]
     return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
+def tie_aware_overlap(found, reference) -> float:
+    """Mean share of each row's ``reference`` concepts (a ``Candidates`` batch, e.g. an exhaustive search's) that
+    ``found`` also lists, where a missing concept whose score does not beat ``found``'s last listed score counts as
+    listed: names with equal scores at the cut are interchangeable (word-order variants share n-gram vectors)."""
+    shares = []
+    for x, y, sx, sy in zip(found.concepts, reference.concepts, found.scores, reference.scores):
+        ny, nx = int((y >= 0).sum()), int((x >= 0).sum())
+        if ny == 0:
+            shares.append(1.0)
+            continue
+        low = sx[nx - 1] if nx >= ny else -np.inf
+        missed = set(y[(y >= 0) & (sy > low + 1e-6)].tolist()) - set(x.tolist())
+        shares.append(1.0 - len(missed) / ny)
+    return float(np.mean(shares))
