@@ -24,17 +24,22 @@ _TINY_CORPUS = [
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny BERT (hidden 32, 2 layers) with a WordPiece tokenizer trained here, saved as a HF folder."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path = tmp_path_factory.mktemp("tiny-bert")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], min_frequency=1
-    )
-    tok.train_from_iterator(_TINY_CORPUS * 3, trainer)
+    # An explicit, sorted vocabulary (whole words + every character, alone and as a "##" continuation) instead of
+    # WordPieceTrainer, whose tie-breaking makes the vocabulary differ between builds (flaky training tests).
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words = {w for text in _TINY_CORPUS for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text))}
+    chars = {c for w in words for c in w}
+    pieces = sorted(words | chars | {"##" + c for c in chars})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials + [p for p in pieces if p not in specials])}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     fast = BertTokenizerFast(tokenizer_object=tok, model_max_length=64)
     fast.save_pretrained(path)
     import torch
