@@ -203,8 +203,8 @@ def test_auto_backend_picks_onnx_on_the_cpu_and_records_it(model_dir: Path,
 
     enc = Encoder(model_dir, device="cpu", backend="auto")
     assert enc.backend == "onnx" and enc.config()["backend"] == "onnx"
-    assert encoder_mod._auto_backend("cuda:0", "fp32", True) == "torch"
-    assert encoder_mod._auto_backend("cpu", "fp32", False) == "torch"  # hub id or adapter folder
+    assert encoder_mod._auto_backend("cuda:0", True) == "torch"
+    assert encoder_mod._auto_backend("cpu", False) == "torch"  # hub id or adapter folder
     monkeypatch.setattr(encoder_mod, "_onnx_runtime_installed", lambda: False)
     assert Encoder(model_dir, device="cpu", backend="auto").backend == "torch"
 

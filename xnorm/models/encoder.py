@@ -171,7 +171,7 @@ class Encoder:
         self.normalize = normalize
         self._requested_device = device
         if backend == "auto":
-            backend = _auto_backend(device, precision, is_local and adapter is None)
+            backend = _auto_backend(device, is_local and adapter is None)
         elif backend == "onnx" and precision == "fp32" and not _onnx_runtime_installed():
             # Same vectors either way (fp32), so an index built with ONNX Runtime still loads without it.
             logger.warning("onnxruntime is not installed: encoding with torch instead (same fp32 vectors)")
@@ -332,7 +332,7 @@ def _onnx_runtime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _auto_backend(device: str | None, precision: str, local_plain_model: bool) -> str:
+def _auto_backend(device: str | None, local_plain_model: bool) -> str:
     """``onnx`` where it runs and is faster (the CPU, a local model folder without adapter, onnxruntime and
     onnx installed: onnx builds the fused graph), else ``torch`` (GPUs, hub ids, adapters, missing packages)."""
     import importlib.util
