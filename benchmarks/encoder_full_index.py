@@ -25,32 +25,13 @@ sys.path.insert(0, str(HERE))
 import train_encoder as te  # noqa: E402  (its query sampling, so both tables ask the same questions)
 
 LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl", "nna"]
-K = 64
 
-
-def concept_ranks(q: np.ndarray, names: np.ndarray, name_concepts: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    """Rank (0-based) of each query's gold concept among concepts ordered by their best name; -1 beyond K."""
-    scores = q @ names.T
-    top = np.argpartition(-scores, K * 8, axis=1)[:, :K * 8]
-    s = np.take_along_axis(scores, top, 1)
-    order = np.argsort(-s, axis=1, kind="stable")
-    ranks = np.full(len(q), -1)
-    for i, row in enumerate(np.take_along_axis(top, order, 1)):
-        seen: list = []
-        for c in name_concepts[row]:
-            if c not in seen:
-                seen.append(c)
-                if c == gold[i]:
-                    ranks[i] = len(seen) - 1
-                    break
-            if len(seen) >= K:
-                break
-    return ranks
 
 
 def main() -> None:
     import torch
 
+    from xnorm.eval.ranking import metrics_from_ranks
     from xnorm.models import Encoder
     from xnorm.terminology import load_terminology
 
@@ -76,15 +57,16 @@ def main() -> None:
             if not texts:
                 continue
             gold = gold_idx.astype(str)  # concept ids (eval_task resolves them)
-            r = concept_ranks(enc.encode(texts, kind="query"), vecs, name_concepts, gold)
-            rows[label][lang] = {"n": len(texts), "acc1": float((r == 0).mean()), "r64": float((r >= 0).mean())}
+            m = metrics_from_ranks(te.concept_ranks(enc.encode(texts, kind="query"), vecs, name_concepts, gold),
+                                   ks=(1, 64))
+            rows[label][lang] = {"n": len(texts), "acc1": m["accuracy@1"], "r64": m["recall@64"]}
         print(label, {k: (round(v["acc1"], 3), round(v["r64"], 3)) for k, v in rows[label].items()}, flush=True)
     langs = [lang for lang in LANGS if lang in rows["base e5-small"]]
     lines = ["# Encoder adapter vs base against the full English HPO index", "",
              f"- {len(names):,} English names of {len(english):,} concepts (`hpo-en`, the default linker's terminology); "
              f"queries: OFFICIAL labels (nl: machine-translated CANDIDATE) of the adapter's {len(test_ids):,} TEST concepts "
              f"(never trained on; ≤ {te.MAX_QUERIES} per language, train_encoder.py's seeded samples); dense exact "
-             "search, names deduplicated by concept",
+             "search, concepts ranked by their best name (train_encoder.py's `concept_ranks`)",
              f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads 2; encoding the index took "
              + ", ".join(f"{k} {v} s" for k, v in timings.items()),
              "- command: `python benchmarks/encoder_full_index.py`", "",
