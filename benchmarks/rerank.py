@@ -3,11 +3,14 @@
 Data (read where it lies, nothing copied):
 - HPO translations, concept-level split (``hpo-labels``, ``split: held_out``): the labels of the index-half
   concepts are training mentions, the OFFICIAL labels of the held-out concepts are test mentions, per language.
-- GSC+: dev split (mentions in context) for training, test split for testing.
+- GSC+: dev split (mentions in context) for training, test split for testing; or, with
+  ``--gsc-test-docs-to-train F``, a seeded fraction F of the *test documents* for training (document-level split,
+  about 10x the dev split's mentions), the dev split for early stopping, and the other test documents for testing.
 Candidates: a saved ``CandidateIndex`` (default: the cached English HPO TF-IDF + e5-small index), top k.
 
-Each run trains one reranker on the pooled training mentions (all languages + GSC+ dev), early-stopped on a
-held-out slice of them, then reranks every test set. Results are merged into ``<out>.json`` run by run (so runs
+Each run trains one reranker on the pooled training mentions (all languages + GSC+), early-stopped on two dev
+sets — bare HPO labels and GSC+ mentions in context — by the worse of their acc@1 gains over the candidates, then
+reranks every test set. Results are merged into ``<out>.json`` run by run (so runs
 can be split over several invocations) and the table ``<out>.md`` is rewritten from it.
 
     nice -n 10 python benchmarks/rerank.py --runs adapter:1 adapter:0 full:1 --max-train-seconds 600
@@ -42,7 +45,10 @@ def parse_args(argv=None):
     p.add_argument("--test-per-lang", type=int, default=120)
     p.add_argument("--gsc-train", type=int, default=200)
     p.add_argument("--gsc-test", type=int, default=300)
-    p.add_argument("--dev", type=int, default=80, help="training mentions held out for early stopping")
+    p.add_argument("--dev", type=int, default=80, help="HPO label mentions held out for early stopping")
+    p.add_argument("--gsc-test-docs-to-train", type=float, default=0.0, metavar="F",
+                   help="move this fraction of GSC+ test documents into training (then GSC+ dev is the dev set)")
+    p.add_argument("--gsc-repeat", type=int, default=1, help="repeat the GSC+ training mentions this many times")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--max-length", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=8)
@@ -88,23 +94,41 @@ def build_sets(args, terminology):
     parts_t, parts_l, parts_c = [], [], []
     for lang in args.langs:
         rows = np.flatnonzero(ex.langs == lang)
-        rows = rows[sample(len(rows), args.train_per_lang + args.dev // len(args.langs), args.seed + 1)]
+        rows = rows[sample(len(rows), args.train_per_lang + -(-args.dev // len(args.langs)), args.seed + 1)]
         parts_t += ex.texts[rows].tolist()
         parts_l += ex.langs[rows].tolist()
         parts_c += ex.concept_ids[rows].tolist()
     hpo_train = examples_from_labels(parts_t, parts_l, parts_c, terminology)
     gsc_dev = build_dataset("gsc-plus", {"split": "dev"}, data_root=args.data_root)
-    gsc_train = examples_from_documents(gsc_dev.documents, terminology, context_chars=100)
-    gsc_train = gsc_train[sample(len(gsc_train), args.gsc_train + args.dev // 4, args.seed + 2)]
     gsc_test = build_dataset("gsc-plus", {"split": "test"}, data_root=args.data_root)
-    g = examples_from_documents(gsc_test.documents, terminology, context_chars=100, description="GSC+ test")
+    test_docs = list(gsc_test.documents)
+    in_context = "GSC+ dev"
+    if args.gsc_test_docs_to_train > 0:
+        moved = sample(len(test_docs), int(round(args.gsc_test_docs_to_train * len(test_docs))), args.seed + 4)
+        train_docs = [test_docs[i] for i in moved]
+        test_docs = [d for i, d in enumerate(test_docs) if i not in set(moved.tolist())]
+        gsc_train = examples_from_documents(train_docs, terminology, context_chars=100)
+        gsc_train = gsc_train[sample(len(gsc_train), args.gsc_train, args.seed + 2)]
+        gsc_dev_ex = examples_from_documents(gsc_dev.documents, terminology, context_chars=100,
+                                             description="GSC+ dev split")
+        in_context = f"{len(train_docs)} of GSC+ test's {len(gsc_test.documents)} documents"
+    else:
+        g = examples_from_documents(gsc_dev.documents, terminology, context_chars=100)
+        g = g[sample(len(g), args.gsc_train + args.dev // 4, args.seed + 2)]
+        perm = np.random.default_rng(args.seed).permutation(len(g))
+        gsc_dev_ex, gsc_train = g[perm[:args.dev // 4]], g[perm[args.dev // 4:]]
+        gsc_dev_ex.description = "held-out slice of GSC+ dev"
+    g = examples_from_documents(test_docs, terminology, context_chars=100, description="GSC+ test")
     tests["gsc-plus-test"] = g[sample(len(g), args.gsc_test, args.seed + 3)]
-    pool = _concat([hpo_train, gsc_train])
-    perm = np.random.default_rng(args.seed).permutation(len(pool))
-    dev, train = pool[perm[:args.dev]], pool[perm[args.dev:]]
+    perm = np.random.default_rng(args.seed).permutation(len(hpo_train))
+    hpo_dev, hpo_train = hpo_train[perm[:args.dev]], hpo_train[perm[args.dev:]]
+    hpo_dev.description = "held-out slice of the HPO training labels"
+    train = _concat([hpo_train] + [gsc_train] * args.gsc_repeat)
     train.description = (f"HPO translations held_out split, index-half labels ({', '.join(args.langs)}; "
-                         f"up to {args.train_per_lang}/lang) + GSC+ dev ({len(gsc_train)} mentions), seed {args.seed}")
-    dev.description = "held-out slice of the training pool"
+                         f"up to {args.train_per_lang}/lang) + {len(gsc_train)} GSC+ mentions in context from "
+                         f"{in_context}" + (f" (x{args.gsc_repeat})" if args.gsc_repeat > 1 else "")
+                         + f", seed {args.seed}")
+    dev = {"hpo-labels": hpo_dev, "gsc-plus": gsc_dev_ex}
     return train, dev, tests
 
 
@@ -121,7 +145,7 @@ def metrics(cands, gold) -> dict:
     hit = cands.concepts == gold[:, None]
     first = np.where(hit.any(1), hit.argmax(1), -1)
     return {"acc1": float((first == 0).mean()), "recall_k": float((first >= 0).mean()),
-            "mrr": float(np.where(first >= 0, 1.0 / (first + 1), 0.0).mean()), "n": int(len(gold))}
+            "mrr": float(np.where(first >= 0, 1.0 / np.maximum(first + 1, 1), 0.0).mean()), "n": int(len(gold))}
 
 
 def lang_adapter_for(lang: str):
@@ -180,7 +204,10 @@ def render(results: dict) -> str:
              f"Index: `{meta.get('index')}` (English HPO names, TF-IDF + dense e5-small fused); "
              f"k = {meta.get('k')} candidates reranked; pair max_length {meta.get('max_length')}. "
              f"Base model of every reranker: the embedded multilingual-e5-small (frozen except in `full`).", "",
-             f"Training: {meta.get('train_description')}; dev (early stopping): {meta.get('dev_size')} mentions. "
+             f"Training: {meta.get('train_description')}; dev (early stopping): "
+             + ("; ".join(f"{n}: {d}" for n, d in meta["dev_sets"].items()) + " (selection: the worse of the two "
+                "sets' acc@1 gains over the candidates)" if "dev_sets" in meta else f"{meta.get('dev_size')} mentions")
+             + ". "
              f"Test: per language {meta.get('test_per_lang')} held-out HPO labels (OFFICIAL), GSC+ test "
              f"{meta.get('gsc_test')} mentions in context (seeded samples).", "",
              "## acc@1", "",
@@ -212,7 +239,9 @@ def render(results: dict) -> str:
             f"| {name} | {tr['parameters']['trained']:,} | {tr['parameters']['total']:,} | "
             f"{r['size_on_disk_bytes'] / 1e6:.2f} MB | {tr['steps'] * tr['batch_size']:,} | {tr['train_seconds']:.0f} s | "
             f"{tr['seconds_per_mention']:.2f} | {_num(r.get('inference_seconds_per_1k_mentions'))} | "
-            f"{tr.get('best_dev_acc1', float('nan')):.3f} ({tr.get('best_step', '-')}) | "
+            f"{tr.get('best_dev_acc1', float('nan')):.3f}"
+            + (f", worst-set gain {tr['best_dev_gain']:+.3f}" if "best_dev_gain" in tr else "")
+            + f" ({tr.get('best_step', '-')}) | "
             f"{r['loss_first_20']:.3f} → {r['loss_last_20']:.3f} |")
     lines += ["", "Dev acc@1 of the candidates alone (same dev slice): "
               + ", ".join(f"{n}: {r['train'].get('dev_acc1_candidates', float('nan')):.3f}"
@@ -252,7 +281,8 @@ def main(argv=None) -> None:
     print(f"candidates for {sum(len(e) for e in tests.values())} test mentions in {time.perf_counter() - t:.0f} s",
           flush=True)
     results["meta"] = {"index": args.index, "k": args.k, "max_length": args.max_length,
-                       "train_description": train.description, "train_size": len(train), "dev_size": len(dev),
+                       "train_description": train.description, "train_size": len(train),
+                       "dev_sets": {n: f"{len(ex)} mentions, {ex.description}" for n, ex in dev.items()},
                        "test_per_lang": args.test_per_lang, "gsc_test": args.gsc_test, "seed": args.seed,
                        "machine": f"{platform.machine()}, {os.cpu_count()} visible CPUs, torch threads {args.threads}, "
                                   "no GPU" if not torch.cuda.is_available() else "GPU"}

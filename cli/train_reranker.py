@@ -20,7 +20,9 @@ def _lang_adapter(ctx, param, values):
 @click.option("--train", "train_spec", required=True, metavar="DOCS|synonyms[:LANGS]",
               help="Annotated documents (BigBIO kb JSONL, brat, PubTator, HF dataset) with gold ids, or "
                    "`synonyms` / `synonyms:es,fr` for weak supervision from the terminology's own names.")
-@click.option("--dev", "dev_spec", metavar="DOCS|synonyms[:LANGS]", help="Dev set for early stopping (acc@1).")
+@click.option("--dev", "dev_specs", multiple=True, metavar="DOCS|synonyms[:LANGS]",
+              help="Dev set for early stopping (repeatable: the weights kept are those whose worst acc@1 gain over "
+                   "the candidates, across the dev sets, is best — e.g. bare labels and mentions in context).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Reranker folder to write.")
 @click.option("--mode", type=click.Choice(["adapter", "stack", "full"]), default="adapter", show_default=True,
               help="adapter: task adapter on the frozen base; stack: Stack(lang, task) with --lang-adapter; "
@@ -41,8 +43,8 @@ def _lang_adapter(ctx, param, values):
                    "(--source-lang) is stacked under the task adapter in training; all are used at inference.")
 @click.option("--source-lang", default="en", show_default=True, help="Training language (--mode stack).")
 @click.option("--max-train", type=click.IntRange(1), help="Use at most this many training mentions (seeded sample).")
-@click.option("--missing-gold", type=click.Choice(["insert", "skip"]), default="insert", show_default=True,
-              help="Gold not among the k candidates: put it in the last slot, or skip the mention.")
+@click.option("--missing-gold", type=click.Choice(["insert", "skip"]), default="skip", show_default=True,
+              help="Gold not among the k candidates: skip the mention, or put the gold in the last slot.")
 @click.option("--no-prior", is_flag=True, help="Plain cross-encoder score, without the generator-score prior.")
 @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between dev evals.")
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True,
@@ -52,7 +54,7 @@ def _lang_adapter(ctx, param, values):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", help="cpu, cuda, ... [default: cuda when present].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
-def train_reranker(index_dir, train_spec, dev_spec, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
+def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
                    max_length, lang_adapters, source_lang, max_train, missing_gold, no_prior, eval_every, patience,
                    max_seconds, lang, seed, device, threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
@@ -63,6 +65,7 @@ def train_reranker(index_dir, train_spec, dev_spec, output, mode, lam, k, base_m
     \b
     Examples:
       xnorm train-reranker --index hpo-index --train gsc_train.jsonl --dev gsc_dev.jsonl -o hpo-reranker
+      xnorm train-reranker --index hpo-index --train train.jsonl --dev notes_dev.jsonl --dev labels_dev.jsonl -o rr
       xnorm train-reranker --index hpo-index --train synonyms:en --k 8 --steps 200 -o hpo-reranker-weak
       xnorm link notes.jsonl -o linked.jsonl --index hpo-index --reranker hpo-reranker
     """
@@ -73,7 +76,7 @@ def train_reranker(index_dir, train_spec, dev_spec, output, mode, lam, k, base_m
 
     index = CandidateIndex.load(index_dir)
     train_ex = load_examples(train_spec, index.terminology, max_examples=max_train, seed=seed, lang=lang)
-    dev_ex = load_examples(dev_spec, index.terminology, seed=seed, lang=lang) if dev_spec else None
+    dev_ex = {spec: load_examples(spec, index.terminology, seed=seed, lang=lang) for spec in dev_specs} or None
     source = None
     if mode == "stack":
         if source_lang not in lang_adapters:
@@ -88,7 +91,7 @@ def train_reranker(index_dir, train_spec, dev_spec, output, mode, lam, k, base_m
                       lang_adapters={x: p for x, p in lang_adapters.items() if x != source_lang or mode != "stack"},
                       pair_settings={"max_length": max_length}, prior_weight=None if no_prior else 4.0,
                       device=device, threads=threads, max_seconds=max_seconds)
-    best = f", best dev acc@1 {report['best_dev_acc1']:.4f} at step {report['best_step']}" \
-        if "best_dev_acc1" in report else ""
+    best = (f", best dev acc@1 {report['best_dev_acc1']:.4f} (worst-set gain {report['best_dev_gain']:+.4f}) at step "
+            f"{report['best_step']}" if "best_dev_acc1" in report else "")
     click.echo(f"wrote {output}: {report['steps']} steps in {report['train_seconds']:.0f} s, "
                f"{report['parameters']['trained']:,} trained parameters{best}")

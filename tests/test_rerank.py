@@ -113,6 +113,27 @@ def test_pair_encoder_flattens_valid_slots(index, tiny_model_dir):
     assert batch["input_ids"][0, :len(own)].tolist() == own
 
 
+def test_pair_keeps_mention_and_markers_when_context_is_long(index, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from xnorm.rerank import PairEncoder
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    enc = PairEncoder(tok, index.terminology, max_length=24, context_chars=200)
+    m = Mentions(texts=["seizures", "fever"], langs=["en"] * 2, left=["patient presented with " * 6 + "recurrent", ""],
+                 right=[" and developmental delay" * 6, ""])
+    # Budget (24 - 3) // 2 - 1 = 9 tokens: the mention, both markers, and 3 context tokens each side (the left
+    # window loses its start, the right window its end) -- not the first 24 tokens of a 60-token context.
+    side = enc.mention_sides(m)
+    assert side[0] == "presented with recurrent [ seizures ] and developmental delay"
+    assert side[1] == "fever"  # no context: the mention alone, as before
+    batch, _ = enc.encode(m, index.candidates(m, 2))
+    first = tok(side[0], add_special_tokens=False)["input_ids"]
+    pair = batch["input_ids"][0].tolist()
+    assert len(pair) <= 24 and any(pair[i:i + len(first)] == first for i in range(len(pair)))
+
+
+
 # ---- loss -------------------------------------------------------------------------------------------------
 def test_loss_hand_computed():
     import torch
@@ -203,6 +224,29 @@ def test_training_lowers_loss_and_moves_gold_up(index, trained, tiny_model_dir):
     assert after.mean() < before.mean()
     assert (after == 0).mean() >= 0.8
     assert report["parameters"]["trained"] < report["parameters"]["total"] / 5  # the base stayed frozen
+
+
+def test_model_selection_by_the_worst_dev_set(index, tiny_model_dir):
+    from xnorm.rerank import train_reranker
+    from xnorm.rerank.train import accuracy_at_1
+    from xnorm.rerank.supervision import candidates_for
+
+    ex = _examples(index)
+    devs = {"labels": ex[np.arange(0, 5)], "more": ex[np.arange(5, 10)]}
+    rr, report = train_reranker(index, ex, None, k=4, base_model=str(tiny_model_dir), dev=devs, steps=12,
+                                batch_size=5, lr=3e-2, warmup=0.0, eval_every=3, patience=10,
+                                adapter_config=SMALL_ADAPTER, pair_settings={"max_length": 24}, show_progress=False)
+    cand = report["dev_sets_candidates"]
+    assert set(cand) == set(devs) and len(report["dev"]) == 4
+    for ev in report["dev"]:  # the criterion is the worst set's gain over the candidates, not the pooled acc@1
+        assert ev["gain"] == pytest.approx(min(ev["sets"][n] - cand[n] for n in devs))
+    gains = [0.0] + [ev["gain"] for ev in report["dev"]]  # step 0 = the candidates' ranking (generator prior)
+    assert report["best_dev_gain"] == pytest.approx(max(gains))
+    assert report["best_step"] == ([0] + [ev["step"] for ev in report["dev"]])[int(np.argmax(gains))]
+    # The weights returned are the chosen step's: their dev accuracies are the ones recorded for it.
+    for n, d in devs.items():
+        assert accuracy_at_1(rr, d, candidates_for(index, d, 4), index.terminology) == \
+            pytest.approx(report["best_dev_sets"][n])
 
 
 def test_save_load_round_trip_same_scores(index, trained):
@@ -423,7 +467,7 @@ def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
              "--eval-every", "1")
     assert r.exit_code == 0, r.output
     assert "wrote" in r.output and (out / "manifest.json").is_file()
-    assert json.loads((out / "manifest.json").read_text())["training"]["dev"].startswith("synonyms of")
+    assert json.loads((out / "manifest.json").read_text())["training"]["dev"]["synonyms:es"].startswith("synonyms of")
     plain = tmp_path / "plain.jsonl"
     plain.write_text("\n".join(json.dumps(d) for d in DOCS) + "\n")
     r = _run("link", str(plain), "-o", str(tmp_path / "linked.jsonl"), "--index", str(index_dir), "--reranker",

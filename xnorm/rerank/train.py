@@ -3,13 +3,16 @@
 Candidates are generated once up front (the index is not trained). Each step takes ``batch_size`` mentions
 × their k candidates, computes the rank-regularized loss (:mod:`xnorm.rerank.loss`) and updates the trained
 tensors (task adapter + head, or every layer in ``full`` mode) with AdamW and a linear warm-up/decay schedule.
-Seeded; a progress bar shows the loss; with a dev set, acc@1 is measured every ``eval_every`` steps, the best
-weights are kept and training stops after ``patience`` evaluations without improvement. CPU (``threads``) or
-the GPU when one is present.
+Seeded; a progress bar shows the loss. With dev sets, acc@1 is measured every ``eval_every`` steps; the weights
+kept are those with the best *worst-set gain*: the smallest acc@1 gain over the candidates' own ranking across the
+named dev sets (e.g. bare labels and mentions in context), so a checkpoint that helps one kind of mention while
+hurting another is not chosen; training stops after ``patience`` evaluations without improvement. CPU
+(``threads``) or the GPU when one is present.
 
-Gold not among the k candidates (``missing_gold``): ``"insert"`` (default) puts the gold concept in the last
-slot, with the row's lowest generator score, so every mention teaches something (the generator missed it, the
-reranker should still prefer it over wrong candidates); ``"skip"`` drops those mentions.
+Gold not among the k candidates (``missing_gold``): ``"skip"`` (default) drops those mentions; ``"insert"`` puts
+the gold concept in the last slot with the row's lowest generator score. Why skip: at size (5,690 mentions, k=8,
+29% without gold in the top 8) the inserted rows kept the loss at 2.4-2.6 while the skipped run's fell 1.47 -> 1.26
+(benchmarks/results/rerank_at_size.md); the reranker can only choose among what the generator found anyway.
 """
 from __future__ import annotations
 
@@ -64,6 +67,15 @@ def place_gold(cands: Candidates, gold: np.ndarray, missing_gold: str = "insert"
     return cands, col, keep
 
 
+def _dev_sets(dev: Examples | Mapping[str, Examples] | None) -> dict[str, Examples]:
+    """Named dev sets with known gold, empty ones dropped (one unnamed set is called ``dev``)."""
+    if dev is None:
+        return {}
+    named = {"dev": dev} if isinstance(dev, Examples) else dict(dev)
+    named = {name: ex.known() for name, ex in named.items()}
+    return {name: ex for name, ex in named.items() if len(ex)}
+
+
 def accuracy_at_1(reranker: Reranker, examples: Examples, cands: Candidates, terminology,
                   batch_size: int = 256) -> float:
     """acc@1 of the reranked candidates against the gold rows (mentions without gold count as misses)."""
@@ -90,7 +102,7 @@ def train_reranker(
     lam: float = 1.0,
     k: int = 16,
     base_model: str = DEFAULT_BASE,
-    dev: Examples | None = None,
+    dev: Examples | Mapping[str, Examples] | None = None,
     steps: int | None = None,
     epochs: float = 1.0,
     batch_size: int = 8,
@@ -99,7 +111,7 @@ def train_reranker(
     seed: int = 0,
     eval_every: int = 50,
     patience: int = 3,
-    missing_gold: str = "insert",
+    missing_gold: str = "skip",
     lang_adapter: tuple[str, str] | None = None,
     lang_adapters: Mapping[str, str] | None = None,
     adapter_config: Mapping | None = None,
@@ -113,6 +125,7 @@ def train_reranker(
     """Train a reranker; save it to ``output_dir`` (if given); return it and a report (losses, dev acc@1, times).
 
     ``lr`` defaults to 1e-3 for adapters and 3e-5 for full fine-tuning. ``steps`` overrides ``epochs``.
+    ``dev``: one dev set or several named ones (model selection by the worst set's gain, see the module doc).
     ``max_seconds`` stops training after that much wall time (the best weights so far are kept).
     ``prior_weight``: the reranker adds ``w · minmax(generator score)`` to its score, w learned from this start
     (an untrained reranker then ranks as the generator did); ``None`` for a plain cross-encoder.
@@ -138,10 +151,8 @@ def train_reranker(
         raise ConfigError("no training mention has its gold concept in the terminology (or among the candidates "
                           "with missing_gold=skip).", field="train",
                           fix="check that the gold ids belong to the index's terminology.")
-    dev_cands = None
-    if dev is not None and len(dev):
-        dev = dev.known()
-        dev_cands = candidates_for(index, dev, k)
+    devs = _dev_sets(dev)
+    dev_cands = {name: candidates_for(index, ex, k) for name, ex in devs.items()}
     candidate_seconds = time.perf_counter() - t0
 
     reranker = Reranker.create(base_model, mode=mode, adapter_config=adapter_config, source_lang_adapter=lang_adapter,
@@ -165,13 +176,23 @@ def train_reranker(
                               "k": k, "lambda": lam, "mode": mode, "lr": lr, "batch_size": batch_size,
                               "steps_planned": total, "seed": seed, "device": dev_name, "missing_gold": missing_gold,
                               "candidate_seconds": round(candidate_seconds, 2), "dev": [], "losses": []}
-    if dev_cands is not None:
-        report["dev_acc1_candidates"] = float((dev_cands.concepts[:, 0] == dev.gold).mean())  # type: ignore[union-attr]
-    best: tuple[float, Any, int] = (-1.0, None, 0)  # (dev acc@1, trained tensors, step)
-    if dev_cands is not None and reranker.uses_prior:
+    n_dev = sum(len(ex) for ex in devs.values())
+    cand_acc = {name: float((dev_cands[name].concepts[:, 0] == ex.gold).mean()) for name, ex in devs.items()}
+    if devs:
+        report["dev_acc1_candidates"] = sum(cand_acc[n] * len(ex) for n, ex in devs.items()) / n_dev
+        report["dev_sets_candidates"] = cand_acc
+
+    def evaluate() -> dict:
+        accs = {n: accuracy_at_1(reranker, ex, dev_cands[n], terminology) for n, ex in devs.items()}
+        return {"step": step, "acc1": sum(accs[n] * len(ex) for n, ex in devs.items()) / n_dev,
+                "gain": min(accs[n] - cand_acc[n] for n in devs), "sets": accs}
+
+    best: tuple[float, Any, dict] = (-np.inf, None, {})  # (worst-set gain, trained tensors, its evaluation)
+    if devs and reranker.uses_prior:
         # Untrained, a reranker with the generator prior ranks exactly as the generator: step 0 is a real
         # candidate, so training that never beats the candidates on dev gives them back unchanged.
-        best = (report["dev_acc1_candidates"], _trained_state(reranker), 0)
+        best = (0.0, _trained_state(reranker), {"step": 0, "acc1": report["dev_acc1_candidates"], "gain": 0.0,
+                                                 "sets": cand_acc})
     bad_evals = 0
     order = np.array([], dtype=np.int64)
     step = 0
@@ -204,16 +225,18 @@ def train_reranker(
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(report['losses'][-20:]):.3f}")
             timed_out = max_seconds is not None and time.perf_counter() - start > max_seconds
-            if dev_cands is not None and (step % eval_every == 0 or step == total or timed_out):
-                acc = accuracy_at_1(reranker, dev, dev_cands, terminology)  # type: ignore[arg-type]
-                report["dev"].append({"step": step, "acc1": acc})
-                bar.set_postfix(loss=f"{np.mean(report['losses'][-20:]):.3f}", dev_acc1=f"{acc:.3f}")
-                if acc > best[0]:
-                    best, bad_evals = (acc, _trained_state(reranker), step), 0
+            if devs and (step % eval_every == 0 or step == total or timed_out):
+                ev = evaluate()
+                report["dev"].append(ev)
+                bar.set_postfix(loss=f"{np.mean(report['losses'][-20:]):.3f}", dev_acc1=f"{ev['acc1']:.3f}",
+                                worst_gain=f"{ev['gain']:+.3f}")
+                if ev["gain"] > best[0]:
+                    best, bad_evals = (ev["gain"], _trained_state(reranker), ev), 0
                 else:
                     bad_evals += 1
                     if bad_evals >= patience:
-                        log.info("early stop at step %d (best dev acc@1 %.4f at step %d)", step, best[0], best[2])
+                        log.info("early stop at step %d (best worst-set gain %+.4f at step %d)", step, best[0],
+                                 best[2]["step"])
                         break
             if timed_out:
                 log.info("stopped after %.0f s (max_seconds)", time.perf_counter() - start)
@@ -223,7 +246,8 @@ def train_reranker(
     train_seconds = time.perf_counter() - start
     if best[1] is not None:
         _restore_state(reranker, best[1])
-        report["best_dev_acc1"], report["best_step"] = best[0], best[2]
+        report.update(best_dev_acc1=best[2]["acc1"], best_dev_gain=best[0], best_dev_sets=best[2]["sets"],
+                      best_step=best[2]["step"])
     reranker.model.eval()
     reranker.head.eval()
     report.update({"steps": step, "train_seconds": round(train_seconds, 1),
@@ -231,7 +255,7 @@ def train_reranker(
                    "parameters": reranker.parameter_counts()})
     if output_dir is not None:
         reranker.save(output_dir, lam=lam, k=k, training={
-            "data": train.description, "dev": dev.description if dev is not None else None,
+            "data": train.description, "dev": {n: ex.description for n, ex in devs.items()} or None,
             **{key: v for key, v in report.items() if key not in ("losses", "dev")},
             "final_loss": float(np.mean(report["losses"][-20:])) if report["losses"] else None,
         }, dev_metrics=report["dev"])
