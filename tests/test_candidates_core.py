@@ -181,8 +181,39 @@ def test_vectorizer_rebuilt_without_pickle_matches_fitted_matrix(term, tmp_path)
     files = gen.save(tmp_path / "s")
     cfg = normalize_config({"generators": [{"type": "sparse", "ngram_range": [2, 4]}]})["generators"][0]
     loaded = SparseGenerator.load(tmp_path / "s", cfg, term)
-    assert sorted(files) == ["idf.npy", "names.npz", "vocabulary.json"]
+    # The postings are saved as they are searched (one file per name language): loading holds one copy.
+    assert sorted(files) == sorted(["idf.npy", "vocabulary.json", "postings.json"]
+                                   + [f"postings-{i}.npz" for i in range(len(gen.languages))])
     assert np.abs((loaded.transform(term.name_texts[:200]) - gen.matrix[:200]).toarray()).max() < 1e-6
+    q = gen.encode_queries(["convulsión", "short stature", "crise"])
+    for lang in gen.languages:
+        for a, b in zip(gen.search(q, lang, 8), loaded.search(q, lang, 8)):
+            np.testing.assert_array_equal(a, b)
+    # An index written before (one [names, n-grams] matrix in names.npz) still loads, with the same results.
+    import scipy.sparse as sp
+
+    for f in files:
+        if f.startswith("postings"):
+            (tmp_path / "s" / f).unlink()
+    sp.save_npz(tmp_path / "s" / "names.npz", gen.matrix, compressed=False)
+    old = SparseGenerator.load(tmp_path / "s", cfg, term)
+    for lang in gen.languages:
+        for a, b in zip(gen.search(q, lang, 8), old.search(q, lang, 8)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_sparse_postings_that_do_not_match_the_terminology_are_an_artifact_error(term, tmp_path):
+    import scipy.sparse as sp
+
+    gen = SparseGenerator(ngram_range=(2, 4)).fit(term)
+    gen.save(tmp_path / "s")
+    cfg = normalize_config({"generators": [{"type": "sparse", "ngram_range": [2, 4]}]})["generators"][0]
+    sp.save_npz(tmp_path / "s" / "postings-0.npz", sp.csr_matrix((3, 3), dtype=np.float32))
+    with pytest.raises(ArtifactError, match="postings-0.npz"):
+        SparseGenerator.load(tmp_path / "s", cfg, term)
+    (tmp_path / "s" / "postings-0.npz").unlink()
+    with pytest.raises(ArtifactError, match="cannot read the sparse index"):
+        SparseGenerator.load(tmp_path / "s", cfg, term)
 
 
 def brute_force(term, queries, langs, routes_langs, k, ngram_range=(2, 4)):
@@ -369,7 +400,7 @@ def test_save_load_identical_and_corruption_detected(term, sparse_index, tmp_pat
     before = sparse_index.candidates(mentions, k=16)
     path = sparse_index.save(tmp_path / "idx")
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format"] == "xnorm-candidate-index" and "gen-0-sparse/names.npz" in manifest["sha256"]
+    assert manifest["format"] == "xnorm-candidate-index" and "gen-0-sparse/postings.json" in manifest["sha256"]
     assert "terminology/names.parquet" in manifest["sha256"] and manifest["config"]["routing"] == "fallback"
     loaded = CandidateIndex.load(path)
     after = loaded.candidates(mentions, k=16)

@@ -16,8 +16,9 @@ Candidates are exact cosines; what can differ from the exhaustive search is whic
 
 One copy of the name vectors is held: per name language, the transposed matrix [n-grams, names] (the postings).
 
-The fitted vectorizer is stored without pickle: vocabulary as JSON, idf as ``.npy``, the name matrix with
-``scipy.sparse.save_npz`` (read back with ``allow_pickle=False``).
+The fitted vectorizer is stored without pickle: vocabulary as JSON, idf as ``.npy``, and the postings as they are
+searched, one ``scipy.sparse.save_npz`` file per name language (``postings.json`` lists them; read back with
+``allow_pickle=False``), so loading holds one copy (the older single ``names.npz`` [names, n-grams] still loads).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ PRUNE_MIN_POSTINGS = 4
 # a block's arrays are [block, prune_rescore x k]: 1024 keeps them ~150 MB per thread at k=256 (2048: 1M-name
 # query peak RSS 2.2 GB, 1024: see scale.md).
 RESCORE_BLOCK = 1024
+POSTINGS = "postings.json"
 
 
 def normalize_text(text: str, strip_accents: bool = False) -> str:
@@ -196,10 +198,14 @@ class SparseGenerator(CandidateGenerator):
         """Keep ``matrix`` [names, vocabulary] as per-language postings only (the caller's copy can be freed)."""
         self._set_languages(terminology)
         if len(self.lang_rows) == 1 and np.array_equal(next(iter(self.lang_rows.values())), np.arange(matrix.shape[0])):
-            self._lang_matrices = {next(iter(self.lang_rows)): matrix.T.tocsr()}  # no row selection copy
+            postings = {next(iter(self.lang_rows)): matrix.T.tocsr()}  # no row selection copy
         else:
             # Transposed per-language blocks, so a query chunk is one sparse product per name language.
-            self._lang_matrices = {lang: matrix[rows].T.tocsr() for lang, rows in self.lang_rows.items()}
+            postings = {lang: matrix[rows].T.tocsr() for lang, rows in self.lang_rows.items()}
+        self._set_postings(postings)
+
+    def _set_postings(self, postings: dict[str, sp.csr_matrix]) -> None:
+        self._lang_matrices = postings
         for names_t in self._lang_matrices.values():
             names_t.sort_indices()  # stage (b) looks names up in postings by position
         self._prune = {lang: self._prune_stats(names_t) for lang, names_t in self._lang_matrices.items()
@@ -423,23 +429,45 @@ class SparseGenerator(CandidateGenerator):
         path.mkdir(parents=True, exist_ok=True)
         (path / "vocabulary.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8")
         np.save(path / "idf.npy", self.idf, allow_pickle=False)
-        sp.save_npz(path / "names.npz", self.matrix, compressed=False)
-        return ["vocabulary.json", "idf.npy", "names.npz"]
+        files = {lang: f"postings-{i}.npz" for i, lang in enumerate(self._lang_matrices)}
+        for lang, name in files.items():
+            sp.save_npz(path / name, self._lang_matrices[lang], compressed=False)
+        (path / POSTINGS).write_text(json.dumps({"layout": "n-grams x names, per name language", "files": files},
+                                                ensure_ascii=False), encoding="utf-8")
+        return ["vocabulary.json", "idf.npy", POSTINGS, *files.values()]
 
     @classmethod
     def load(cls, path: Path, cfg: dict, terminology: Terminology) -> "SparseGenerator":
         gen = cls.from_config(cfg)
+        fix = "rebuild the index with `xnorm index`."
         try:
             gen.vocabulary = json.loads((path / "vocabulary.json").read_text(encoding="utf-8"))
             gen.idf = np.load(path / "idf.npy", allow_pickle=False).astype(np.float32)
-            matrix = sp.load_npz(path / "names.npz").tocsr().astype(np.float32, copy=False)
-        except (OSError, ValueError) as e:
-            raise ArtifactError(f"cannot read the sparse index ({e}).", file=str(path),
-                                fix="rebuild the index with `xnorm index`.") from None
-        if matrix.shape != (terminology.n_names, len(gen.vocabulary)) or len(gen.idf) != len(gen.vocabulary):
-            raise ArtifactError(
-                f"sparse matrix shape {matrix.shape} does not match {terminology.n_names} names x "
-                f"{len(gen.vocabulary)} n-grams.", file=str(path / "names.npz"),
-                fix="rebuild the index with `xnorm index`.")
-        gen._set_matrix(terminology, matrix)
+            if len(gen.idf) != len(gen.vocabulary):
+                raise ArtifactError(f"{len(gen.idf)} idf values for {len(gen.vocabulary)} n-grams.",
+                                    file=str(path / "idf.npy"), fix=fix)
+            if not (path / POSTINGS).is_file():  # written before postings were saved as searched
+                matrix = sp.load_npz(path / "names.npz").tocsr().astype(np.float32, copy=False)
+                if matrix.shape != (terminology.n_names, len(gen.vocabulary)):
+                    raise ArtifactError(f"sparse matrix shape {matrix.shape} does not match {terminology.n_names} "
+                                        f"names x {len(gen.vocabulary)} n-grams.", file=str(path / "names.npz"),
+                                        fix=fix)
+                gen._set_matrix(terminology, matrix)
+                return gen
+            files = json.loads((path / POSTINGS).read_text(encoding="utf-8"))["files"]
+            gen._set_languages(terminology)
+            if set(files) != set(gen.lang_rows):
+                raise ArtifactError(f"postings for languages {sorted(files)}, names in {sorted(gen.lang_rows)}.",
+                                    file=str(path / POSTINGS), fix=fix)
+            postings = {}
+            for lang, rows in gen.lang_rows.items():
+                names_t = sp.load_npz(path / files[lang]).tocsr().astype(np.float32, copy=False)
+                if names_t.shape != (len(gen.vocabulary), len(rows)):
+                    raise ArtifactError(f"postings shape {names_t.shape} does not match {len(gen.vocabulary)} "
+                                        f"n-grams x {len(rows)} {lang!r} names.", file=str(path / files[lang]),
+                                        fix=fix)
+                postings[lang] = names_t
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ArtifactError(f"cannot read the sparse index ({e}).", file=str(path), fix=fix) from None
+        gen._set_postings(postings)
         return gen
