@@ -7,7 +7,10 @@ of the default ``hpo-en`` terminology (what the default linker searches). Querie
 train_encoder.py. Dense retrieval only (exact inner product), names deduplicated by concept.
 
     XNORM_HOME=/tmp/xh_default XNORM_HPO_TRANSLATIONS=/work/shared/data/hpo-translations \\
-        python benchmarks/encoder_full_index.py
+        python benchmarks/encoder_full_index.py [--adapters hpo-align-e5small /tmp/longer-run ...]
+
+Every adapter given (zoo name or folder) is a row beside the base model, measured in the same run; an adapter must
+have been trained on the shipped adapter's split (its test concepts are the queries).
 """
 from __future__ import annotations
 
@@ -28,13 +31,19 @@ LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl", "nna"]
 
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import argparse
+
     import torch
 
     from xnorm.eval.ranking import metrics_from_ranks
     from xnorm.models import Encoder
     from xnorm.terminology import load_terminology
 
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--adapters", nargs="*", default=["hpo-align-e5small"], help="zoo names or adapter folders")
+    ap.add_argument("--out", default=str(HERE / "results" / "encoder_full_index"))
+    args = ap.parse_args(argv)
     torch.set_num_threads(2)
     data = Path(os.environ.get("XNORM_DATA", "/work/shared/data"))
     split = json.loads((HERE.parent / "adapters_zoo" / "hpo-align-e5small" / "split.json").read_text())
@@ -47,8 +56,15 @@ def main() -> None:
     name_concepts = english.concept_ids[english.name_concepts]
     rows = {}
     timings = {}
-    for label, enc in (("base e5-small", Encoder("multilingual-e5-small", backend="auto")),
-                       ("hpo-align-e5small adapter", Encoder("hpo-align-e5small"))):
+    encoders = [("base e5-small", lambda: Encoder("multilingual-e5-small", backend="auto"))]
+    for a in args.adapters:
+        path = Path(a)
+        if path.is_dir() and json.loads((path / "split.json").read_text())["test"] != split["test"]:
+            sys.exit(f"{a}: trained on another split than hpo-align-e5small (its test concepts would leak)")
+        steps = json.loads((path / "manifest.json").read_text())["steps"] if path.is_dir() else None
+        encoders.append((f"{path.name} adapter" + (f" ({steps} steps)" if steps else ""), lambda a=a: Encoder(a)))
+    for label, make in encoders:
+        enc = make()
         t = time.perf_counter()
         vecs = enc.encode(names, kind="passage", show_progress=True)
         timings[label] = round(time.perf_counter() - t, 1)
@@ -69,13 +85,14 @@ def main() -> None:
              "search, concepts ranked by their best name (train_encoder.py's `concept_ranks`)",
              f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads 2; encoding the index took "
              + ", ".join(f"{k} {v} s" for k, v in timings.items()),
-             "- command: `python benchmarks/encoder_full_index.py`", "",
+             "- command: `python benchmarks/encoder_full_index.py" + "".join(f" {x}" for x in (argv or sys.argv[1:]))
+             + "`", "",
              "| encoder | " + " | ".join(f"{lang} acc@1 / R@64 (n)" for lang in langs) + " |",
              "|---" * (len(langs) + 1) + "|"]
     for label, r in rows.items():
         lines.append(f"| {label} | " + " | ".join(
             f"{r[lang]['acc1']:.3f} / {r[lang]['r64']:.3f} ({r[lang]['n']})" for lang in langs) + " |")
-    out = HERE / "results" / "encoder_full_index"
+    out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"rows": rows, "timings_s": timings}, indent=2))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -28,6 +28,10 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--exclude-concepts", type=click.Path(dir_okay=False), metavar="FILE",
               help="Concept ids (one per line, or a split.json's test ids) kept out of training, e.g. a "
               "benchmark's test concepts.")
+@click.option("--dev-fraction", type=float, default=0.05, show_default=True,
+              help="Share of concepts held out for early stopping (split by concept, seeded).")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True,
+              help="Share of concepts held out as test concepts (never trained on; listed in split.json).")
 @click.option("--steps", type=int, default=1000, show_default=True, help="Optimizer steps.")
 @click.option("--batch-size", type=int, default=128, show_default=True,
               help="Names per batch (2 names per concept).")
@@ -43,7 +47,7 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and init.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss, languages, exclude_concepts,
-                  steps, batch_size, lr, grad_accum, max_length, dev_every, patience, threads, resume, seed,
+                  dev_fraction, test_fraction, steps, batch_size, lr, grad_accum, max_length, dev_every, patience, threads, resume, seed,
                   progress):
     """Train an encoder so that a concept's names in every language lie close together.
 
@@ -73,7 +77,8 @@ def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss
     result = train(terminology, base_model, output, mode=mode, loss=loss, languages=langs, exclude_concepts=exclude,
                    resume=resume, progress=progress, steps=steps, batch_size=batch_size, lr=lr,
                    grad_accum=grad_accum, max_length=max_length, dev_every=dev_every, patience=patience,
-                   threads=threads, seed=seed, adapter_type=adapter_type)
+                   threads=threads, seed=seed, adapter_type=adapter_type, dev_fraction=dev_fraction,
+                   test_fraction=test_fraction)
     m = result.manifest
     dev = m.get("dev") or {}
     click.echo(f"wrote {result.output_dir} ({m['kind']}, {m['steps']} steps, {m['training_seconds']} s; "

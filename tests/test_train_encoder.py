@@ -239,9 +239,12 @@ def test_cli_trains_and_reports_errors_in_one_line(tiny_model_dir, tmp_path, cap
     out = tmp_path / "cli-out"
     code, stdout, _ = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
                                 "-o", str(out), "--languages", "en,es", "--steps", "3", "--batch-size", "8",
-                                "--max-length", "16", "--dev-every", "3", "--threads", "1", "--no-progress"], capsys)
+                                "--max-length", "16", "--dev-every", "3", "--threads", "1", "--no-progress",
+                                "--dev-fraction", "0.2", "--test-fraction", "0.3"], capsys)
     assert code == 0 and "wrote" in stdout
-    assert json.loads((out / "manifest.json").read_text())["kind"] == "encoder-adapter"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "encoder-adapter"
+    assert manifest["config"]["dev_fraction"] == 0.2 and manifest["config"]["test_fraction"] == 0.3
 
     code, _, err = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
                              "-o", str(tmp_path / "x"), "--languages", "en,xx"], capsys)
