@@ -62,6 +62,7 @@ def parse_args(argv=None):
                         'in those layers)')
     p.add_argument("--missing-gold", choices=["insert", "skip"], default="insert",
                    help="training mentions whose gold is not among the k candidates: inserted in the last slot, or skipped")
+    p.add_argument("--pooling", choices=["mean", "segments", "cls"], default="mean", help="scoring head input")
     p.add_argument("--tag", default="", help="suffix of the run names in the table (e.g. a training size)")
     p.add_argument("--max-train-seconds", type=float, default=600)
     p.add_argument("--seed", type=int, default=0)
@@ -170,7 +171,7 @@ def run_one(args, name, mode, lam, index, train, dev, tests, test_cands) -> dict
     rr, report = train_reranker(
         index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
-        adapter_config=args.adapter_config, missing_gold=args.missing_gold,
+        adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
         lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length}, threads=args.threads,
         max_seconds=args.max_train_seconds, show_progress=True)
     res = {"mode": mode, "lambda": lam, "train": {k: v for k, v in report.items() if k != "losses"},

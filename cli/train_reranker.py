@@ -45,6 +45,9 @@ def _lang_adapter(ctx, param, values):
 @click.option("--max-train", type=click.IntRange(1), help="Use at most this many training mentions (seeded sample).")
 @click.option("--missing-gold", type=click.Choice(["insert", "skip"]), default="skip", show_default=True,
               help="Gold not among the k candidates: skip the mention, or put the gold in the last slot.")
+@click.option("--pooling", type=click.Choice(["mean", "segments", "cls"]), default="mean", show_default=True,
+              help="What the scoring head reads: the pair's mean token state, or the mention's and the candidate's "
+                   "tokens pooled apart and compared (segments).")
 @click.option("--no-prior", is_flag=True, help="Plain cross-encoder score, without the generator-score prior.")
 @click.option("--eval-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between dev evals.")
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True,
@@ -55,7 +58,7 @@ def _lang_adapter(ctx, param, values):
 @click.option("--device", help="cpu, cuda, ... [default: cuda when present].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
 def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
-                   max_length, lang_adapters, source_lang, max_train, missing_gold, no_prior, eval_every, patience,
+                   max_length, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior, eval_every, patience,
                    max_seconds, lang, seed, device, threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
 
@@ -89,7 +92,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
                       steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every,
                       patience=patience, missing_gold=missing_gold, lang_adapter=source,
                       lang_adapters={x: p for x, p in lang_adapters.items() if x != source_lang or mode != "stack"},
-                      pair_settings={"max_length": max_length}, prior_weight=None if no_prior else 4.0,
+                      pair_settings={"max_length": max_length}, prior_weight=None if no_prior else 4.0, pooling=pooling,
                       device=device, threads=threads, max_seconds=max_seconds)
     best = (f", best dev acc@1 {report['best_dev_acc1']:.4f} (worst-set gain {report['best_dev_gain']:+.4f}) at step "
             f"{report['best_step']}" if "best_dev_acc1" in report else "")

@@ -285,6 +285,30 @@ def test_full_mode_and_prior_start_as_the_generator(index, tiny_model_dir, tmp_p
                                rr.rerank(ex.mentions, cands, index.terminology).scores, rtol=1e-5, atol=1e-6)
 
 
+def test_segments_pooling_trains_and_round_trips(index, tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from xnorm.rerank import PairEncoder, Reranker, train_reranker
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    batch = PairEncoder(tok, index.terminology, max_length=24).tokenize(["small head", "fever"], ["microcephaly", "x"])
+    # Which side each token is on: the mention's tokens 0, the candidate's 1, padding -1.
+    for row, (a, b) in enumerate([("small head", "microcephaly"), ("fever", "x")]):
+        seg = batch["segments"][row].tolist()
+        assert seg.count(0) == len(tok(a, add_special_tokens=False)["input_ids"])
+        assert seg.count(1) == len(tok(b, add_special_tokens=False)["input_ids"])
+    ex = _examples(index)
+    rr, report = train_reranker(index, ex, tmp_path / "seg", k=4, base_model=str(tiny_model_dir), steps=40,
+                                batch_size=5, lr=3e-2, warmup=0.0, adapter_config=SMALL_ADAPTER, prior_weight=None,
+                                pooling="segments", pair_settings={"max_length": 24}, show_progress=False)
+    assert np.mean(report["losses"][-10:]) < np.mean(report["losses"][:10]) - 0.2
+    loaded = Reranker.load(tmp_path / "seg")
+    assert loaded.info["pooling"] == "segments"
+    cands = index.candidates(ex.mentions, 4)
+    np.testing.assert_allclose(loaded.rerank(ex.mentions, cands, index.terminology).scores,
+                               rr.rerank(ex.mentions, cands, index.terminology).scores, rtol=1e-5, atol=1e-6)
+
+
 # ---- Stack(lang, task) --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def es_adapter(tiny_model_dir, tmp_path_factory) -> Path:

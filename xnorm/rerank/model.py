@@ -50,7 +50,10 @@ DEFAULT_ADAPTER: dict[str, Any] = {"architecture": "seq_bn", "reduction_factor":
 DEFAULT_PAIRS: dict[str, Any] = {"max_length": 48, "context_chars": 48, "n_names": 3, "semantic_types": False}
 # Mean pooling: e5 was trained with mean-pooled embeddings, its [CLS] state never learned to summarise a pair;
 # mean pooling also gives an untrained head a representation that differs per candidate from the first step.
-POOLINGS = ("mean", "cls")
+# "segments": the mention's and the candidate's tokens are mean-pooled apart (each contextualised by the other in
+# the joint pass) and the head reads their interaction [m * c, |m - c|, cos(m, c)]: the bi-encoder's matching signal
+# is in the head's input from the first step instead of having to be learned through the pair's mean.
+POOLINGS = ("mean", "cls", "segments")
 DEFAULT_PRIOR_WEIGHT = 4.0
 
 
@@ -100,7 +103,7 @@ def _load_adapter_model(path: str):
     return model
 
 
-def _scoring_head(hidden: int, dropout: float, prior_weight: float | None):
+def _scoring_head(hidden: int, dropout: float, prior_weight: float | None, pooling: str = "mean"):
     """BERT's classification head shape (dense + tanh + one score) plus, optionally, the generator prior.
 
     Residual reranking: score = mlp(CLS) + w · minmax(generator score), w learned (``prior_weight`` at start)
@@ -111,10 +114,12 @@ def _scoring_head(hidden: int, dropout: float, prior_weight: float | None):
     """
     import torch
 
+    width = 2 * hidden + 1 if pooling == "segments" else hidden
+
     class ScoringHead(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.mlp = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(hidden, hidden),
+            self.mlp = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(width, hidden),
                                            torch.nn.Tanh(), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 1))
             self.use_prior = prior_weight is not None
             if self.use_prior:
@@ -129,6 +134,12 @@ def _scoring_head(hidden: int, dropout: float, prior_weight: float | None):
             return score
 
     return ScoringHead()
+
+
+def _mean(hidden, mask):
+    """Mean of ``hidden`` [b, t, h] over the positions where ``mask`` [b, t] is true."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def _check_safetensors_adapter(path: Path) -> None:
@@ -224,7 +235,10 @@ class Reranker:
         torch.manual_seed(seed)
         tokenizer = _load_tokenizer(path)
         model = _load_adapter_model(path)
-        head = _scoring_head(model.config.hidden_size, dropout, prior_weight)
+        if pooling == "segments" and not getattr(tokenizer, "is_fast", False):
+            raise ConfigError("pooling 'segments' needs a fast tokenizer (to tell mention from candidate tokens).",
+                              field="pooling", fix="use pooling 'mean'.")
+        head = _scoring_head(model.config.hidden_size, dropout, prior_weight, pooling)
         cfg = None
         source_lang = None
         langs = dict(lang_adapters or {})
@@ -342,9 +356,14 @@ class Reranker:
                                                                          "token_type_ids")}
         out = self.model(**inputs)
         hidden = out[0] if isinstance(out, tuple) else getattr(out, "last_hidden_state", out[0])
-        if self.info.get("pooling", "cls") == "mean":
-            m = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        pooling = self.info.get("pooling", "cls")
+        if pooling == "mean":
+            pooled = _mean(hidden, inputs["attention_mask"] > 0)
+        elif pooling == "segments":
+            seg = batch["segments"].to(self.device)
+            m, c = _mean(hidden, seg == 0), _mean(hidden, seg == 1)
+            cos = torch.nn.functional.cosine_similarity(m, c, dim=-1, eps=1e-6).unsqueeze(-1)
+            pooled = torch.cat([m * c, (m - c).abs(), cos], dim=-1)
         else:
             pooled = hidden[:, 0]
         if prior is not None:
@@ -462,7 +481,8 @@ class Reranker:
         if manifest["mode"] in ("adapter", "stack"):
             with _QuietAdapters():
                 model.add_adapter(TASK, config=_adapter_config(manifest["adapter_config"]), set_active=True)
-        head = _scoring_head(model.config.hidden_size, 0.1, manifest.get("prior_weight_init"))
+        head = _scoring_head(model.config.hidden_size, 0.1, manifest.get("prior_weight_init"),
+                             manifest.get("pooling", "cls"))
         langs = {lang: str(path / rel) for lang, rel in manifest.get("lang_adapters", {}).items()}
         langs.update(lang_adapters or {})
         info = {k: v for k, v in manifest.items() if k not in _MANIFEST_CORE}

@@ -206,5 +206,11 @@ class PairEncoder:
 
     def tokenize(self, firsts: Sequence[str], seconds: Sequence[str]) -> dict:
         # longest_first: a long context is cut before the candidate's names are.
-        return self.tokenizer(list(firsts), list(seconds), truncation="longest_first", max_length=self.max_length,
-                              padding=True, return_tensors="pt")
+        batch = self.tokenizer(list(firsts), list(seconds), truncation="longest_first", max_length=self.max_length,
+                               padding=True, return_tensors="pt")
+        if getattr(batch, "encodings", None):  # fast tokenizer: which side each token is on (-1: special, pad)
+            import torch
+
+            batch["segments"] = torch.tensor([[-1 if s is None else s for s in e.sequence_ids]
+                                              for e in batch.encodings], dtype=torch.int8)
+        return batch

@@ -117,6 +117,7 @@ def train_reranker(
     adapter_config: Mapping | None = None,
     pair_settings: Mapping | None = None,
     prior_weight: float | None = DEFAULT_PRIOR_WEIGHT,
+    pooling: str = "mean",
     device: str | None = None,
     threads: int | None = 2,
     max_seconds: float | None = None,
@@ -129,6 +130,7 @@ def train_reranker(
     ``max_seconds`` stops training after that much wall time (the best weights so far are kept).
     ``prior_weight``: the reranker adds ``w · minmax(generator score)`` to its score, w learned from this start
     (an untrained reranker then ranks as the generator did); ``None`` for a plain cross-encoder.
+    ``pooling``: what the scoring head reads (``mean``, ``cls``, ``segments``; see :mod:`xnorm.rerank.model`).
     """
     import torch
     from tqdm import tqdm
@@ -157,7 +159,7 @@ def train_reranker(
 
     reranker = Reranker.create(base_model, mode=mode, adapter_config=adapter_config, source_lang_adapter=lang_adapter,
                                lang_adapters=lang_adapters, pair_settings=pair_settings, prior_weight=prior_weight,
-                               seed=seed)
+                               pooling=pooling, seed=seed)
     dev_name = _device(device)
     reranker.to(dev_name)
     params = reranker.trainable_parameters()
@@ -173,7 +175,7 @@ def train_reranker(
     prior_all = generator_minmax(cands.scores, cands.concepts >= 0)
 
     report: dict[str, Any] = {"prior_weight_init": prior_weight, "train_mentions": int(len(known)), "dropped_no_gold": int(len(train) - len(known)),
-                              "k": k, "lambda": lam, "mode": mode, "lr": lr, "batch_size": batch_size,
+                              "k": k, "lambda": lam, "mode": mode, "pooling": pooling, "lr": lr, "batch_size": batch_size,
                               "steps_planned": total, "seed": seed, "device": dev_name, "missing_gold": missing_gold,
                               "candidate_seconds": round(candidate_seconds, 2), "dev": [], "losses": []}
     n_dev = sum(len(ex) for ex in devs.values())
