@@ -61,8 +61,9 @@ def main(argv=None) -> None:
         path = Path(a)
         if path.is_dir() and json.loads((path / "split.json").read_text())["test"] != split["test"]:
             sys.exit(f"{a}: trained on another split than hpo-align-e5small (its test concepts would leak)")
-        steps = json.loads((path / "manifest.json").read_text())["steps"] if path.is_dir() else None
-        encoders.append((f"{path.name} adapter" + (f" ({steps} steps)" if steps else ""), lambda a=a: Encoder(a)))
+        m = json.loads((path / "manifest.json").read_text()) if path.is_dir() else {}
+        steps = f" (best of {m['steps']} steps: {m['best_step']})" if m else ""
+        encoders.append((f"{path.name} adapter{steps}", lambda a=a: Encoder(a)))
     for label, make in encoders:
         enc = make()
         t = time.perf_counter()

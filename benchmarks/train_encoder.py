@@ -178,11 +178,15 @@ def main() -> None:
     ap.add_argument("--eval-rows", nargs="*", help="evaluate only these rows (cached), write no report")
     ap.add_argument("--ship", nargs=2, metavar=("RUN", "NAME"),
                     help="copy the adapter run RUN into adapters_zoo/NAME (with HPO attribution) and stop")
+    ap.add_argument("--ship-row", help="with --ship: take the numbers from this row of encoder_full_index.json")
+    ap.add_argument("--continue", dest="cont", nargs=2, metavar=("RUN", "STEPS"),
+                    help="resume run RUN (a copy of a finished run, e.g.) up to STEPS steps on 2 threads, patience 4, "
+                         "and stop")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("XNORM_DATA", "/work/shared/data")))
     args = ap.parse_args()
 
     if args.ship:
-        ship(args.runs / args.ship[0], args.ship[1])
+        ship(args.runs / args.ship[0], args.ship[1], args.ship_row)
         return
     import torch
 
@@ -193,6 +197,17 @@ def main() -> None:
     terminology = load_terminology("hpo-multilingual")
     manifests = {}
     exclude = forced_test_concepts(terminology, args.data)
+    if args.cont:
+        from xnorm.training.encoder_trainer import train_encoder
+
+        name, steps = args.cont
+        torch.set_num_threads(2)
+        result = train_encoder(terminology, "multilingual-e5-small", args.runs / name, languages=TRAIN_LANGS,
+                               resume=True, exclude_concepts=exclude, progress=True,
+                               **{**COMMON, **RUNS.get(name, RUNS["adapter-ms"]), "steps": int(steps), "threads": 2,
+                                  "patience": 4})
+        print(f"{name}: {result.manifest['steps']} steps, best {result.manifest['best_step']}", flush=True)
+        return
     for name in args.train:
         manifests[name] = train(terminology, args.runs, name, exclude)
         print(f"{name}: trained, {manifests[name]['steps']} steps, {manifests[name]['training_seconds']} s", flush=True)
@@ -232,24 +247,30 @@ HPO_ATTRIBUTION = (
     "is not endorsed by the HPO team. Base model: intfloat/multilingual-e5-small (MIT).")
 
 
-def ship(run: Path, name: str) -> None:
-    """Copy a trained adapter into adapters_zoo/<name> with its license chain and the benchmark's numbers."""
+def ship(run: Path, name: str, full_index_row: str | None = None) -> None:
+    """Copy a trained adapter into adapters_zoo/<name> with its license chain and the benchmark's numbers
+    (this table's row of the run, or ``full_index_row`` of encoder_full_index.json)."""
     from xnorm.training.adapter_io import copy_adapter
 
-    results = json.loads((HERE / "results" / "train_encoder.json").read_text())
-    rows = results["rows"].get(run.name)
-    metrics = {lang: {k: v[k] for k in ("acc@1", "recall@64")} for lang, v in rows.items() if isinstance(v, dict) and v.get("n")} \
-        if rows else None
+    note = ("benchmarks/results/train_encoder.md: held-out HPO concepts, dense acc@1 / recall@64 against a subset "
+            "index of English names")
+    if full_index_row:
+        row = json.loads((HERE / "results" / "encoder_full_index.json").read_text())["rows"][full_index_row]
+        metrics = {lang: {"acc@1": v["acc1"], "recall@64": v["r64"]} for lang, v in row.items()}
+        note = ("benchmarks/results/encoder_full_index.md: held-out HPO concepts, dense acc@1 / recall@64 against "
+                "all 41,494 English HPO names")
+    else:
+        rows = json.loads((HERE / "results" / "train_encoder.json").read_text())["rows"].get(run.name)
+        metrics = {lang: {k: v[k] for k in ("acc@1", "recall@64")} for lang, v in rows.items()
+                   if isinstance(v, dict) and v.get("n")} if rows else None
     readme = (f"# {name}\n\nAn encoder adapter (`{run.name}` of benchmarks/train_encoder.py) for multilingual-e5-small, "
               "trained by `xnorm train-encoder` to align HPO concept names across languages (English names + "
               f"{', '.join(TRAIN_LANGS)} translations of the training concepts). Use it by name: "
               f"`Encoder(\"{name}\")`, or `model: {name}` in a dense generator's config. Results: "
-              "benchmarks/results/train_encoder.md.\n\n" + HPO_ATTRIBUTION + "\n")
+              f"{note.split(':')[0]}.\n\n" + HPO_ATTRIBUTION + "\n")
     dest = copy_adapter(run, HERE.parent / "adapters_zoo" / name, name, readme=readme,
                         license="HPO: attribution required",
-                        attribution=HPO_ATTRIBUTION, metrics=metrics,
-                        metrics_note="benchmarks/results/train_encoder.md: held-out HPO concepts, dense acc@1 / "
-                        "recall@64 against a subset index of English names")
+                        attribution=HPO_ATTRIBUTION, metrics=metrics, metrics_note=note)
     print(f"shipped {run} as {dest}")
 
 
