@@ -221,7 +221,10 @@ def run_xnorm_sparse(work: Path, size: str, threads: int) -> dict:
         notes.append(f"two-stage forced: {fo['query_cpu_s']:.1f} CPU s, recall@64 vs exhaustive "
                      f"{fo['recall@64_vs_exact']:.4f} (tie-aware)")
     notes.append(f"peak RSS build {build_peak:,.0f} MB (data + harness before fit {base_rss:,.0f} MB), query "
-                 f"process {default['peak_rss_mb']:,.0f} MB (load + search; exhaustive {ex['peak_rss_mb']:,.0f})")
+                 f"process {default['peak_rss_mb']:,.0f} MB (load + search; exhaustive {ex['peak_rss_mb']:,.0f}): "
+                 f"harness data {default['rss_data_mb']:,.0f} MB, + index loaded {default['rss_loaded_mb']:,.0f} MB "
+                 f"(peak while loading {default['peak_after_load_mb']:,.0f}), search adds "
+                 f"{default['peak_rss_mb'] - default['rss_loaded_mb']:,.0f} MB at its peak")
     return {"build_s": build_s, "build_cpu_s": build_cpu, "query_s": default["query_s"],
             "query_cpu_s": default["query_cpu_s"], "n_queries": default["n_queries"], "disk_bytes": disk,
             "base_rss_mb": base_rss, "build_peak_rss_mb": build_peak, "query_peak_rss_mb": default["peak_rss_mb"],
@@ -240,16 +243,20 @@ def run_sparse_query(work: Path, size: str, threads: int, index: Path, variant: 
     names, mentions = _read(work, size)
     term = _terminology(names)
     del names
+    data_rss = rss_mb()
     over = {"default": {}, "exhaustive": {"prune_df": None}, "forced": {"prune_min_names": 0}}[variant]
     cfg = normalize_config({"generators": [{"type": "sparse", "ngram_range": [2, 4], "threads": threads, **over}]})
     gen = SparseGenerator.load(index, cfg["generators"][0], term)
     batch = Mentions.from_texts(mentions["text"], lang="en")
     gen.transform(["warm-up"])  # the query vectorizer's one-time vocabulary check is setup, not search
+    loaded_rss, load_peak = rss_mb(), peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     cands = gen.candidates(batch, k=K)
     query_s, query_cpu = time.perf_counter() - t0, time.process_time() - c0
     np.savez(work / f"cands-{size}-{variant}.npz", concepts=cands.concepts, scores=cands.scores)
-    return {"query_s": query_s, "query_cpu_s": query_cpu, "n_queries": len(batch), "two_stage": bool(gen._prune)}
+    # Stages of the process's memory: harness data (names -> terminology, mentions), + the loaded index, peak.
+    return {"query_s": query_s, "query_cpu_s": query_cpu, "n_queries": len(batch), "two_stage": bool(gen._prune),
+            "rss_data_mb": data_rss, "rss_loaded_mb": loaded_rss, "peak_after_load_mb": load_peak}
 
 
 def run_exact_sparse(work: Path, size: str, threads: int) -> dict:
@@ -362,6 +369,17 @@ def run_dense(work: Path, size: str, threads: int, n_queries: int, through_xnorm
     return {"build_s": build_s, "build_cpu_s": build_cpu, "query_s": query_s, "query_cpu_s": query_cpu,
             "n_queries": n_queries, "disk_bytes": n * 384 * 4 + 45, "recall@64": None,
             "detail": detail + "; random unit vectors (dim 384)"}
+
+
+def rss_mb() -> float:
+    """Current RSS of this process (Linux VmRSS; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def peak_rss_mb() -> float:
