@@ -51,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--gsc-repeat", type=int, default=1, help="repeat the GSC+ training mentions this many times")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--max-length", type=int, default=32)
+    p.add_argument("--context-chars", type=int, default=48, help="context characters each side in a pair (0: none)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=40)
@@ -62,7 +63,7 @@ def parse_args(argv=None):
                         'in those layers)')
     p.add_argument("--missing-gold", choices=["insert", "skip"], default="insert",
                    help="training mentions whose gold is not among the k candidates: inserted in the last slot, or skipped")
-    p.add_argument("--pooling", choices=["mean", "segments", "cls"], default="mean", help="scoring head input")
+    p.add_argument("--pooling", choices=["segments", "mean", "cls"], default="segments", help="scoring head input")
     p.add_argument("--tag", default="", help="suffix of the run names in the table (e.g. a training size)")
     p.add_argument("--max-train-seconds", type=float, default=600)
     p.add_argument("--seed", type=int, default=0)
@@ -172,7 +173,7 @@ def run_one(args, name, mode, lam, index, train, dev, tests, test_cands) -> dict
         index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
-        lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length}, threads=args.threads,
+        lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars}, threads=args.threads,
         max_seconds=args.max_train_seconds, show_progress=True)
     res = {"mode": mode, "lambda": lam, "train": {k: v for k, v in report.items() if k != "losses"},
            "loss_first_20": float(np.mean(report["losses"][:20])), "loss_last_20": float(np.mean(report["losses"][-20:])),

@@ -45,7 +45,7 @@ def _lang_adapter(ctx, param, values):
 @click.option("--max-train", type=click.IntRange(1), help="Use at most this many training mentions (seeded sample).")
 @click.option("--missing-gold", type=click.Choice(["insert", "skip"]), default="skip", show_default=True,
               help="Gold not among the k candidates: skip the mention, or put the gold in the last slot.")
-@click.option("--pooling", type=click.Choice(["mean", "segments", "cls"]), default="mean", show_default=True,
+@click.option("--pooling", type=click.Choice(["segments", "mean", "cls"]), default="segments", show_default=True,
               help="What the scoring head reads: the pair's mean token state, or the mention's and the candidate's "
                    "tokens pooled apart and compared (segments).")
 @click.option("--no-prior", is_flag=True, help="Plain cross-encoder score, without the generator-score prior.")

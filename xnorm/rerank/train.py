@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..types import Candidates
 from .loss import generator_distribution, generator_minmax, rank_regularized_loss
-from .model import DEFAULT_BASE, DEFAULT_PRIOR_WEIGHT, Reranker
+from .model import DEFAULT_BASE, DEFAULT_POOLING, DEFAULT_PRIOR_WEIGHT, Reranker
 from .supervision import Examples, candidates_for
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def train_reranker(
     adapter_config: Mapping | None = None,
     pair_settings: Mapping | None = None,
     prior_weight: float | None = DEFAULT_PRIOR_WEIGHT,
-    pooling: str = "mean",
+    pooling: str = DEFAULT_POOLING,
     device: str | None = None,
     threads: int | None = 2,
     max_seconds: float | None = None,
