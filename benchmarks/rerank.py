@@ -51,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--gsc-repeat", type=int, default=1, help="repeat the GSC+ training mentions this many times")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--max-length", type=int, default=32)
-    p.add_argument("--context-chars", type=int, default=48, help="context characters each side in a pair (0: none)")
+    p.add_argument("--context-chars", type=int, default=0, help="context characters each side in a pair (0: none)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=40)

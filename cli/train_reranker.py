@@ -38,6 +38,9 @@ def _lang_adapter(ctx, param, values):
 @click.option("--lr", type=float, help="Learning rate [default: 1e-3 adapters, 3e-5 full].")
 @click.option("--max-length", type=click.IntRange(8, 512), default=48, show_default=True,
               help="Tokens per (mention, candidate) pair.")
+@click.option("--context-chars", type=click.IntRange(0), default=0, show_default=True,
+              help="Characters of the mention's context each side in a pair (0: the mention alone; context did not "
+                   "help at the scale trained here, see the README).")
 @click.option("--lang-adapter", "lang_adapters", multiple=True, callback=_lang_adapter, metavar="LANG=FOLDER",
               help="Language adapter (repeatable). With --mode stack, the one of the training language "
                    "(--source-lang) is stacked under the task adapter in training; all are used at inference.")
@@ -58,7 +61,7 @@ def _lang_adapter(ctx, param, values):
 @click.option("--device", help="cpu, cuda, ... [default: cuda when present].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
 def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
-                   max_length, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior, eval_every, patience,
+                   max_length, context_chars, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior, eval_every, patience,
                    max_seconds, lang, seed, device, threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
 
@@ -92,7 +95,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
                       steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every,
                       patience=patience, missing_gold=missing_gold, lang_adapter=source,
                       lang_adapters={x: p for x, p in lang_adapters.items() if x != source_lang or mode != "stack"},
-                      pair_settings={"max_length": max_length}, prior_weight=None if no_prior else 4.0, pooling=pooling,
+                      pair_settings={"max_length": max_length, "context_chars": context_chars}, prior_weight=None if no_prior else 4.0, pooling=pooling,
                       device=device, threads=threads, max_seconds=max_seconds)
     best = (f", best dev acc@1 {report['best_dev_acc1']:.4f} (worst-set gain {report['best_dev_gain']:+.4f}) at step "
             f"{report['best_step']}" if "best_dev_acc1" in report else "")

@@ -488,10 +488,11 @@ def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
     out = tmp_path / "rr"
     r = _run("train-reranker", "--index", str(index_dir), "--train", str(docs), "--dev", "synonyms:es", "-o", str(out),
              "--base-model", str(tiny_model_dir), "--k", "4", "--steps", "2", "--batch-size", "2", "--max-length", "24",
-             "--eval-every", "1")
+             "--eval-every", "1", "--context-chars", "20")
     assert r.exit_code == 0, r.output
     assert "wrote" in r.output and (out / "manifest.json").is_file()
     assert json.loads((out / "manifest.json").read_text())["training"]["dev"]["synonyms:es"].startswith("synonyms of")
+    assert json.loads((out / "manifest.json").read_text())["pairs"]["context_chars"] == 20
     plain = tmp_path / "plain.jsonl"
     plain.write_text("\n".join(json.dumps(d) for d in DOCS) + "\n")
     r = _run("link", str(plain), "-o", str(tmp_path / "linked.jsonl"), "--index", str(index_dir), "--reranker",

@@ -158,7 +158,7 @@ class CandidateTexts:
 class PairEncoder:
     """Tokenizes (mention, candidate) pairs for a ``Mentions`` batch × ``Candidates[n, k]`` in one call."""
 
-    def __init__(self, tokenizer: Any, terminology: Terminology, *, max_length: int = 48, context_chars: int = 48,
+    def __init__(self, tokenizer: Any, terminology: Terminology, *, max_length: int = 48, context_chars: int = 0,
                  n_names: int = 3, semantic_types: bool = False, markers: tuple[str, str] = MARKERS) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
