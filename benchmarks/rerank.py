@@ -108,7 +108,8 @@ def build_sets(args, terminology):
     if args.gsc_test_docs_to_train > 0:
         moved = sample(len(test_docs), int(round(args.gsc_test_docs_to_train * len(test_docs))), args.seed + 4)
         train_docs = [test_docs[i] for i in moved]
-        test_docs = [d for i, d in enumerate(test_docs) if i not in set(moved.tolist())]
+        moved_set = set(moved.tolist())
+        test_docs = [d for i, d in enumerate(test_docs) if i not in moved_set]
         gsc_train = examples_from_documents(train_docs, terminology, context_chars=100)
         gsc_train = gsc_train[sample(len(gsc_train), args.gsc_train, args.seed + 2)]
         gsc_dev_ex = examples_from_documents(gsc_dev.documents, terminology, context_chars=100,

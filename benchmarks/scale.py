@@ -371,27 +371,27 @@ def run_dense(work: Path, size: str, threads: int, n_queries: int, through_xnorm
             "detail": detail + "; random unit vectors (dim 384)"}
 
 
-def rss_mb() -> float:
-    """Current RSS of this process (Linux VmRSS; 0 elsewhere)."""
+def _proc_status_mb(key: str) -> float | None:
+    """A memory field of /proc/self/status (e.g. ``VmRSS``) in MB; None where there is none (not Linux)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return None
+
+
+def rss_mb() -> float:
+    """Current RSS of this process (Linux VmRSS; 0 elsewhere)."""
+    return _proc_status_mb("VmRSS") or 0.0
 
 
 def peak_rss_mb() -> float:
     """Peak RSS of this process. Linux: VmHWM, which starts afresh at exec; ru_maxrss does not (a child started
     by a large parent reports at least the parent's peak at fork time)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _proc_status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker(args: argparse.Namespace) -> int:

@@ -47,8 +47,8 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and init.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss, languages, exclude_concepts,
-                  dev_fraction, test_fraction, steps, batch_size, lr, grad_accum, max_length, dev_every, patience, threads, resume, seed,
-                  progress):
+                  dev_fraction, test_fraction, steps, batch_size, lr, grad_accum, max_length, dev_every, patience,
+                  threads, resume, seed, progress):
     """Train an encoder so that a concept's names in every language lie close together.
 
     Positive pairs are two names of one concept (English name and a synonym or translation); the split into

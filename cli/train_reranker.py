@@ -61,8 +61,8 @@ def _lang_adapter(ctx, param, values):
 @click.option("--device", help="cpu, cuda, ... [default: cuda when present].")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
 def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
-                   max_length, context_chars, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior, eval_every, patience,
-                   max_seconds, lang, seed, device, threads):
+                   max_length, context_chars, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior,
+                   eval_every, patience, max_seconds, lang, seed, device, threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
 
     The loss is softmax cross-entropy over the k candidates plus LAMBDA times the L2 distance between the
@@ -78,6 +78,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
     from xnorm.candidates import CandidateIndex
     from xnorm.errors import ConfigError
     from xnorm.rerank import train_reranker as train
+    from xnorm.rerank.model import DEFAULT_PRIOR_WEIGHT
     from xnorm.rerank.supervision import load_examples
 
     index = CandidateIndex.load(index_dir)
@@ -95,7 +96,8 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
                       steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every,
                       patience=patience, missing_gold=missing_gold, lang_adapter=source,
                       lang_adapters={x: p for x, p in lang_adapters.items() if x != source_lang or mode != "stack"},
-                      pair_settings={"max_length": max_length, "context_chars": context_chars}, prior_weight=None if no_prior else 4.0, pooling=pooling,
+                      pair_settings={"max_length": max_length, "context_chars": context_chars},
+                      prior_weight=None if no_prior else DEFAULT_PRIOR_WEIGHT, pooling=pooling,
                       device=device, threads=threads, max_seconds=max_seconds)
     best = (f", best dev acc@1 {report['best_dev_acc1']:.4f} (worst-set gain {report['best_dev_gain']:+.4f}) at step "
             f"{report['best_step']}" if "best_dev_acc1" in report else "")

@@ -189,12 +189,12 @@ def train_reranker(
         return {"step": step, "acc1": sum(accs[n] * len(ex) for n, ex in devs.items()) / n_dev,
                 "gain": min(accs[n] - cand_acc[n] for n in devs), "sets": accs}
 
-    best: tuple[float, Any, dict] = (-np.inf, None, {})  # (worst-set gain, trained tensors, its evaluation)
+    best: tuple[Any, dict] = (None, {"gain": -np.inf})  # (trained tensors, their dev evaluation)
     if devs and reranker.uses_prior:
         # Untrained, a reranker with the generator prior ranks exactly as the generator: step 0 is a real
         # candidate, so training that never beats the candidates on dev gives them back unchanged.
-        best = (0.0, _trained_state(reranker), {"step": 0, "acc1": report["dev_acc1_candidates"], "gain": 0.0,
-                                                 "sets": cand_acc})
+        best = (_trained_state(reranker), {"step": 0, "acc1": report["dev_acc1_candidates"], "gain": 0.0,
+                                           "sets": cand_acc})
     bad_evals = 0
     order = np.array([], dtype=np.int64)
     step = 0
@@ -232,13 +232,13 @@ def train_reranker(
                 report["dev"].append(ev)
                 bar.set_postfix(loss=f"{np.mean(report['losses'][-20:]):.3f}", dev_acc1=f"{ev['acc1']:.3f}",
                                 worst_gain=f"{ev['gain']:+.3f}")
-                if ev["gain"] > best[0]:
-                    best, bad_evals = (ev["gain"], _trained_state(reranker), ev), 0
+                if ev["gain"] > best[1]["gain"]:
+                    best, bad_evals = (_trained_state(reranker), ev), 0
                 else:
                     bad_evals += 1
                     if bad_evals >= patience:
-                        log.info("early stop at step %d (best worst-set gain %+.4f at step %d)", step, best[0],
-                                 best[2]["step"])
+                        log.info("early stop at step %d (best worst-set gain %+.4f at step %d)", step,
+                                 best[1]["gain"], best[1]["step"])
                         break
             if timed_out:
                 log.info("stopped after %.0f s (max_seconds)", time.perf_counter() - start)
@@ -246,10 +246,11 @@ def train_reranker(
     finally:
         bar.close()
     train_seconds = time.perf_counter() - start
-    if best[1] is not None:
-        _restore_state(reranker, best[1])
-        report.update(best_dev_acc1=best[2]["acc1"], best_dev_gain=best[0], best_dev_sets=best[2]["sets"],
-                      best_step=best[2]["step"])
+    state, ev = best
+    if state is not None:
+        _restore_state(reranker, state)
+        report.update(best_dev_acc1=ev["acc1"], best_dev_gain=ev["gain"], best_dev_sets=ev["sets"],
+                      best_step=ev["step"])
     reranker.model.eval()
     reranker.head.eval()
     report.update({"steps": step, "train_seconds": round(train_seconds, 1),
