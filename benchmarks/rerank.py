@@ -35,6 +35,15 @@ LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl"]
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", default=DEFAULT_INDEX)
+    p.add_argument("--train-index", default=None,
+                   help="index whose candidates the reranker trains on (default: --index). Use the base-encoder index "
+                        "when --index holds an encoder trained on the training labels (its training candidates "
+                        "would be easier than any test mention's)")
+    p.add_argument("--test-concepts", default=None, metavar="SPLIT_JSON",
+                   help='HPO test mentions = labels of the concepts in this split file\'s "test" list, training '
+                        "mentions = labels of all other concepts (e.g. adapters_zoo/hpo-align-e5small/split.json, "
+                        "so that an index built with that encoder adapter is tested on concepts it never saw); "
+                        "default: the hpo-labels held_out split")
     p.add_argument("--data-root", default=str(HERE.parent.parent / "shared" / "data"))
     p.add_argument("--out", default=str(HERE / "results" / "rerank"))
     p.add_argument("--work-dir", default="/tmp/k1_rerank", help="where trained rerankers are saved")
@@ -84,23 +93,43 @@ def build_sets(args, terminology):
     from xnorm.benchmark.datasets import build_dataset
     from xnorm.rerank import Examples, examples_from_documents, examples_from_labels
 
-    labels = build_dataset("hpo-labels", {"languages": args.langs, "split": "held_out", "max_per_language": None,
-                                          "seed": args.seed}, data_root=args.data_root)
     tests: dict[str, Examples] = {}
-    for lang in args.langs:
-        docs = [d for d in labels.documents if d["lang"] == lang]
-        docs = [docs[i] for i in sample(len(docs), args.test_per_lang, args.seed)]
-        tests[f"hpo-{lang}"] = examples_from_documents(docs, terminology, context_chars=0,
-                                                       description=f"HPO {lang} held-out labels")
-    ex = labels.extra_names  # labels of the index-half concepts: the training mentions
-    parts_t, parts_l, parts_c = [], [], []
-    for lang in args.langs:
-        rows = np.flatnonzero(ex.langs == lang)
-        rows = rows[sample(len(rows), args.train_per_lang + -(-args.dev // len(args.langs)), args.seed + 1)]
-        parts_t += ex.texts[rows].tolist()
-        parts_l += ex.langs[rows].tolist()
-        parts_c += ex.concept_ids[rows].tolist()
-    hpo_train = examples_from_labels(parts_t, parts_l, parts_c, terminology)
+    n_train = args.train_per_lang + -(-args.dev // len(args.langs))
+    held_rows = None
+    if args.test_concepts:
+        held = json.loads(Path(args.test_concepts).read_text())["test"]
+        held_rows = np.asarray([terminology.concept_index(c) for c in held if c in terminology])
+        labels = build_dataset("hpo-labels", {"languages": args.langs, "split": None, "max_per_language": None,
+                                              "seed": args.seed}, data_root=args.data_root)
+        parts = []
+        for lang in args.langs:
+            ex = examples_from_documents([d for d in labels.documents if d["lang"] == lang], terminology,
+                                         context_chars=0)
+            is_test = np.isin(ex.gold, held_rows)
+            test, pool = ex[np.flatnonzero(is_test)], ex[np.flatnonzero(~is_test & (ex.gold >= 0))]
+            tests[f"hpo-{lang}"] = test[sample(len(test), args.test_per_lang, args.seed)]
+            tests[f"hpo-{lang}"].description = f"HPO {lang} labels of {Path(args.test_concepts).name}'s test concepts"
+            parts.append(pool[sample(len(pool), n_train, args.seed + 1)])
+        hpo_train = _concat(parts)
+        label_source = f"HPO translations, labels of concepts outside {args.test_concepts}'s test list"
+    else:
+        labels = build_dataset("hpo-labels", {"languages": args.langs, "split": "held_out",
+                                              "max_per_language": None, "seed": args.seed}, data_root=args.data_root)
+        for lang in args.langs:
+            docs = [d for d in labels.documents if d["lang"] == lang]
+            docs = [docs[i] for i in sample(len(docs), args.test_per_lang, args.seed)]
+            tests[f"hpo-{lang}"] = examples_from_documents(docs, terminology, context_chars=0,
+                                                           description=f"HPO {lang} held-out labels")
+        ex = labels.extra_names  # labels of the index-half concepts: the training mentions
+        parts_t, parts_l, parts_c = [], [], []
+        for lang in args.langs:
+            rows = np.flatnonzero(ex.langs == lang)
+            rows = rows[sample(len(rows), n_train, args.seed + 1)]
+            parts_t += ex.texts[rows].tolist()
+            parts_l += ex.langs[rows].tolist()
+            parts_c += ex.concept_ids[rows].tolist()
+        hpo_train = examples_from_labels(parts_t, parts_l, parts_c, terminology)
+        label_source = "HPO translations held_out split, index-half labels"
     gsc_dev = build_dataset("gsc-plus", {"split": "dev"}, data_root=args.data_root)
     gsc_test = build_dataset("gsc-plus", {"split": "test"}, data_root=args.data_root)
     test_docs = list(gsc_test.documents)
@@ -126,8 +155,10 @@ def build_sets(args, terminology):
     perm = np.random.default_rng(args.seed).permutation(len(hpo_train))
     hpo_dev, hpo_train = hpo_train[perm[:args.dev]], hpo_train[perm[args.dev:]]
     hpo_dev.description = "held-out slice of the HPO training labels"
+    if held_rows is not None:  # no GSC+ training mention of a test concept either
+        gsc_train = gsc_train[np.flatnonzero(~np.isin(gsc_train.gold, held_rows))]
     train = _concat([hpo_train] + [gsc_train] * args.gsc_repeat)
-    train.description = (f"HPO translations held_out split, index-half labels ({', '.join(args.langs)}; "
+    train.description = (f"{label_source} ({', '.join(args.langs)}; "
                          f"up to {args.train_per_lang}/lang) + {len(gsc_train)} GSC+ mentions in context from "
                          f"{in_context}" + (f" (x{args.gsc_repeat})" if args.gsc_repeat > 1 else "")
                          + f", seed {args.seed}")
@@ -160,7 +191,7 @@ def lang_adapter_for(lang: str):
     return None if hit is None else str(hit.path)
 
 
-def run_one(args, name, mode, lam, index, train, dev, tests, test_cands) -> dict:
+def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_cands) -> dict:
     from xnorm.rerank import train_reranker
 
     lang_adapter = None
@@ -171,7 +202,7 @@ def run_one(args, name, mode, lam, index, train, dev, tests, test_cands) -> dict
         lang_adapter = ("en", path)
     out_dir = Path(args.work_dir) / name
     rr, report = train_reranker(
-        index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
+        train_index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
         lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars}, threads=args.threads,
@@ -204,14 +235,18 @@ def render(results: dict) -> str:
     lines = ["# Reranker ablation (issue 6)", "",
              f"Machine: {meta.get('machine', '?')} — **shared with other jobs**; times are indicative, compare "
              "them only within this table.", "",
-             f"Index: `{meta.get('index')}` (English HPO names, TF-IDF + dense e5-small fused); "
+             f"Index: `{meta.get('index')}` ({meta.get('index_describe', 'English HPO names, TF-IDF + dense e5-small fused')}); "
+             + (f"training and dev candidates from `{meta['train_index']}`; "
+                if meta.get("train_index", meta.get("index")) != meta.get("index") else "") +
              f"k = {meta.get('k')} candidates reranked; pair max_length {meta.get('max_length')}. "
              f"Base model of every reranker: the embedded multilingual-e5-small (frozen except in `full`).", "",
              f"Training: {meta.get('train_description')}; dev (early stopping): "
              + ("; ".join(f"{n}: {d}" for n, d in meta["dev_sets"].items()) + " (selection: the worse of the two "
                 "sets' acc@1 gains over the candidates)" if "dev_sets" in meta else f"{meta.get('dev_size')} mentions")
              + ". "
-             f"Test: per language {meta.get('test_per_lang')} held-out HPO labels (OFFICIAL), GSC+ test "
+             f"Test: per language {meta.get('test_per_lang')} "
+             + (f"labels of the test concepts of `{meta['test_concepts']}`" if meta.get("test_concepts")
+                else "held-out HPO labels (OFFICIAL)") + ", GSC+ test "
              f"{meta.get('gsc_test')} mentions in context (seeded samples).", "",
              "## acc@1", "",
              "| pipeline | " + " | ".join(tests) + " |", "|---" * (len(tests) + 1) + "|"]
@@ -278,15 +313,17 @@ def main(argv=None) -> None:
     out_json = Path(args.out).with_suffix(".json")
     results = json.loads(out_json.read_text()) if out_json.is_file() else {}
     index = CandidateIndex.load(args.index, verify=False)
+    train_index = CandidateIndex.load(args.train_index, verify=False) if args.train_index else index
     train, dev, tests = build_sets(args, index.terminology)
     t = time.perf_counter()
     test_cands = {name: index.candidates(ex.mentions, args.k) for name, ex in tests.items()}
     print(f"candidates for {sum(len(e) for e in tests.values())} test mentions in {time.perf_counter() - t:.0f} s",
           flush=True)
-    results["meta"] = {"index": args.index, "k": args.k, "max_length": args.max_length,
+    results["meta"] = {"index": args.index, "index_describe": index.describe(),
+                       "train_index": args.train_index or args.index, "k": args.k, "max_length": args.max_length,
                        "train_description": train.description, "train_size": len(train),
                        "dev_sets": {n: f"{len(ex)} mentions, {ex.description}" for n, ex in dev.items()},
-                       "test_per_lang": args.test_per_lang, "gsc_test": args.gsc_test, "seed": args.seed,
+                       "test_per_lang": args.test_per_lang, "test_concepts": args.test_concepts, "gsc_test": args.gsc_test, "seed": args.seed,
                        "machine": f"{platform.machine()}, {os.cpu_count()} visible CPUs, torch threads {args.threads}, "
                                   "no GPU" if not torch.cuda.is_available() else "GPU"}
     results["candidates"] = {name: metrics(test_cands[name], ex.gold) for name, ex in tests.items()}
@@ -296,7 +333,7 @@ def main(argv=None) -> None:
         name = f"{mode} λ={float(lam):g}{args.tag}"
         print(f"run {name}", flush=True)
         results["runs"][name] = run_one(args, name.replace(" ", "_").replace("λ=", "lam"), mode, float(lam), index,
-                                        train, dev, tests, test_cands)
+                                        train_index, train, dev, tests, test_cands)
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
         Path(args.out).with_suffix(".md").write_text(render(results))
