@@ -59,7 +59,8 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
     {db_name, db_id, score}. Nothing is written unless the run finishes.
 
     With no --index/--terminology/--linker/--config, the embedded default runs (English HPO + the embedded
-    multilingual encoder): it works offline; its first run builds and caches the index.
+    multilingual encoder with its shipped HPO alignment adapter): it works offline; its first run builds and
+    caches the index.
 
     \b
     Examples:

@@ -345,3 +345,31 @@ def test_index_cache_follows_terminology_content(tmp_path):
     again = Linker.from_config(cfg)
     preds = again.predict(Mentions.from_texts(["pyrexia"]))
     assert preds.concept_ids(again.terminology)[0, 0] == "X:2" and preds.scores[0, 0] > 0.99
+
+
+def test_default_encoder_follows_the_terminology(tmp_path, monkeypatch):
+    """HPO gets the zoo's HPO-aligned encoder adapter, any other terminology the plain embedded encoder; a linker
+    built with the default records the config it resolved to."""
+    from xnorm import linker as linker_mod
+    from xnorm import zoo
+    from xnorm.linker import DOMAIN_ENCODERS, Linker, default_candidates
+    from xnorm.terminology import load_terminology
+
+    hpo = load_terminology("hpo-en")
+    dense = [g for g in default_candidates(hpo)["generators"] if g["type"] == "dense"]
+    assert dense[0]["model"] == DOMAIN_ENCODERS["HPO"] == "hpo-align-e5small"
+    shipped = {a.name: a for a in zoo.list_adapters("encoder-adapter")}
+    assert shipped["hpo-align-e5small"].manifest["base_model"] == "multilingual-e5-small"
+    terms = tmp_path / "terms.tsv"
+    terms.write_text("concept_id\tname\nX:1\tseizure\nX:2\tfever\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nsources:\n  - type: tsv\n    path: {terms}\n")
+    custom = load_terminology(str(recipe))
+    assert [g["model"] for g in default_candidates(custom)["generators"] if g["type"] == "dense"] == [
+        "multilingual-e5-small"]
+    # The resolution happens where the index is built: swap the default for a TF-IDF-only one to stay fast.
+    seen = []
+    monkeypatch.setattr(linker_mod, "default_candidates", lambda t: seen.append(t.metadata.get("db_name")) or SPARSE)
+    monkeypatch.setenv("XNORM_HOME", str(tmp_path / "home"))
+    built = Linker.from_config({"terminology": str(recipe)})
+    assert seen == ["r"] and built.config.candidates["generators"][0]["type"] == "sparse"

@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 FORMAT = "xnorm-linker"
 FORMAT_VERSION = 1
 
-# The best pipeline xnorm ships: TF-IDF over character n-grams and the embedded multilingual encoder, fused by
-# min-max calibrated scores (encoder weighted 2:1, and 4:1 for candidates reached through English names from
-# another language; see benchmarks/configs/candidates/fusion.yaml for why), English names as the fallback route.
+# The best pipeline xnorm ships: TF-IDF over character n-grams and a multilingual encoder, fused by min-max
+# calibrated scores (encoder weighted 2:1, and 4:1 for candidates reached through English names from another
+# language; see benchmarks/configs/candidates/fusion.yaml for why), English names as the fallback route.
 DEFAULT_TERMINOLOGY = "hpo-en"
 DEFAULT_CANDIDATES: dict[str, Any] = {
     "generators": [
@@ -41,6 +41,19 @@ DEFAULT_CANDIDATES: dict[str, Any] = {
     "routing": "fallback",
     "fusion": {"method": "minmax", "weights": [1, 2], "fallback_weights": [0.5, 2]},
 }
+# The encoder of the default pipeline per terminology (its db_name): an encoder adapter of the zoo trained on that
+# terminology's names where one ships (HPO: ja acc@1 0.21 -> 0.42, zh 0.13 -> 0.38, GSC+ 0.715 -> 0.745 on concepts
+# it never saw; benchmarks/results/fusion_aligned/), else the embedded e5-small above.
+DOMAIN_ENCODERS = {"HPO": "hpo-align-e5small"}
+
+
+def default_candidates(terminology=None) -> dict[str, Any]:
+    """The default candidate config for ``terminology`` (a ``Terminology``; None: no domain encoder)."""
+    cfg = json.loads(json.dumps(DEFAULT_CANDIDATES))
+    db_name = terminology.metadata.get("db_name") if terminology is not None else None
+    if db_name in DOMAIN_ENCODERS:
+        cfg["generators"][1]["model"] = DOMAIN_ENCODERS[db_name]
+    return cfg
 
 
 @dataclass
@@ -49,7 +62,7 @@ class LinkerConfig:
 
     terminology: str | None = DEFAULT_TERMINOLOGY  # saved folder, recipe path or built-in recipe name
     index: str | None = None  # a saved CandidateIndex folder (overrides terminology + candidates)
-    candidates: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_CANDIDATES)))
+    candidates: dict | None = None  # candidate config; None: default_candidates(the terminology)
     k: int = 64  # candidates per mention passed to later stages
     top_k: int = 1  # predictions written per mention
     threshold: float | None = None  # NIL: top score below it -> no prediction (calibrate_threshold sets it)
@@ -117,6 +130,8 @@ class Linker:
             index = CandidateIndex.load(config.index)
         else:
             index = _cached_index(config.terminology or DEFAULT_TERMINOLOGY, config.candidates, show_progress)
+        if config.candidates is None:  # record what the default resolved to (saved with the linker)
+            config.candidates = index.config
         return cls(index, config)
 
     @classmethod
@@ -382,12 +397,14 @@ def _check_no_gold(docs: list[dict], field: str) -> None:
                 )
 
 
-def _cached_index(terminology_spec: str, candidates_config: dict, show_progress: bool):
+def _cached_index(terminology_spec: str, candidates_config: dict | None, show_progress: bool):
     """Load the index for (terminology, config) from the cache, building and saving it on first use."""
     from .candidates import CandidateIndex
     from .terminology import load_terminology
 
     terminology = load_terminology(terminology_spec)
+    if candidates_config is None:
+        candidates_config = default_candidates(terminology)
     # The key covers the terminology's content, not its name: an edited source gives a new index.
     h = hashlib.sha256(json.dumps({"candidates": candidates_config, "xnorm": __version__}, sort_keys=True,
                                   default=str).encode())

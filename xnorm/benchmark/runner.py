@@ -72,9 +72,11 @@ def build_linker(terminology, linker_config: dict) -> LinkerLike:
     from ..candidates import CandidateIndex
     from ..candidates.config import normalize_config
     from ..candidates.dense import ENCODER_KEYS, make_encoder
-    from ..linker import Linker, LinkerConfig
+    from ..linker import Linker, LinkerConfig, default_candidates
 
     cfg = LinkerConfig.from_dict({k: v for k, v in linker_config.items() if k not in ("terminology", "index")})
+    if cfg.candidates is None:
+        cfg.candidates = default_candidates(terminology)
     encoders = {}
     for g in normalize_config(cfg.candidates)["generators"]:
         if g["type"] == "dense":
