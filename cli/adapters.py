@@ -51,3 +51,20 @@ def show(name_or_path: str) -> None:
     info = zoo.adapter_info(name_or_path, verify=True)
     click.echo(f"# {info.path} ({info.origin}; checksums ok)")
     click.echo(json.dumps(info.manifest, indent=2, ensure_ascii=False))
+
+
+@adapters.command("add-reranker")
+@click.argument("reranker_dir", type=click.Path(file_okay=False))
+@click.argument("name")
+def add_reranker(reranker_dir: str, name: str) -> None:
+    """Put a reranker folder (`xnorm train-reranker -o DIR`) into $XNORM_HOME/adapters as NAME, so that
+    `xnorm link --reranker NAME` and linker configs (`reranker: NAME`) find it.
+
+    \b
+    Example:
+      xnorm adapters add-reranker hpo-reranker my-hpo-reranker
+    """
+    from xnorm import zoo
+
+    path = zoo.add_reranker(reranker_dir, name)
+    click.echo(f"added {name}: {path}")

@@ -452,6 +452,40 @@ def test_linker_with_reranker_links_and_round_trips(index_dir, trained, tmp_path
     np.testing.assert_allclose(again.candidates(m).scores, c.scores, rtol=1e-5, atol=1e-6)
 
 
+def test_reranker_in_the_zoo_is_found_by_name(index_dir, trained, tmp_path, monkeypatch):
+    """``zoo.add_reranker`` wraps a trained folder as a zoo entry; linkers and ``xnorm link --reranker`` take its
+    name; a changed weight file is refused."""
+    from xnorm import zoo
+    from xnorm.errors import ArtifactError
+    from xnorm.linker import Linker
+
+    monkeypatch.setenv("XNORM_HOME", str(tmp_path / "home"))
+    rr, _, out, _ = trained
+    entry = zoo.add_reranker(out, "rr-tiny", training={"data": "tiny"})
+    assert entry == tmp_path / "home" / "adapters" / "rr-tiny"
+    r = _run("adapters", "add-reranker", str(out), "rr-cli")
+    assert r.exit_code == 0 and (tmp_path / "home" / "adapters" / "rr-cli" / "reranker").is_dir(), r.output
+    r = _run("adapters", "add-reranker", str(tmp_path), "rr-bad")  # not a reranker folder: one line, exit 3
+    assert r.exit_code == EXIT_BAD_INPUT and "reranker folder" in r.output and "Traceback" not in r.output
+    info = zoo.adapter_info("rr-tiny")  # zoo checksums cover the reranker's files
+    assert info.kind == "reranker" and "reranker/weights.safetensors" in info.manifest["files"]
+    linker = Linker.from_config({"index": str(index_dir), "reranker": "rr-tiny", "rerank_k": 4, "k": 6,
+                                 "abbreviations": False, "context_chars": 0})
+    m = Mentions(texts=["convulsions", "fiebre"], langs=["en", "es"])
+    direct = Linker.from_config({"index": str(index_dir), "reranker": str(out), "rerank_k": 4, "k": 6,
+                                 "abbreviations": False, "context_chars": 0})
+    np.testing.assert_allclose(linker.candidates(m).scores, direct.candidates(m).scores, rtol=1e-5, atol=1e-6)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("\n".join(json.dumps(d) for d in DOCS) + "\n")
+    r = _run("link", str(plain), "-o", str(tmp_path / "l.jsonl"), "--index", str(index_dir), "--reranker", "rr-tiny")
+    assert r.exit_code == 0, r.output
+    assert "rr-tiny" in _run("adapters", "list").output
+    weights = entry / "reranker" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ArtifactError, match="weights.safetensors"):
+        Linker.from_config({"index": str(index_dir), "reranker": "rr-tiny"})
+
+
 def test_calibrate_threshold(index_dir, trained):
     from xnorm.linker import Linker
 
@@ -488,9 +522,10 @@ def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
     out = tmp_path / "rr"
     r = _run("train-reranker", "--index", str(index_dir), "--train", str(docs), "--dev", "synonyms:es", "-o", str(out),
              "--base-model", str(tiny_model_dir), "--k", "4", "--steps", "2", "--batch-size", "2", "--max-length", "24",
-             "--eval-every", "1", "--context-chars", "20")
+             "--eval-every", "1", "--context-chars", "20", "--pooling", "mean")
     assert r.exit_code == 0, r.output
     assert "wrote" in r.output and (out / "manifest.json").is_file()
+    assert json.loads((out / "manifest.json").read_text())["pooling"] == "mean"
     assert json.loads((out / "manifest.json").read_text())["training"]["dev"]["synonyms:es"].startswith("synonyms of")
     assert json.loads((out / "manifest.json").read_text())["pairs"]["context_chars"] == 20
     plain = tmp_path / "plain.jsonl"

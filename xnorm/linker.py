@@ -366,7 +366,7 @@ def _resolve_reranker(spec: str) -> Path:
     try:
         from . import zoo
 
-        return zoo.resolve(spec)
+        return zoo.reranker_folder(spec)
     except (ImportError, ArtifactError):
         raise ArtifactError("reranker folder not found (and no adapter-zoo entry of that name).", file=spec,
                             field="reranker", fix="train one with `xnorm train-reranker ... -o DIR` and pass DIR.") \

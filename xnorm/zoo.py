@@ -23,17 +23,19 @@ import json
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from xnorm._io import atomic_write, read_folder_manifest, sha256_file
+from xnorm._io import atomic_dir, atomic_write, read_folder_manifest, sha256_file
 from xnorm.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+RERANKER_SUBDIR = "reranker"  # a zoo entry of kind reranker: the reranker's own folder inside
 FORMAT = "xnorm-adapter"
 FORMAT_VERSION = 1
 KINDS = ("language-adapter", "task-adapter", "encoder-adapter", "reranker")
@@ -182,6 +184,31 @@ def write_manifest(folder: str | os.PathLike, **fields: Any) -> Path:
         json.dump(manifest, f, indent=2, ensure_ascii=False)
         f.write("\n")
     return path
+
+
+def add_reranker(reranker_dir: str | os.PathLike, name: str, *, root: str | os.PathLike | None = None,
+                 **fields: Any) -> Path:
+    """Put a trained reranker folder (``xnorm train-reranker -o DIR``) into the zoo as ``<root>/<name>``: the folder
+    unchanged under ``reranker/`` (its own manifest and checksums) inside a zoo entry of kind ``reranker``, so
+    ``--reranker NAME`` finds it. ``root``: the user zoo (``$XNORM_HOME/adapters``) by default; ``fields`` go into
+    the zoo manifest (training data, metrics, license)."""
+    from xnorm.models.registry import resolve_model
+
+    src = Path(reranker_dir)
+    inner = read_folder_manifest(src, "xnorm-reranker", 1, what="a reranker folder",
+                                 fix="give the folder `xnorm train-reranker -o DIR` wrote.")
+    base = str(inner["base_model"])
+    with atomic_dir(Path(root or user_zoo_dir()) / name) as tmp:
+        shutil.copytree(src, tmp / RERANKER_SUBDIR)
+        write_manifest(tmp, kind="reranker", name=name, base_model=base,
+                       base_model_sha256=model_sha256(resolve_model(base)), **fields)
+    return Path(root or user_zoo_dir()) / name
+
+
+def reranker_folder(name_or_path: str | os.PathLike) -> Path:
+    """The reranker folder of a zoo entry (``add_reranker``) given by name or path, or the folder itself."""
+    folder = resolve(name_or_path)
+    return folder / RERANKER_SUBDIR if (folder / RERANKER_SUBDIR / MANIFEST).is_file() else folder
 
 
 def _check_fields(manifest: dict, where: str) -> None:

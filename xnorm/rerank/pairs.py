@@ -69,7 +69,7 @@ def _join(core: str, left: str, right: str, markers: tuple[str, str]) -> str:
     return " ".join(p for p in (left, markers[0], core, markers[1], right) if p)
 
 
-def mention_texts(mentions: Mentions, context_chars: int = 48, markers: tuple[str, str] = MARKERS) -> list[str]:
+def mention_texts(mentions: Mentions, context_chars: int = 0, markers: tuple[str, str] = MARKERS) -> list[str]:
     """One string per mention: ``left [ mention ] right`` (just the mention when there is no context).
 
     A mention with a long form (abbreviation defined in its document) reads ``ABBR ( long form )``.
