@@ -469,8 +469,9 @@ def test_reranker_in_the_zoo_is_found_by_name(index_dir, trained, tmp_path, monk
     assert r.exit_code == EXIT_BAD_INPUT and "reranker folder" in r.output and "Traceback" not in r.output
     info = zoo.adapter_info("rr-tiny")  # zoo checksums cover the reranker's files
     assert info.kind == "reranker" and "reranker/weights.safetensors" in info.manifest["files"]
-    linker = Linker.from_config({"index": str(index_dir), "reranker": "rr-tiny", "rerank_k": 4, "k": 6,
+    linker = Linker.from_config({"index": str(index_dir), "reranker": "rr-tiny", "k": 6,
                                  "abbreviations": False, "context_chars": 0})
+    assert linker.rerank_k == 4  # no rerank_k given: the k the reranker was trained with
     m = Mentions(texts=["convulsions", "fiebre"], langs=["en", "es"])
     direct = Linker.from_config({"index": str(index_dir), "reranker": str(out), "rerank_k": 4, "k": 6,
                                  "abbreviations": False, "context_chars": 0})

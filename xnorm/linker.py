@@ -71,7 +71,8 @@ class LinkerConfig:
     context_chars: int = 100
     default_lang: str = "en"
     reranker: str | None = None  # a reranker folder (`xnorm train-reranker`), CrossEncoder folder or zoo name
-    rerank_k: int = 16  # candidates per mention the reranker re-scores (the rest keep their order, score 0)
+    rerank_k: int | None = None  # candidates the reranker re-scores (the rest keep their order, score 0);
+    # None: the k it was trained with (16 for a reranker that does not record it)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "LinkerConfig":
@@ -86,7 +87,7 @@ class LinkerConfig:
         if cfg.top_k < 1 or cfg.k < cfg.top_k:
             raise ConfigError(f"need 1 <= top_k <= k, got top_k={cfg.top_k}, k={cfg.k}.", file=source,
                               field="top_k", fix="lower top_k or raise k.")
-        if cfg.rerank_k < 1:
+        if cfg.rerank_k is not None and cfg.rerank_k < 1:
             raise ConfigError(f"rerank_k must be >= 1, got {cfg.rerank_k}.", file=source, field="rerank_k",
                               fix="use e.g. 16.")
         return cfg
@@ -181,6 +182,12 @@ class Linker:
         return self.index.terminology
 
     @property
+    def rerank_k(self) -> int:
+        """Candidates per mention the reranker re-scores: the config's, else the k the reranker was trained with."""
+        info = getattr(self.reranker, "info", None) or {}
+        return int(self.config.rerank_k or info.get("k") or 16)
+
+    @property
     def db_name(self) -> str:
         return self.config.db_name or self.terminology.metadata.get("db_name") or self.terminology.metadata.get(
             "name", "") or ""
@@ -190,7 +197,7 @@ class Linker:
         """One line saying what runs (printed by `--explain` and stored in output metadata)."""
         text = self.index.describe()
         if self.reranker is not None:
-            text += f"; top {self.config.rerank_k} reranked by {self.reranker.describe()}"
+            text += f"; top {self.rerank_k} reranked by {self.reranker.describe()}"
         return text
 
     def candidates(self, mentions: Mentions, k: int | None = None) -> Candidates:
@@ -201,10 +208,10 @@ class Linker:
         candidates beyond ``rerank_k`` follow in their generator order with score 0.
         """
         k = k or self.config.k
-        cands = self.index.candidates(mentions, k=max(k, self.config.rerank_k) if self.reranker else k)
+        cands = self.index.candidates(mentions, k=max(k, self.rerank_k) if self.reranker else k)
         if self.reranker is None or len(mentions) == 0:
             return cands
-        rk = self.config.rerank_k
+        rk = self.rerank_k
         head = self.reranker.rerank(mentions, cands.top(rk), self.terminology)
         if cands.shape[1] > rk:
             tail = cands[np.arange(len(cands))]
