@@ -6,14 +6,14 @@ Data (read where it lies, nothing copied):
 - GSC+: dev split (mentions in context) for training, test split for testing; or, with
   ``--gsc-test-docs-to-train F``, a seeded fraction F of the *test documents* for training (document-level split,
   about 10x the dev split's mentions), the dev split for early stopping, and the other test documents for testing.
-Candidates: a saved ``CandidateIndex`` (default: the cached English HPO TF-IDF + e5-small index), top k.
+Candidates: a saved ``CandidateIndex`` (``--index``, e.g. ``xnorm index --terminology hpo-en -o DIR``), top k.
 
 Each run trains one reranker on the pooled training mentions (all languages + GSC+), early-stopped on two dev
 sets — bare HPO labels and GSC+ mentions in context — by the worse of their acc@1 gains over the candidates, then
 reranks every test set. Results are merged into ``<out>.json`` run by run (so runs
 can be split over several invocations) and the table ``<out>.md`` is rewritten from it.
 
-    nice -n 10 python benchmarks/rerank.py --runs adapter:1 adapter:0 full:1 --max-train-seconds 600
+    nice -n 10 python benchmarks/rerank.py --index DIR --runs adapter:1 adapter:0 full:1 --max-train-seconds 600
 """
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_INDEX = "/tmp/xh_default/indexes/hpo-en-32db54a668fa98e2"
 LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl"]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--index", default=DEFAULT_INDEX)
+    p.add_argument("--index", required=True,
+                   help="saved CandidateIndex over hpo-en (`xnorm index`); with an index whose encoder was trained "
+                        "on HPO labels (the default hpo-align-e5small) pass --test-concepts too")
     p.add_argument("--train-index", default=None,
                    help="index whose candidates the reranker trains on (default: --index). Use the base-encoder index "
                         "when --index holds an encoder trained on the training labels (its training candidates "
