@@ -208,10 +208,10 @@ class Linker:
         candidates beyond ``rerank_k`` follow in their generator order with score 0.
         """
         k = k or self.config.k
-        cands = self.index.candidates(mentions, k=max(k, self.rerank_k) if self.reranker else k)
+        rk = self.rerank_k
+        cands = self.index.candidates(mentions, k=max(k, rk) if self.reranker else k)
         if self.reranker is None or len(mentions) == 0:
             return cands
-        rk = self.rerank_k
         head = self.reranker.rerank(mentions, cands.top(rk), self.terminology)
         if cands.shape[1] > rk:
             tail = cands[np.arange(len(cands))]

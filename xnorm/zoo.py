@@ -198,11 +198,12 @@ def add_reranker(reranker_dir: str | os.PathLike, name: str, *, root: str | os.P
     inner = read_folder_manifest(src, "xnorm-reranker", 1, what="a reranker folder",
                                  fix="give the folder `xnorm train-reranker -o DIR` wrote.")
     base = str(inner["base_model"])
-    with atomic_dir(Path(root or user_zoo_dir()) / name) as tmp:
+    dest = Path(root or user_zoo_dir()) / name
+    with atomic_dir(dest) as tmp:
         shutil.copytree(src, tmp / RERANKER_SUBDIR)
         write_manifest(tmp, kind="reranker", name=name, base_model=base,
                        base_model_sha256=model_sha256(resolve_model(base)), **fields)
-    return Path(root or user_zoo_dir()) / name
+    return dest
 
 
 def reranker_folder(name_or_path: str | os.PathLike) -> Path:
