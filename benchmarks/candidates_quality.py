@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                "queries": {lang: q[2] | {"used": len(q[0])} for lang, q in queries.items()}, "runs": {}}
     for label, cfg in configs:
         t = time.perf_counter()
-        if isinstance(cfg, Path) and cfg.is_dir():
+        if isinstance(cfg, Path):  # an --index folder (configs are strings): a bad path is load()'s clear error
             index, build_s = CandidateIndex.load(cfg), None
         else:
             index = CandidateIndex.build(term, cfg, show_progress=True)

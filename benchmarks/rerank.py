@@ -108,8 +108,9 @@ def build_sets(args, terminology):
                                          context_chars=0)
             is_test = np.isin(ex.gold, held_rows)
             test, pool = ex[np.flatnonzero(is_test)], ex[np.flatnonzero(~is_test & (ex.gold >= 0))]
-            tests[f"hpo-{lang}"] = test[sample(len(test), args.test_per_lang, args.seed)]
-            tests[f"hpo-{lang}"].description = f"HPO {lang} labels of {Path(args.test_concepts).name}'s test concepts"
+            test = test[sample(len(test), args.test_per_lang, args.seed)]
+            test.description = f"HPO {lang} labels of {Path(args.test_concepts).name}'s test concepts"
+            tests[f"hpo-{lang}"] = test
             parts.append(pool[sample(len(pool), n_train, args.seed + 1)])
         hpo_train = _concat(parts)
         label_source = f"HPO translations, labels of concepts outside {args.test_concepts}'s test list"
@@ -206,8 +207,8 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
         train_index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
-        lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars}, threads=args.threads,
-        max_seconds=args.max_train_seconds, show_progress=True)
+        lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars},
+        threads=args.threads, max_seconds=args.max_train_seconds, show_progress=True)
     res = {"mode": mode, "lambda": lam, "train": {k: v for k, v in report.items() if k != "losses"},
            "loss_first_20": float(np.mean(report["losses"][:20])), "loss_last_20": float(np.mean(report["losses"][-20:])),
            "size_on_disk_bytes": int((out_dir / "weights.safetensors").stat().st_size),
@@ -236,7 +237,8 @@ def render(results: dict) -> str:
     lines = ["# Reranker ablation (issue 6)", "",
              f"Machine: {meta.get('machine', '?')} — **shared with other jobs**; times are indicative, compare "
              "them only within this table.", "",
-             f"Index: `{meta.get('index')}` ({meta.get('index_describe', 'English HPO names, TF-IDF + dense e5-small fused')}); "
+             f"Index: `{meta.get('index')}` "
+             f"({meta.get('index_describe', 'English HPO names, TF-IDF + dense e5-small fused')}); "
              + (f"training and dev candidates from `{meta['train_index']}`; "
                 if meta.get("train_index", meta.get("index")) != meta.get("index") else "") +
              f"k = {meta.get('k')} candidates reranked; pair max_length {meta.get('max_length')}. "
@@ -324,7 +326,8 @@ def main(argv=None) -> None:
                        "train_index": args.train_index or args.index, "k": args.k, "max_length": args.max_length,
                        "train_description": train.description, "train_size": len(train),
                        "dev_sets": {n: f"{len(ex)} mentions, {ex.description}" for n, ex in dev.items()},
-                       "test_per_lang": args.test_per_lang, "test_concepts": args.test_concepts, "gsc_test": args.gsc_test, "seed": args.seed,
+                       "test_per_lang": args.test_per_lang, "test_concepts": args.test_concepts,
+                       "gsc_test": args.gsc_test, "seed": args.seed,
                        "machine": f"{platform.machine()}, {os.cpu_count()} visible CPUs, torch threads {args.threads}, "
                                   "no GPU" if not torch.cuda.is_available() else "GPU"}
     results["candidates"] = {name: metrics(test_cands[name], ex.gold) for name, ex in tests.items()}

@@ -460,7 +460,7 @@ def test_reranker_in_the_zoo_is_found_by_name(index_dir, trained, tmp_path, monk
     from xnorm.linker import Linker
 
     monkeypatch.setenv("XNORM_HOME", str(tmp_path / "home"))
-    rr, _, out, _ = trained
+    _, _, out, _ = trained
     entry = zoo.add_reranker(out, "rr-tiny", training={"data": "tiny"})
     assert entry == tmp_path / "home" / "adapters" / "rr-tiny"
     r = _run("adapters", "add-reranker", str(out), "rr-cli")
