@@ -15,7 +15,8 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--terminology", "terminology_spec", required=True, metavar="DIR_OR_RECIPE",
               help="A saved terminology folder, a recipe YAML file or a built-in recipe name (e.g. hpo-multilingual).")
 @click.option("--base", "base_model", default="multilingual-e5-small", show_default=True, metavar="MODEL",
-              help="Encoder to start from: a name from `xnorm models list`, a Hugging Face folder or hub id.")
+              help="Encoder to start from: a name from `xnorm models list`, a Hugging Face folder or hub id, or an "
+              "encoder adapter (zoo name or folder), whose training then goes on.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), metavar="OUT_DIR",
               help="Folder to write: adapter folder (adapter mode) or Hugging Face model folder (full mode).")
 @click.option("--mode", type=click.Choice(["adapter", "full"]), default="adapter", show_default=True,
@@ -36,6 +37,9 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--batch-size", type=int, default=128, show_default=True,
               help="Names per batch (2 names per concept).")
 @click.option("--lr", type=float, help="Learning rate [default: 1e-4 adapter, 2e-5 full].")
+@click.option("--hard-negatives", type=click.IntRange(0, 10), default=0, show_default=True,
+              help="Batches of similar concepts: each concept brings this many of its 10 nearest (by the starting "
+              "encoder), so in-batch negatives are hard ones; 0: random batches.")
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Batches per optimizer step.")
 @click.option("--max-length", type=int, default=24, show_default=True, help="Tokens per name in training.")
 @click.option("--dev-every", type=int, default=200, show_default=True, help="Steps between dev evaluations.")
@@ -47,8 +51,8 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and init.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss, languages, exclude_concepts,
-                  dev_fraction, test_fraction, steps, batch_size, lr, grad_accum, max_length, dev_every, patience,
-                  threads, resume, seed, progress):
+                  dev_fraction, test_fraction, steps, batch_size, lr, hard_negatives, grad_accum, max_length,
+                  dev_every, patience, threads, resume, seed, progress):
     """Train an encoder so that a concept's names in every language lie close together.
 
     Positive pairs are two names of one concept (English name and a synonym or translation); the split into
@@ -59,6 +63,8 @@ def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss
     Examples:
       xnorm train-encoder --terminology hpo-multilingual --languages en,es,fr,de -o hpo-align --steps 400
       xnorm train-encoder --terminology hpo-multilingual -o hpo-align --steps 800 --resume
+      xnorm train-encoder --terminology hpo-multilingual --base hpo-align-e5small --hard-negatives 3 \
+          --exclude-concepts my-test-concepts.txt -o hpo-align-hard --steps 800
     """
     from xnorm.errors import ConfigError
     from xnorm.terminology import load_terminology
@@ -76,7 +82,7 @@ def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss
     click.echo(f"terminology: {len(terminology):,} concepts, {terminology.n_names:,} names", err=True)
     result = train(terminology, base_model, output, mode=mode, loss=loss, languages=langs, exclude_concepts=exclude,
                    resume=resume, progress=progress, steps=steps, batch_size=batch_size, lr=lr,
-                   grad_accum=grad_accum, max_length=max_length, dev_every=dev_every, patience=patience,
+                   hard_negatives=hard_negatives, grad_accum=grad_accum, max_length=max_length, dev_every=dev_every, patience=patience,
                    threads=threads, seed=seed, adapter_type=adapter_type, dev_fraction=dev_fraction,
                    test_fraction=test_fraction)
     m = result.manifest

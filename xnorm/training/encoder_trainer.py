@@ -29,7 +29,8 @@ from xnorm.errors import ArtifactError, ConfigError
 from xnorm.terminology.core import Terminology
 from xnorm.training import adapter_io
 from xnorm.training.losses import LOSSES, make_loss
-from xnorm.training.pairs import ConceptBatchSampler, ConceptSplit, NameTable, split_concepts, training_names
+from xnorm.training.pairs import (ConceptBatchSampler, ConceptSplit, NameTable, concept_neighbours, split_concepts,
+                                  training_names)
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,14 @@ MODES = ("adapter", "full")
 ADAPTER_TYPES = ("seq_bn", "lora")
 CHECKPOINT_DIR = ".checkpoints"  # hidden: not part of the zoo manifest's file list
 CHECKPOINT_FILE = "last.pt"
+NEIGHBOURS_FILE = "neighbours.npy"  # beside the checkpoint: a resumed run draws the same hard-negative batches
+NEIGHBOUR_POOL = 10  # hard negatives are drawn among each concept's 10 nearest concepts
 # Settings that must match for --resume to continue a run (the rest, e.g. steps or patience, may change).
 _RESUME_KEYS = ("base_model", "mode", "loss", "languages", "batch_size", "names_per_concept", "lr", "grad_accum",
                 "max_length", "seed", "adapter_type", "adapter_size", "freeze_embeddings", "dev_fraction",
-                "test_fraction", "pivot")
+                "test_fraction", "pivot", "hard_negatives")
+
+_DEV_KEYS = ("dev_queries", "dev_distractors")  # may change on --resume: the best-so-far is then re-measured
 
 
 @dataclass
@@ -55,6 +60,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 128
     names_per_concept: int = 2
+    hard_negatives: int = 0  # per concept in a batch, this many of its nearest concepts join it (0: random batches)
     lr: float | None = None  # None: 1e-4 for adapters, 2e-5 for full fine-tuning
     weight_decay: float = 0.01
     warmup_steps: int | None = None  # None: a tenth of the steps, at most 100
@@ -90,6 +96,9 @@ class TrainConfig:
                                   fix="pass a whole number of at least 1.")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, not {self.lr!r}.", field="lr", fix="use e.g. 1e-4.")
+        if not 0 <= self.hard_negatives <= NEIGHBOUR_POOL:
+            raise ConfigError(f"hard_negatives must be in 0..{NEIGHBOUR_POOL}, not {self.hard_negatives!r}.",
+                              field="hard_negatives", fix="use e.g. 3 (clusters of 4 similar concepts), or 0.")
         if self.patience < 0 or self.dev_distractors < 0:
             raise ConfigError("patience and dev_distractors must not be negative.", field="patience",
                               fix="use 0 to disable early stopping.")
@@ -230,19 +239,21 @@ def _load_checkpoint(path: Path) -> dict:
 
 
 # ---- model setup -------------------------------------------------------------------------------------------
-def _setup_model(model: Any, cfg: TrainConfig) -> Any:
-    """Add and select the trainable part: an adapter on the frozen model, or all weights but word embeddings."""
+def _setup_model(model: Any, cfg: TrainConfig, has_adapter: bool = False) -> Any:
+    """Add and select the trainable part: an adapter on the frozen model (``has_adapter``: the one the model was
+    loaded with, trained further), or all weights but word embeddings."""
     if cfg.mode == "adapter":
         import adapters
 
         # adapters warns "adapters available but none activated" between adding and activating: expected here.
         logging.getLogger("adapters.model_mixin").setLevel(logging.ERROR)
-        adapters.init(model)
-        if cfg.adapter_type == "seq_bn":
-            acfg = adapters.SeqBnConfig(reduction_factor=cfg.adapter_size)
-        else:
-            acfg = adapters.LoRAConfig(r=cfg.adapter_size, alpha=2 * cfg.adapter_size)
-        model.add_adapter(adapter_io.ADAPTER_NAME, config=acfg)
+        if not has_adapter:
+            adapters.init(model)
+            if cfg.adapter_type == "seq_bn":
+                acfg = adapters.SeqBnConfig(reduction_factor=cfg.adapter_size)
+            else:
+                acfg = adapters.LoRAConfig(r=cfg.adapter_size, alpha=2 * cfg.adapter_size)
+            model.add_adapter(adapter_io.ADAPTER_NAME, config=acfg)
         model.train_adapter(adapter_io.ADAPTER_NAME)  # freezes everything else
         model.set_active_adapters(adapter_io.ADAPTER_NAME)
     else:
@@ -251,6 +262,52 @@ def _setup_model(model: Any, cfg: TrainConfig) -> Any:
         if cfg.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
     return model
+
+
+def _start_adapter(cfg: TrainConfig) -> dict | None:
+    """The manifest of the encoder adapter that ``cfg.base_model`` names (its training goes on), or None for a
+    plain model. The adapter's own type and size replace the config's."""
+    location = Path(_resolve_location(cfg.base_model))
+    manifest = adapter_io.adapter_manifest(location) if location.is_dir() else None
+    if manifest is None:
+        return None
+    if cfg.mode != "adapter":
+        raise ConfigError(f"{cfg.base_model!r} is an encoder adapter: full mode starts from a plain model.",
+                          field="base_model", fix=f"use mode 'adapter' to train the adapter further, or "
+                          f"--base {manifest['base_model']} (its base model).")
+    cfg.adapter_type, cfg.adapter_size = manifest["adapter_type"], int(manifest["adapter_size"])
+    manifest["location"] = str(location)
+    return manifest
+
+
+def _held_out_now_trained(start: dict, split: ConceptSplit) -> int:
+    """How many of the start adapter's dev/test concepts this run trains on (its held-out numbers then leak)."""
+    path = Path(start["location"]) / start.get("split_file", "split.json")
+    if not path.is_file():
+        return 0
+    before = ConceptSplit.load(path)
+    held_out = set(before.dev.tolist()) | set(before.test.tolist())
+    return len(held_out & set(split.train.tolist()))
+
+
+def _hard_negative_table(encoder: Any, names: NameTable, path: Path) -> np.ndarray:
+    """Each training concept's NEIGHBOUR_POOL nearest concepts by the starting encoder (one pivot name per
+    concept), saved at ``path`` so a resumed run draws the same batches."""
+    k = min(NEIGHBOUR_POOL, names.n_groups - 1)
+    if path.is_file():
+        table = np.load(path, allow_pickle=False)
+        if table.shape == (names.n_groups, k):
+            return table
+    # Per concept its first pivot-language name (its first name when it has none).
+    key = np.arange(len(names)) + np.where(names.english, 0, len(names))
+    first = np.minimum.reduceat(key, names.offsets[:-1]) % len(names)
+    encoder.model.eval()
+    vectors = encoder.encode(names.texts[first].tolist(), kind="passage", show_progress=True)
+    table = concept_neighbours(vectors, k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as f:
+        np.save(f, table)
+    return table
 
 
 def terminology_fingerprint(terminology: Terminology) -> str:
@@ -298,6 +355,7 @@ def train_encoder(
     cfg = TrainConfig(base_model=str(base_model), mode=mode, loss=loss,
                       languages=None if languages is None else sorted(set(languages)), **options)
     cfg.check()
+    start = _start_adapter(cfg)
     if cfg.languages is not None and cfg.pivot not in cfg.languages:
         cfg.languages = sorted(set(cfg.languages) | {cfg.pivot})  # the pivot's names anchor every concept
     if cfg.threads:
@@ -315,16 +373,23 @@ def train_encoder(
     split = split_concepts(terminology, dev_fraction=cfg.dev_fraction, test_fraction=cfg.test_fraction,
                            seed=cfg.seed, exclude=exclude_concepts)
     split.save(out)
+    leaked = _held_out_now_trained(start, split) if start else 0
+    if leaked:
+        logger.warning("%d dev/test concepts of %s are training concepts of this run: its held-out results no "
+                       "longer hold for the new adapter", leaked, cfg.base_model)
     names = training_names(terminology, split.train, cfg.languages, pivot=cfg.pivot)
-    sampler = ConceptBatchSampler(names, cfg.batch_size, cfg.names_per_concept, seed=cfg.seed)
     dev = build_dev_set(terminology, split, cfg.languages, cfg.pivot, cfg.dev_queries, cfg.dev_distractors,
                         cfg.seed)
 
     torch.manual_seed(cfg.seed)
     encoder = Encoder(cfg.base_model, device=cfg.device, max_length=cfg.max_length, batch_size=256)
-    base_location = _resolve_location(cfg.base_model)
-    model = _setup_model(encoder.model, cfg)
+    base_location = _resolve_location(start["base_model"] if start else cfg.base_model)
+    model = _setup_model(encoder.model, cfg, has_adapter=start is not None)
     model.to(encoder.device)
+    neighbours = _hard_negative_table(encoder, names, out / CHECKPOINT_DIR / NEIGHBOURS_FILE) \
+        if cfg.hard_negatives else None
+    sampler = ConceptBatchSampler(names, cfg.batch_size, cfg.names_per_concept, seed=cfg.seed,
+                                  neighbours=neighbours, hard_negatives=cfg.hard_negatives)
     tokens = _Tokens(encoder.tokenizer, names.texts, encoder.query_prefix, encoder.passage_prefix, cfg.max_length)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -348,6 +413,7 @@ def train_encoder(
         history = json.loads(state["history"])
         seconds = float(state["seconds"])
         logger.info("resuming at step %d", step)
+        dev_changed = any(saved.get(k) != getattr(cfg, k) for k in _DEV_KEYS)
 
     def checkpoint() -> None:
         _save_checkpoint(ckpt_path, {
@@ -368,6 +434,21 @@ def train_encoder(
         base_r1 = evaluate()
         history.append({"step": 0, "dev_recall@1": base_r1})
         best = base_r1
+    elif dev is not None and resume and dev_changed:
+        # The best-so-far was measured on another dev set: re-measure it and the current weights on this one.
+        current = _trainable(model)
+        scores = {}
+        if best_state:
+            model.load_state_dict(best_state, strict=False)
+            scores["best"] = evaluate()
+        model.load_state_dict(current, strict=False)
+        scores["current"] = evaluate()
+        best = max(scores.values())
+        best_state = current if scores["current"] >= best else best_state
+        bad_evals = 0
+        history.append({"step": step, "dev_changed": dev.describe(), "dev_recall@1": scores["current"]}
+                       | ({"dev_recall@1_previous_best": scores["best"]} if "best" in scores else {}))
+        logger.info("new dev set: recall@1 %s", scores)
 
     stopped_early = False
     started = time.perf_counter() - seconds
@@ -418,7 +499,7 @@ def train_encoder(
     manifest = {
         "kind": adapter_io.KIND_ADAPTER if cfg.mode == "adapter" else adapter_io.KIND_FULL,
         "name": _safe_name(out.name),
-        "base_model": cfg.base_model,
+        "base_model": start["base_model"] if start else cfg.base_model,
         "base_model_sha256": _base_sha256(base_location),
         "terminology": {"name": terminology.metadata.get("name"), "fingerprint": terminology_fingerprint(terminology),
                         "concepts": len(terminology), "names": terminology.n_names,
@@ -430,6 +511,8 @@ def train_encoder(
         "stopped_early": stopped_early,
         "best_step": int(best_step) if best_state else step,
         "loss": cfg.loss,
+        **({"init_from": {"adapter": cfg.base_model, "steps": start.get("steps"),
+                          "held_out_concepts_now_trained": leaked}} if start else {}),
         "dev": (dev.describe() | {"recall@1_base": history[0].get("dev_recall@1"), "recall@1_best": best})
         if dev is not None else None,
         "training_seconds": round(seconds, 1),

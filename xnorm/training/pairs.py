@@ -188,9 +188,14 @@ class ConceptBatchSampler:
     are drawn from its remaining names in any language, so most positives are cross-lingual pairs. A batch is
     a pure function of (seed, batch number): resuming at batch b gives exactly the batches an uninterrupted
     run would have seen. Concepts are visited in a seeded permutation per epoch.
+
+    ``neighbours`` (``[groups, K]`` group indices, e.g. from ``concept_neighbours``) with ``hard_negatives=h``
+    makes batches of clusters: each concept drawn from the permutation (an anchor) brings ``h`` of its K nearest
+    concepts, so the in-batch negatives are the concepts the encoder confuses, not random ones.
     """
 
-    def __init__(self, names: NameTable, batch_size: int, names_per_concept: int = 2, seed: int = 0) -> None:
+    def __init__(self, names: NameTable, batch_size: int, names_per_concept: int = 2, seed: int = 0,
+                 neighbours: np.ndarray | None = None, hard_negatives: int = 0) -> None:
         if names_per_concept < 2:
             raise ConfigError("names_per_concept must be at least 2 (a positive pair).", field="names_per_concept",
                               fix="use 2.")
@@ -202,11 +207,20 @@ class ConceptBatchSampler:
             raise InputError(f"only {names.n_groups} training concepts have 2 or more names; a batch needs "
                              f"{per_batch}.", field="batch_size",
                              fix="lower the batch size, or add languages / concepts to the training data.")
+        if hard_negatives < 0 or (hard_negatives and (neighbours is None or neighbours.shape[0] != names.n_groups
+                                                      or neighbours.shape[1] < hard_negatives)):
+            raise ConfigError(f"hard_negatives={hard_negatives} needs a neighbour table with a row per training "
+                              f"concept and at least {hard_negatives} columns.", field="hard_negatives",
+                              fix="pass neighbours=concept_neighbours(...), or hard_negatives=0.")
         self.names = names
         self.concepts_per_batch = per_batch
         self.names_per_concept = names_per_concept
         self.seed = seed
-        self.batches_per_epoch = names.n_groups // per_batch
+        self.hard_negatives = hard_negatives
+        self.neighbours = neighbours
+        # Anchors per batch: each anchor brings hard_negatives neighbours (an epoch = every concept as anchor once).
+        self.anchors_per_batch = max(1, per_batch // (1 + hard_negatives))
+        self.batches_per_epoch = names.n_groups // self.anchors_per_batch
         self._sizes = np.diff(names.offsets)
         self._perm_epoch = -1
         self._perm = np.empty(0, dtype=np.int64)
@@ -220,8 +234,11 @@ class ConceptBatchSampler:
     def batch(self, number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(name indices [m], group label per name [m], is-first-name flag [m]) of batch ``number``."""
         epoch, pos = divmod(number, self.batches_per_epoch)
-        groups = self._permutation(epoch)[pos * self.concepts_per_batch:(pos + 1) * self.concepts_per_batch]
+        a = self.anchors_per_batch
+        groups = self._permutation(epoch)[pos * a:(pos + 1) * a]
         rng = np.random.default_rng([self.seed, 2, number])
+        if self.hard_negatives:
+            groups = self._with_neighbours(groups, rng)
         sizes = self._sizes[groups]
         starts = self.names.offsets[groups]
         # All names of the chosen concepts, flattened: segment g covers starts[g] .. starts[g] + sizes[g].
@@ -242,5 +259,36 @@ class ConceptBatchSampler:
         take = order[chosen]
         return members[take], seg[take], within[chosen] == 0
 
+    def _with_neighbours(self, anchors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The anchors, then ``hard_negatives`` random picks among each anchor's neighbours, each concept once;
+        random other concepts fill the batch where neighbours coincide."""
+        picks = rng.permuted(self.neighbours[anchors], axis=1)[:, :self.hard_negatives]
+        groups = np.concatenate([anchors, picks.ravel()])
+        _, first = np.unique(groups, return_index=True)
+        groups = groups[np.sort(first)][:self.concepts_per_batch]
+        missing = self.concepts_per_batch - len(groups)
+        if missing > 0:
+            others = np.setdiff1d(np.arange(self.names.n_groups), groups)
+            groups = np.concatenate([groups, rng.choice(others, missing, replace=False)])
+        return groups
+
     def __len__(self) -> int:
         return self.batches_per_epoch
+
+
+def concept_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
+    """``[n, k]`` indices of each row's ``k`` nearest other rows by inner product (exact FAISS search), e.g.
+    over one normalised name vector per training concept."""
+    import faiss
+
+    if not 0 < k < len(vectors):
+        raise ConfigError(f"cannot find {k} neighbours among {len(vectors)} concepts.", field="hard_negatives",
+                          fix="use fewer hard negatives, or more training concepts.")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    _, found = index.search(vectors, k + 1)
+    # Drop each row itself (usually first, but ties with duplicate names may put it elsewhere).
+    own = found == np.arange(len(vectors))[:, None]
+    own[~own.any(axis=1), -1] = True
+    return found[~own].reshape(len(vectors), k).astype(np.int64)
