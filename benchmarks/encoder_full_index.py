@@ -31,6 +31,16 @@ LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl", "nna"]
 
 
 
+def _weights_key(adapter: str) -> str:
+    """A cache key that changes with the adapter's weights (its zoo manifest lists their sha256)."""
+    import hashlib
+
+    from xnorm.models import registry
+
+    manifest = Path(registry.resolve_model(adapter)) / "manifest.json"
+    return "adapter-" + hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+
+
 def main(argv=None) -> None:
     import argparse
 
@@ -43,6 +53,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--adapters", nargs="*", default=["hpo-align-e5small"], help="zoo names or adapter folders")
     ap.add_argument("--out", default=str(HERE / "results" / "encoder_full_index"))
+    ap.add_argument("--cache", type=Path, help="folder for each encoder's index vectors (keyed by its weights), so "
+                    "a later run re-encodes only new encoders")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     data = Path(os.environ.get("XNORM_DATA", "/work/shared/data"))
@@ -57,18 +69,28 @@ def main(argv=None) -> None:
     rows = {}
     timings = {}
     encoders = [("base e5-small", lambda: Encoder("multilingual-e5-small", backend="auto"))]
+    keys = {"base e5-small": "base-e5-small"}
     for a in args.adapters:
         path = Path(a)
         if path.is_dir() and json.loads((path / "split.json").read_text())["test"] != split["test"]:
             sys.exit(f"{a}: trained on another split than hpo-align-e5small (its test concepts would leak)")
         m = json.loads((path / "manifest.json").read_text()) if path.is_dir() else {}
         steps = f" (best of {m['steps']} steps: {m['best_step']})" if m else ""
-        encoders.append((f"{path.name} adapter{steps}", lambda a=a: Encoder(a)))
+        label = f"{path.name} adapter{steps}"
+        encoders.append((label, lambda a=a: Encoder(a)))
+        keys[label] = _weights_key(a)
     for label, make in encoders:
         enc = make()
-        t = time.perf_counter()
-        vecs = enc.encode(names, kind="passage", show_progress=True)
-        timings[label] = round(time.perf_counter() - t, 1)
+        cached = args.cache / f"{keys[label]}.npy" if args.cache else None
+        if cached is not None and cached.is_file():
+            vecs = np.load(cached, allow_pickle=False)
+        else:
+            t = time.perf_counter()
+            vecs = enc.encode(names, kind="passage", show_progress=True)
+            timings[label] = round(time.perf_counter() - t, 1)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, vecs)
         rows[label] = {}
         for lang, (texts, gold_idx) in queries.items():
             if not texts:
@@ -85,7 +107,7 @@ def main(argv=None) -> None:
              f"(never trained on; ≤ {te.MAX_QUERIES} per language, train_encoder.py's seeded samples); dense exact "
              "search, concepts ranked by their best name (train_encoder.py's `concept_ranks`)",
              f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads 2; encoding the index took "
-             + ", ".join(f"{k} {v} s" for k, v in timings.items()),
+             + (", ".join(f"{k} {v} s" for k, v in timings.items()) or "nothing (every encoder's vectors cached)"),
              "- command: `python benchmarks/encoder_full_index.py" + "".join(f" {x}" for x in (argv or sys.argv[1:]))
              + "`", "",
              "| encoder | " + " | ".join(f"{lang} acc@1 / R@64 (n)" for lang in langs) + " |",

@@ -94,6 +94,37 @@ def test_batches_hold_pairs_of_one_concept_english_first_and_are_reproducible():
         ConceptBatchSampler(names, batch_size=2)
 
 
+def test_hard_negative_batches_group_each_anchor_with_its_neighbours():
+    from xnorm.training.pairs import concept_neighbours
+
+    term = _terminology()
+    names = training_names(term, term.concept_ids, ["en", "es"])
+    n = names.n_groups
+    # Concepts on a circle: the nearest ones are the adjacent indices.
+    angle = 2 * np.pi * np.arange(n) / n
+    table = concept_neighbours(np.stack([np.cos(angle), np.sin(angle)], 1), 4)
+    assert table.shape == (n, 4) and not (table == np.arange(n)[:, None]).any()
+    assert set(table[10].tolist()) == {8, 9, 11, 12}
+    sampler = ConceptBatchSampler(names, batch_size=16, seed=2, neighbours=table, hard_negatives=3)
+    assert sampler.anchors_per_batch == 2 and len(sampler) == n // 2
+    anchors_seen, near_share = set(), []
+    for number in range(len(sampler)):
+        rows, labels, first = sampler.batch(number)
+        groups = np.searchsorted(names.offsets, rows[first], side="right") - 1
+        assert len(groups) == 8 and len(set(groups.tolist())) == 8
+        anchors = groups[:2]
+        near = set(anchors.tolist()) | set(table[anchors].ravel().tolist())
+        near_share.append(len(set(groups.tolist()) & near) / 8)
+        anchors_seen.update(anchors.tolist())
+        assert np.array_equal(sampler.batch(number)[0], rows)
+    # Batch concepts are anchors or their neighbours (random fill only where two anchors share neighbours;
+    # random batches would give about 10 / 48).
+    assert np.mean(near_share) > 0.9
+    assert len(anchors_seen) == n  # an epoch makes every concept an anchor once
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        ConceptBatchSampler(names, batch_size=16, hard_negatives=3)
+
+
 def test_losses_prefer_aligned_embeddings():
     import torch
 
@@ -211,6 +242,37 @@ def test_adapter_folder_loads_through_encoder_and_changes_embeddings(tiny_model_
         Encoder(out)
 
 
+def test_training_goes_on_from_an_encoder_adapter_with_hard_negatives(tiny_model_dir, tmp_path, caplog):
+    from safetensors.numpy import load_file
+
+    from xnorm.training import train_encoder
+
+    term = _terminology()
+    opts = dict(languages=["es", "fr"], lr=5e-3, progress=False, **FAST)
+    first = train_encoder(term, str(tiny_model_dir), tmp_path / "first", steps=4, **opts)
+    # The first adapter as the base: its weights are trained further (same type, same split), not a new adapter.
+    more = train_encoder(term, str(tmp_path / "first"), tmp_path / "more", steps=4, hard_negatives=3,
+                         **{**opts, "adapter_size": 8})
+    m = more.manifest
+    assert m["base_model"] == first.manifest["base_model"] == str(tiny_model_dir)
+    assert m["adapter_size"] == 4 and m["init_from"]["steps"] == 4
+    assert m["init_from"]["held_out_concepts_now_trained"] == 0
+    assert m["config"]["hard_negatives"] == 3
+    assert (tmp_path / "more" / ".checkpoints" / "neighbours.npy").is_file()
+    a = load_file(str(tmp_path / "first" / "adapter.safetensors"))
+    b = load_file(str(tmp_path / "more" / "adapter.safetensors"))
+    assert a.keys() == b.keys()
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) > 0  # trained further
+    # Another split makes the first adapter's held-out concepts training data: said in the log and manifest.
+    other = train_encoder(term, str(tmp_path / "first"), tmp_path / "other", steps=1, **{**opts, "seed": 7})
+    assert other.manifest["init_from"]["held_out_concepts_now_trained"] > 0
+    assert "held-out results" in caplog.text
+    with pytest.raises(ConfigError, match="full mode"):
+        train_encoder(term, str(tmp_path / "first"), tmp_path / "full", mode="full", steps=1, **opts)
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        train_encoder(term, str(tiny_model_dir), tmp_path / "bad", steps=1, hard_negatives=11, **opts)
+
+
 def test_trained_adapter_serves_a_dense_index(tiny_model_dir, tmp_path):
     from xnorm.candidates import CandidateIndex
     from xnorm.training import train_encoder
@@ -222,6 +284,39 @@ def test_trained_adapter_serves_a_dense_index(tiny_model_dir, tmp_path):
     index = CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(out)}]})
     cands = index.candidates(Mentions.from_texts(["fiebre corazón"], lang="es"), k=3)
     assert cands.concepts.shape == (1, 3) and (cands.concepts >= 0).all()
+    index.save(tmp_path / "index")
+    assert CandidateIndex.load(tmp_path / "index").generators[0].weights_fingerprint() \
+        == index.generators[0].weights_fingerprint()
+
+
+def test_an_adapter_retrained_under_the_same_name_is_not_searched_with_old_vectors(tiny_model_dir, tmp_path):
+    """Name vectors made by one adapter's weights must not be searched with another's query vectors: a saved index
+    refuses to load, and the linker's cache builds a new index."""
+    import shutil
+
+    from xnorm import Linker
+    from xnorm.candidates import CandidateIndex
+    from xnorm.training import train_encoder
+
+    term = _terminology()
+    term_dir = term.save(tmp_path / "term")
+    out = tmp_path / "adapter"
+    opts = dict(languages=["es"], steps=2, progress=False, **FAST)
+    train_encoder(term, str(tiny_model_dir), out, **opts)
+    config = {"terminology": str(term_dir), "candidates": {"generators": [{"type": "dense", "model": str(out)}]}}
+    first = Linker.from_config(config).index
+    first.save(tmp_path / "index")
+    # The same folder now holds an adapter trained with another seed.
+    train_encoder(term, str(tiny_model_dir), tmp_path / "other", **{**opts, "seed": 1})
+    shutil.rmtree(out)
+    shutil.copytree(tmp_path / "other", out)
+    with pytest.raises(ArtifactError, match="other weights"):
+        CandidateIndex.load(tmp_path / "index")
+    again = Linker.from_config(config).index
+    assert again.generators[0].weights_fingerprint() != first.generators[0].weights_fingerprint()
+    from xnorm.paths import indexes_dir
+
+    assert len(list(indexes_dir().iterdir())) == 2  # a new cache entry, the old one untouched
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------------
@@ -240,11 +335,19 @@ def test_cli_trains_and_reports_errors_in_one_line(tiny_model_dir, tmp_path, cap
     code, stdout, _ = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
                                 "-o", str(out), "--languages", "en,es", "--steps", "3", "--batch-size", "8",
                                 "--max-length", "16", "--dev-every", "3", "--threads", "1", "--no-progress",
-                                "--dev-fraction", "0.2", "--test-fraction", "0.3"], capsys)
+                                "--dev-fraction", "0.2", "--test-fraction", "0.3", "--hard-negatives", "1"], capsys)
     assert code == 0 and "wrote" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "encoder-adapter"
     assert manifest["config"]["dev_fraction"] == 0.2 and manifest["config"]["test_fraction"] == 0.3
+    assert manifest["config"]["hard_negatives"] == 1
+    # The trained adapter as --base: its training goes on.
+    code, stdout, _ = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(out),
+                                "-o", str(tmp_path / "cli-more"), "--languages", "en,es", "--steps", "2",
+                                "--batch-size", "8", "--max-length", "16", "--threads", "1", "--no-progress",
+                                "--dev-fraction", "0.2", "--test-fraction", "0.3"], capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "cli-more" / "manifest.json").read_text())["init_from"]["adapter"] == str(out)
 
     code, _, err = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
                              "-o", str(tmp_path / "x"), "--languages", "en,xx"], capsys)

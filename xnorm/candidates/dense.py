@@ -82,6 +82,11 @@ class DenseGenerator(CandidateGenerator):
         cfg = getattr(self.encoder, "config", None)
         return cfg() if callable(cfg) else None
 
+    def weights_fingerprint(self) -> str | None:
+        """The encoder's weights fingerprint (``xnorm.models.registry.weights_fingerprint``), if it has one."""
+        fingerprint = getattr(self.encoder, "weights_fingerprint", None)
+        return fingerprint() if callable(fingerprint) else None
+
     # ---- fitting -----------------------------------------------------------------------------------------
     def _new_index(self, dim: int, n: int, sample: np.ndarray):
         import faiss

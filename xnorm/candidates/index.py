@@ -168,6 +168,7 @@ class CandidateIndex:
                 if isinstance(g, DenseGenerator):
                     entry["encoder"] = g.encoder_config()
                     entry["dim"] = int(next(iter(g.indexes.values())).d) if g.indexes else None
+                    entry["weights"] = g.weights_fingerprint()
                 gens.append(entry)
             (tmp / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True),
                                              encoding="utf-8")
@@ -209,7 +210,16 @@ class CandidateIndex:
                 generators.append(SparseGenerator.load(sub, entry["config"], terminology))
             elif entry["type"] == "dense":
                 encoder = _encoder_for(entry["config"], encoders, entry.get("encoder"))
-                generators.append(DenseGenerator.load(sub, entry["config"], terminology, encoder=encoder))
+                gen = DenseGenerator.load(sub, entry["config"], terminology, encoder=encoder)
+                now = gen.weights_fingerprint()
+                if entry.get("weights") and now and now != entry["weights"]:
+                    raise ArtifactError(
+                        f"generator {entry['name']!r}: the names were encoded by other weights of "
+                        f"{entry['config']['model']!r} (fingerprint {entry['weights']}) than the ones loaded now "
+                        f"({now}); its vectors and the new query vectors do not match.",
+                        file=str(path / "manifest.json"), field=f"generators.{entry['name']}.weights",
+                        fix="rebuild the index with `xnorm index` (a cached default index is rebuilt by itself).")
+                generators.append(gen)
             else:
                 raise ArtifactError(f"unknown generator type {entry['type']!r}.", file=str(path / "manifest.json"),
                                     field="generators", fix="rebuild the index with this version of xnorm.")

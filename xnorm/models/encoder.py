@@ -212,6 +212,12 @@ class Encoder:
 
     # -- public ---------------------------------------------------------------------------------------------
 
+    def weights_fingerprint(self) -> str | None:
+        """``registry.weights_fingerprint`` of this encoder's model (None for a hub id)."""
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = registry.weights_fingerprint(self._model_ref)
+        return self._fingerprint
+
     @property
     def dim(self) -> int:
         """Dimension of the vectors ``encode`` returns."""

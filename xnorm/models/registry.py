@@ -220,3 +220,29 @@ def _zoo_encoder_adapter(name: str) -> Path | None:
         if info.name == name:
             return info.path
     return None
+
+
+def weights_fingerprint(name_or_path: str | Path) -> str | None:
+    """A short hash of the weights a model reference stands for, or None for a hub id (its files are not at hand).
+
+    A model folder: its weights' sha256 (``zoo.model_sha256``; recorded for the embedded model, so no hashing).
+    An encoder adapter: its base's sha256 and its own weight files' checksums from its verified zoo manifest.
+    Indexes record it, so name vectors made by other weights (an adapter retrained or replaced under the same
+    name) are never searched with the new weights' query vectors.
+    """
+    import hashlib
+    import json
+
+    from xnorm import zoo
+    from xnorm.training.adapter_io import adapter_manifest
+
+    location = Path(resolve_model(name_or_path))
+    if not location.is_dir():
+        return None
+    adapter = adapter_manifest(location)
+    if adapter is not None:
+        own = {f: v["sha256"] for f, v in sorted(adapter.get("files", {}).items()) if f.startswith("adapter")}
+        parts = [str(adapter.get("base_model_sha256")), json.dumps(own, sort_keys=True)]
+    else:
+        parts = [zoo.model_sha256(location)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
