@@ -31,7 +31,8 @@ def _lang_adapter(ctx, param, values):
               help="Weight of the rank regularizer ||p - q||_2 (0 = plain cross-entropy).")
 @click.option("--k", type=click.IntRange(2), default=16, show_default=True, help="Candidates per mention.")
 @click.option("--base-model", default="multilingual-e5-small", show_default=True,
-              help="Base model: registry name or Hugging Face folder.")
+              help="Base model: registry name, Hugging Face folder, or an encoder adapter (e.g. hpo-align-e5small; "
+              "it runs frozen under the task adapter, mode adapter only).")
 @click.option("--steps", type=click.IntRange(1), help="Training steps [default: --epochs over the data].")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Mentions per step.")

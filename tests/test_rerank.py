@@ -391,6 +391,52 @@ def test_stack_mode_trains_task_adapter_under_frozen_language_adapter(stacked, e
     assert loaded.adapter_for("es") == "es"
 
 
+def test_encoder_adapter_as_base_runs_frozen_under_the_task_adapter(index, tiny_model_dir, tmp_path):
+    """An encoder adapter (train-encoder output, e.g. hpo-align-e5small) as --base-model: loaded on its base,
+    frozen, Stack(base adapter, task) in training and after loading; other weights under its name are refused."""
+    import shutil
+
+    import torch
+    from adapters import Stack
+    from safetensors.torch import load_file
+
+    from xnorm.errors import ArtifactError, ConfigError
+    from xnorm.rerank import Reranker, train_reranker
+    from xnorm.rerank.model import BASE_ADAPTER
+    from xnorm.training import train_encoder
+
+    align = tmp_path / "align"
+    fast = {"batch_size": 8, "max_length": 16, "dev_every": 2, "dev_queries": 4, "dev_distractors": 4,
+            "adapter_size": 4, "threads": 1, "patience": 0, "dev_fraction": 0.2, "test_fraction": 0.2}
+    train_encoder(index.terminology, str(tiny_model_dir), align, steps=2, lr=1e-2, progress=False, **fast)
+    saved = load_file(str(align / "adapter.safetensors"))
+    ex = _examples(index)
+    rr, report = train_reranker(index, ex, tmp_path / "rr", mode="adapter", k=4, base_model=str(align), steps=6,
+                                batch_size=5, lr=3e-2, warmup=0.0, adapter_config=SMALL_ADAPTER,
+                                pair_settings={"max_length": 24}, show_progress=False)
+    assert str(rr.model.active_adapters) == str(Stack(BASE_ADAPTER, "rerank"))
+    base = {n: p for n, p in rr.model.named_parameters() if f".{BASE_ADAPTER}." in n}
+    assert base and not any(p.requires_grad for p in base.values())
+    moved = [n for n, t in saved.items() if n.replace(".xnorm_align.", f".{BASE_ADAPTER}.") in base
+             and not torch.equal(base[n.replace(".xnorm_align.", f".{BASE_ADAPTER}.")].detach().cpu(), t)]
+    assert len(saved) and not moved  # the encoder adapter did not train
+    assert not any(BASE_ADAPTER in k for k in load_file(str(tmp_path / "rr" / "weights.safetensors")))
+    loaded = Reranker.load(tmp_path / "rr")
+    assert loaded.base_adapter and json.loads((tmp_path / "rr" / "manifest.json").read_text())["base_weights"]
+    cands = index.candidates(ex.mentions, 4)
+    np.testing.assert_allclose(loaded.rerank(ex.mentions, cands, index.terminology).scores,
+                               rr.rerank(ex.mentions, cands, index.terminology).scores, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="encoder adapter"):
+        Reranker.create(str(align), mode="full")
+    # Other weights under the adapter's folder: the reranker was trained over the old ones.
+    train_encoder(index.terminology, str(tiny_model_dir), tmp_path / "other", steps=2, lr=1e-2, progress=False,
+                  **{**fast, "seed": 3})
+    shutil.rmtree(align)
+    shutil.copytree(tmp_path / "other", align)
+    with pytest.raises(ArtifactError, match="other weights"):
+        Reranker.load(tmp_path / "rr")
+
+
 def test_sentence_transformers_cross_encoder_folder(index, tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 

@@ -33,6 +33,7 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_dir, sha256_file
 from ..errors import ArtifactError, ConfigError
+from ..models.registry import weights_fingerprint
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
 from .loss import generator_minmax
@@ -44,6 +45,8 @@ FORMAT = "xnorm-reranker"
 FORMAT_VERSION = 1
 MODES = ("adapter", "stack", "full")
 TASK = "rerank"  # the task adapter's name inside the model
+# An encoder adapter given as the base model (e.g. hpo-align-e5small) runs frozen under the task adapter.
+BASE_ADAPTER = "xnorm_base"
 WEIGHTS = "weights.safetensors"
 DEFAULT_BASE = "multilingual-e5-small"
 DEFAULT_ADAPTER: dict[str, Any] = {"architecture": "seq_bn", "reduction_factor": 16}
@@ -107,6 +110,33 @@ def _load_adapter_model(path: str):
     finally:
         transformers.logging.set_verbosity(verbosity)
     return model
+
+
+def _load_base(base_model: str) -> tuple[str, Any, Any, bool]:
+    """(model folder or hub id, tokenizer, adapter-ready model, whether an encoder adapter came with it).
+
+    ``base_model`` is a registry name, a Hugging Face folder, or an encoder adapter (a zoo name such as
+    ``hpo-align-e5small`` or a ``train-encoder`` folder): then its base model is loaded and the adapter is added,
+    frozen, as ``BASE_ADAPTER``.
+    """
+    from ..models.registry import resolve_model
+    from ..training.adapter_io import adapter_manifest
+
+    path = resolve_model(str(base_model))
+    encoder_adapter = adapter_manifest(path) if Path(path).is_dir() else None
+    model_path = resolve_model(encoder_adapter["base_model"]) if encoder_adapter else path
+    tokenizer = _load_tokenizer(model_path)
+    model = _load_adapter_model(model_path)
+    if encoder_adapter:
+        from .. import zoo
+
+        with _QuietAdapters():
+            zoo.load_into(model, path, load_as=BASE_ADAPTER,
+                          model_dir=model_path if Path(model_path).is_dir() else None)
+        for name, p in model.named_parameters():
+            if f".{BASE_ADAPTER}." in name:
+                p.requires_grad = False
+    return model_path, tokenizer, model, encoder_adapter is not None
 
 
 def _scoring_head(hidden: int, dropout: float, prior_weight: float | None, pooling: str = "mean"):
@@ -212,6 +242,7 @@ class Reranker:
         self.use_zoo = True
         self.path: str | None = None  # the folder it was loaded from
         self.model_dir: str | None = None  # the resolved base model folder
+        self.base_adapter = False  # base_model is an encoder adapter (BASE_ADAPTER, frozen, under the task adapter)
 
     # ---- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -228,8 +259,6 @@ class Reranker:
         """
         import torch
 
-        from ..models.registry import resolve_model
-
         if mode not in MODES:
             raise ConfigError(f"unknown reranker mode {mode!r}.", field="mode", fix=f"use one of {MODES}.")
         if pooling not in POOLINGS:
@@ -237,10 +266,12 @@ class Reranker:
         if mode == "stack" and not source_lang_adapter:
             raise ConfigError("mode 'stack' needs the training language's adapter.", field="lang_adapter",
                               fix="pass --lang-adapter LANG=FOLDER (e.g. en=adapters_zoo/...), or use mode adapter.")
-        path = resolve_model(str(base_model))
         torch.manual_seed(seed)
-        tokenizer = _load_tokenizer(path)
-        model = _load_adapter_model(path)
+        path, tokenizer, model, base_adapter = _load_base(str(base_model))
+        if base_adapter and mode != "adapter":
+            raise ConfigError(f"base model {base_model!r} is an encoder adapter: it runs under a task adapter "
+                              f"(mode 'adapter'), not in mode {mode!r}.", field="mode",
+                              fix="use mode adapter, or its base model as --base-model.")
         if pooling == "segments" and not getattr(tokenizer, "is_fast", False):
             raise ConfigError("pooling 'segments' needs a fast tokenizer (to tell mention from candidate tokens).",
                               field="pooling", fix="use pooling 'mean'.")
@@ -259,6 +290,7 @@ class Reranker:
                  pair_settings=dict(pair_settings or {}), source_lang=source_lang, lang_adapters=langs,
                  info={"prior_weight_init": prior_weight, "pooling": pooling})
         rr.model_dir = path
+        rr.base_adapter = base_adapter
         rr.prepare_training()
         return rr
 
@@ -277,6 +309,8 @@ class Reranker:
             if self.mode == "stack":
                 key = self._ensure_lang(self.source_lang)  # type: ignore[arg-type]
                 self.model.active_adapters = Stack(key, TASK)
+            elif self.base_adapter:
+                self.model.active_adapters = Stack(BASE_ADAPTER, TASK)
         for p in self.head.parameters():
             p.requires_grad = True
 
@@ -337,7 +371,10 @@ class Reranker:
             return
         from adapters import Stack
 
-        self.model.active_adapters = Stack(self._ensure_lang(lang), TASK) if lang else TASK
+        if lang:
+            self.model.active_adapters = Stack(self._ensure_lang(lang), TASK)
+        else:
+            self.model.active_adapters = Stack(BASE_ADAPTER, TASK) if self.base_adapter else TASK
 
     # ---- scoring ---------------------------------------------------------------------------------------------
     def pair_encoder(self, terminology) -> PairEncoder:
@@ -452,6 +489,7 @@ class Reranker:
                 "mode": self.mode, "base_model": self.base_model, "adapter_config": self.adapter_config,
                 "source_lang": self.source_lang, "lang_adapters": langs, "pairs": self.pair_settings,
                 "hidden_size": int(self.model.config.hidden_size),
+                "base_weights": weights_fingerprint(self.base_model) if self.base_adapter else None,
                 "parameters": self.parameter_counts(), **_jsonable(self.info),
                 "sha256": {f: sha256_file(tmp / f) for f in files},
             }
@@ -478,12 +516,12 @@ class Reranker:
         verify_checksums(path, manifest)
         from safetensors.torch import load_file
 
-        from ..models.registry import resolve_model
-
         base = base_model or manifest["base_model"]
-        model_path = resolve_model(base)
-        tokenizer = _load_tokenizer(model_path)
-        model = _load_adapter_model(model_path)
+        model_path, tokenizer, model, base_adapter = _load_base(base)
+        if base_adapter and manifest.get("base_weights") not in (None, weights_fingerprint(base)):
+            raise ArtifactError(f"the base encoder adapter {base!r} now has other weights than the ones this "
+                                "reranker was trained over.", file=str(path / "manifest.json"),
+                                field="base_weights", fix="retrain the reranker over the current adapter.")
         if manifest["mode"] in ("adapter", "stack"):
             with _QuietAdapters():
                 model.add_adapter(TASK, config=_adapter_config(manifest["adapter_config"]), set_active=True)
@@ -507,10 +545,10 @@ class Reranker:
         head.load_state_dict(head_state)
         model.eval()
         head.eval()
-        if manifest["mode"] != "full":
-            model.active_adapters = TASK
         rr.path = str(path)
         rr.model_dir = model_path
+        rr.base_adapter = base_adapter
+        rr._activate(None)
         return rr
 
     @classmethod
@@ -532,7 +570,7 @@ class Reranker:
 
 
 _MANIFEST_CORE = {"format", "format_version", "xnorm_version", "mode", "base_model", "adapter_config",
-                  "source_lang", "lang_adapters", "pairs", "hidden_size", "sha256"}
+                  "source_lang", "lang_adapters", "pairs", "hidden_size", "base_weights", "sha256"}
 
 
 def _adapter_config(cfg: Mapping):
