@@ -74,6 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--missing-gold", choices=["insert", "skip"], default="insert",
                    help="training mentions whose gold is not among the k candidates: inserted in the last slot, or skipped")
     p.add_argument("--pooling", choices=["segments", "mean", "cls"], default="segments", help="scoring head input")
+    p.add_argument("--base-model", default="multilingual-e5-small",
+                   help="the reranker's base: a model, or an encoder adapter such as hpo-align-e5small (frozen under "
+                        "the task adapter; adapter runs only)")
     p.add_argument("--tag", default="", help="suffix of the run names in the table (e.g. a training size)")
     p.add_argument("--max-train-seconds", type=float, default=600)
     p.add_argument("--seed", type=int, default=0)
@@ -205,11 +208,12 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
     out_dir = Path(args.work_dir) / name
     rr, report = train_reranker(
         train_index, train, out_dir, mode=mode, lam=lam, k=args.k, dev=dev, epochs=args.epochs,
+        base_model=args.base_model,
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
         lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars},
         threads=args.threads, max_seconds=args.max_train_seconds, show_progress=True)
-    res = {"mode": mode, "lambda": lam, "train": {k: v for k, v in report.items() if k != "losses"},
+    res = {"mode": mode, "lambda": lam, "base_model": args.base_model, "train": {k: v for k, v in report.items() if k != "losses"},
            "loss_first_20": float(np.mean(report["losses"][:20])), "loss_last_20": float(np.mean(report["losses"][-20:])),
            "size_on_disk_bytes": int((out_dir / "weights.safetensors").stat().st_size),
            "lang_adapters_used": sorted(rr.lang_adapters), "tests": {}}
