@@ -202,6 +202,13 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_model_dir, tm
                       **{**opts, "lr": 1e-3})
     with pytest.raises(ConfigError, match="not empty"):
         train_encoder(term, str(tiny_model_dir), tmp_path / "straight", steps=6, **opts)
+    # A resumed run may use another dev set: the best-so-far and the current weights are re-measured on it.
+    before = json.loads((tmp_path / "resumed" / "manifest.json").read_text())["dev"]["index_names"]
+    result = train_encoder(term, str(tiny_model_dir), tmp_path / "resumed", steps=8, resume=True,
+                           **{**opts, "dev_distractors": 5})
+    changed = [h for h in result.history if "dev_changed" in h]
+    assert len(changed) == 1 and changed[0]["step"] == 6 and "dev_recall@1" in changed[0]
+    assert result.manifest["dev"]["index_names"] == changed[0]["dev_changed"]["index_names"] < before
 
 
 def test_adapter_folder_loads_through_encoder_and_changes_embeddings(tiny_model_dir, tmp_path):
