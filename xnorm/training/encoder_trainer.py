@@ -434,6 +434,8 @@ def train_encoder(
         base_r1 = evaluate()
         history.append({"step": 0, "dev_recall@1": base_r1})
         best = base_r1
+        if start is not None:  # the adapter trained further is kept as it was unless a step beats it on dev
+            best_state = _trainable(model)
     elif dev is not None and resume and dev_changed:
         # The best-so-far was measured on another dev set: re-measure it and the current weights on this one.
         current = _trainable(model)
@@ -495,7 +497,7 @@ def train_encoder(
     seconds = time.perf_counter() - started
     if best_state:  # early stopping keeps the weights of the best dev evaluation
         model.load_state_dict(best_state, strict=False)
-    best_step = max((h["step"] for h in history if h.get("dev_recall@1") == best), default=step)
+    best_step = min((h["step"] for h in history if h.get("dev_recall@1") == best), default=step)
     manifest = {
         "kind": adapter_io.KIND_ADAPTER if cfg.mode == "adapter" else adapter_io.KIND_FULL,
         "name": _safe_name(out.name),
