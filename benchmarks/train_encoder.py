@@ -200,6 +200,8 @@ def main() -> None:
     ap.add_argument("--ship", nargs=2, metavar=("RUN", "NAME"),
                     help="copy the adapter run RUN into adapters_zoo/NAME (with HPO attribution) and stop")
     ap.add_argument("--ship-row", help="with --ship: take the numbers from this row of encoder_full_index.json")
+    ap.add_argument("--ship-table", default="encoder_full_index",
+                    help="with --ship-row: the results table (benchmarks/results/<name>.json) holding the row")
     ap.add_argument("--continue", dest="cont", nargs=2, metavar=("RUN", "STEPS"),
                     help="resume run RUN (a copy of a finished run, e.g.) up to STEPS steps on 2 threads, patience 4, "
                          "and stop")
@@ -207,7 +209,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.ship:
-        ship(args.runs / args.ship[0], args.ship[1], args.ship_row)
+        ship(args.runs / args.ship[0], args.ship[1], args.ship_row, args.ship_table)
         return
     import torch
 
@@ -268,17 +270,17 @@ HPO_ATTRIBUTION = (
     "is not endorsed by the HPO team. Base model: intfloat/multilingual-e5-small (MIT).")
 
 
-def ship(run: Path, name: str, full_index_row: str | None = None) -> None:
+def ship(run: Path, name: str, full_index_row: str | None = None, table: str = "encoder_full_index") -> None:
     """Copy a trained adapter into adapters_zoo/<name> with its license chain and the benchmark's numbers
-    (this table's row of the run, or ``full_index_row`` of encoder_full_index.json)."""
+    (this table's row of the run, or ``full_index_row`` of ``results/<table>.json``)."""
     from xnorm.training.adapter_io import copy_adapter
 
     note = ("benchmarks/results/train_encoder.md: held-out HPO concepts, dense acc@1 / recall@64 against a subset "
             "index of English names")
     if full_index_row:
-        row = json.loads((HERE / "results" / "encoder_full_index.json").read_text())["rows"][full_index_row]
+        row = json.loads((HERE / "results" / f"{table}.json").read_text())["rows"][full_index_row]
         metrics = {lang: {"acc@1": v["acc1"], "recall@64": v["r64"]} for lang, v in row.items()}
-        note = ("benchmarks/results/encoder_full_index.md: held-out HPO concepts, dense acc@1 / recall@64 against "
+        note = (f"benchmarks/results/{table}.md: held-out HPO concepts, dense acc@1 / recall@64 against "
                 "all 41,494 English HPO names")
     else:
         rows = json.loads((HERE / "results" / "train_encoder.json").read_text())["rows"].get(run.name)
