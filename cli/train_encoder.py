@@ -35,7 +35,9 @@ def _languages(value: str | None) -> list[str] | None:
               help="Share of concepts held out as test concepts (never trained on; listed in split.json).")
 @click.option("--steps", type=int, default=1000, show_default=True, help="Optimizer steps.")
 @click.option("--batch-size", type=int, default=128, show_default=True,
-              help="Names per batch (2 names per concept).")
+              help="Names per batch (--names-per-concept names of each concept).")
+@click.option("--names-per-concept", type=click.IntRange(2), default=2, show_default=True,
+              help="Names drawn per concept in a batch: an English name and N-1 synonyms or translations.")
 @click.option("--lr", type=float, help="Learning rate [default: 1e-4 adapter, 2e-5 full].")
 @click.option("--hard-negatives", type=click.IntRange(0, 10), default=0, show_default=True,
               help="Batches of similar concepts: each concept brings this many of its 10 nearest (by the starting "
@@ -51,7 +53,7 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and init.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss, languages, exclude_concepts,
-                  dev_fraction, test_fraction, steps, batch_size, lr, hard_negatives, grad_accum, max_length,
+                  dev_fraction, test_fraction, steps, batch_size, names_per_concept, lr, hard_negatives, grad_accum, max_length,
                   dev_every, patience, threads, resume, seed, progress):
     """Train an encoder so that a concept's names in every language lie close together.
 
@@ -81,7 +83,8 @@ def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss
                               field="--languages", fix=f"use some of {','.join(terminology.languages)}.")
     click.echo(f"terminology: {len(terminology):,} concepts, {terminology.n_names:,} names", err=True)
     result = train(terminology, base_model, output, mode=mode, loss=loss, languages=langs, exclude_concepts=exclude,
-                   resume=resume, progress=progress, steps=steps, batch_size=batch_size, lr=lr,
+                   resume=resume, progress=progress, steps=steps, batch_size=batch_size,
+                   names_per_concept=names_per_concept, lr=lr,
                    hard_negatives=hard_negatives, grad_accum=grad_accum, max_length=max_length, dev_every=dev_every, patience=patience,
                    threads=threads, seed=seed, adapter_type=adapter_type, dev_fraction=dev_fraction,
                    test_fraction=test_fraction)

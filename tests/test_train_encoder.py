@@ -343,14 +343,15 @@ def test_cli_trains_and_reports_errors_in_one_line(tiny_model_dir, tmp_path, cap
     term_dir = _terminology().save(tmp_path / "term")
     out = tmp_path / "cli-out"
     code, stdout, _ = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
-                                "-o", str(out), "--languages", "en,es", "--steps", "3", "--batch-size", "8",
+                                "-o", str(out), "--languages", "en,es", "--steps", "3", "--batch-size", "12",
                                 "--max-length", "16", "--dev-every", "3", "--threads", "1", "--no-progress",
-                                "--dev-fraction", "0.2", "--test-fraction", "0.3", "--hard-negatives", "1"], capsys)
+                                "--dev-fraction", "0.2", "--test-fraction", "0.3", "--hard-negatives", "1",
+                                "--names-per-concept", "3"], capsys)
     assert code == 0 and "wrote" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "encoder-adapter"
     assert manifest["config"]["dev_fraction"] == 0.2 and manifest["config"]["test_fraction"] == 0.3
-    assert manifest["config"]["hard_negatives"] == 1
+    assert manifest["config"]["hard_negatives"] == 1 and manifest["config"]["names_per_concept"] == 3
     # The trained adapter as --base: its training goes on.
     code, stdout, _ = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(out),
                                 "-o", str(tmp_path / "cli-more"), "--languages", "en,es", "--steps", "2",
