@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=1000, help="labels per language")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--fallback-weights", type=json.loads, nargs="*", default=[], metavar="JSON",
+                    help="also re-fuse each index's lists with these fusion fallback_weights, e.g. '[0.25, 2]'")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--variant", choices=["english-only", "half"], default="english-only",
                     help="english-only: index English names only; half: also index the OFFICIAL labels of half "
@@ -120,22 +122,33 @@ def main(argv=None) -> int:
         else:
             index = CandidateIndex.build(term, cfg, show_progress=True)
             build_s = round(time.perf_counter() - t, 2)
-        run = {"build_s": build_s, "describe": index.describe(), "langs": {}}
-        for lang, (texts, gold, _) in queries.items():
-            if not texts:
-                continue
-            mentions = Mentions(texts=texts, langs=[lang] * len(texts))
-            t = time.perf_counter()
-            cands = index.candidates(mentions, k=args.k)
-            search_s = time.perf_counter() - t
-            m = mention_metrics(cands.concept_ids(term), [[g] for g in gold], ks=KS)
-            m["mentions_per_s"] = len(texts) / search_s
-            m["n"] = len(texts)
-            run["langs"][lang] = m
-            print(f"{label:24s} {lang:4s} n={len(texts):5d} acc@1 {m['accuracy@1']:.3f} "
-                  f"R@64 {m['recall@64']:.3f} MRR {m['mrr']:.3f} ({m['mentions_per_s']:.0f} mentions/s)",
-                  file=sys.stderr)
-        results["runs"][label] = run
+        def fused_run(name: str, build_s) -> dict:
+            run = {"build_s": build_s, "describe": index.describe(), "fusion": dict(index.config["fusion"]),
+                   "langs": {}}
+            for lang, (texts, gold, _) in queries.items():
+                if not texts:
+                    continue
+                mentions = Mentions(texts=texts, langs=[lang] * len(texts))
+                t = time.perf_counter()
+                cands = index.candidates(mentions, k=args.k)
+                search_s = time.perf_counter() - t
+                m = mention_metrics(cands.concept_ids(term), [[g] for g in gold], ks=KS)
+                m["mentions_per_s"] = len(texts) / search_s
+                m["n"] = len(texts)
+                run["langs"][lang] = m
+                print(f"{name:24s} {lang:4s} n={len(texts):5d} acc@1 {m['accuracy@1']:.3f} "
+                      f"R@64 {m['recall@64']:.3f} MRR {m['mrr']:.3f} ({m['mentions_per_s']:.0f} mentions/s)",
+                      file=sys.stderr)
+            return run
+
+        results["runs"][label] = fused_run(label, build_s)
+        fusion = index.config.get("fusion") or {}
+        for weights in args.fallback_weights if fusion.get("fallback_weights") else []:
+            # Fusion happens at query time: other weights re-fuse the same generator lists (no re-encoding).
+            index.config["fusion"] = {**fusion, "fallback_weights": weights}
+            name = f"{label} / fallback_weights {weights}"
+            results["runs"][name] = fused_run(name, None)
+        index.config["fusion"] = fusion
         if len(index.generators) > 1:  # each generator's own list too, from the same index (one encoding pass)
             for gen in index.generators:
                 sub = {"build_s": None, "describe": f"{gen.name} alone, from {label}", "langs": {}}
