@@ -242,6 +242,9 @@ def test_linker_save_load_and_config(hpo_index, tmp_path):
     with pytest.raises(ConfigError) as e:
         Linker.from_config(cfg)
     assert "indx" in str(e.value) and "use only" in str(e.value)
+    cfg.write_text("terminology: hpo-en\ncandidates: [sparse]\n")  # a list where a mapping belongs
+    with pytest.raises(ConfigError, match="mapping of settings, not a list"):
+        Linker.from_config(cfg)
 
 
 def test_dense_fusion_linker_with_tiny_model(tiny_model_dir, tmp_path):

@@ -414,11 +414,11 @@ def _cached_index(terminology_spec: str, candidates_config: dict | None, show_pr
         candidates_config = default_candidates(terminology)
     # The key covers the terminology's content, not its name: an edited source gives a new index; and the dense
     # models' weights, not their names: an adapter retrained under the same name gives a new index too.
-    from .models.registry import DEFAULT_MODEL, weights_fingerprint
+    from .candidates.config import normalize_config
+    from .models.registry import weights_fingerprint
 
-    dense_models = [g.get("model", DEFAULT_MODEL) for g in candidates_config.get("generators") or []
-                    if isinstance(g, dict) and g.get("type") == "dense"]
-    weights = [weights_fingerprint(m) if isinstance(m, str) else None for m in dense_models]
+    generators = normalize_config(candidates_config, source=f"{terminology_spec} candidates")["generators"]
+    weights = [weights_fingerprint(g["model"]) for g in generators if g["type"] == "dense"]
     h = hashlib.sha256(json.dumps({"candidates": candidates_config, "xnorm": __version__, "weights": weights},
                                   sort_keys=True, default=str).encode())
     for column in (terminology.concept_ids, terminology.name_texts, terminology.name_langs):

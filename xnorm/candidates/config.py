@@ -154,6 +154,10 @@ def normalize_config(config: Mapping | str | os.PathLike | None, source: str = "
     if isinstance(config, (str, os.PathLike)):
         source = str(config)
         config = read_yaml(Path(config))
+    if config is not None and not isinstance(config, Mapping):
+        raise ConfigError(f"a candidate config is a mapping of settings, not a {type(config).__name__}.",
+                          file=source, field="candidates",
+                          fix="e.g. candidates: {generators: [{type: sparse}, {type: dense}]}.")
     raw = dict(config or {})
     _check_keys(raw, TOP_DEFAULTS, "config", source)
     cfg = copy.deepcopy(TOP_DEFAULTS)
