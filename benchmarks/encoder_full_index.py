@@ -31,16 +31,6 @@ LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl", "nna"]
 
 
 
-def _weights_key(adapter: str) -> str:
-    """A cache key that changes with the adapter's weights (its zoo manifest lists their sha256)."""
-    import hashlib
-
-    from xnorm.models import registry
-
-    manifest = Path(registry.resolve_model(adapter)) / "manifest.json"
-    return "adapter-" + hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
-
-
 def main(argv=None) -> None:
     import argparse
 
@@ -48,6 +38,7 @@ def main(argv=None) -> None:
 
     from xnorm.eval.ranking import metrics_from_ranks
     from xnorm.models import Encoder
+    from xnorm.models.registry import weights_fingerprint
     from xnorm.terminology import load_terminology
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +60,7 @@ def main(argv=None) -> None:
     rows = {}
     timings = {}
     encoders = [("base e5-small", lambda: Encoder("multilingual-e5-small", backend="auto"))]
-    keys = {"base e5-small": "base-e5-small"}
+    keys = {"base e5-small": weights_fingerprint("multilingual-e5-small")}  # cache keys: they change with weights
     for a in args.adapters:
         path = Path(a)
         if path.is_dir() and json.loads((path / "split.json").read_text())["test"] != split["test"]:
@@ -78,7 +69,7 @@ def main(argv=None) -> None:
         steps = f" (best of {m['steps']} steps: {m['best_step']})" if m else ""
         label = f"{path.name} adapter{steps}"
         encoders.append((label, lambda a=a: Encoder(a)))
-        keys[label] = _weights_key(a)
+        keys[label] = weights_fingerprint(a)
     for label, make in encoders:
         enc = make()
         cached = args.cache / f"{keys[label]}.npy" if args.cache else None
