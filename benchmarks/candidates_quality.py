@@ -72,8 +72,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=1000, help="labels per language")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--fallback-weights", type=json.loads, nargs="*", default=[], metavar="JSON",
-                    help="also re-fuse each index's lists with these fusion fallback_weights, e.g. '[0.25, 2]'")
+    ap.add_argument("--fusion", type=json.loads, nargs="*", default=[], metavar="JSON",
+                    help="also re-fuse each multi-generator index's lists with these changes to its fusion config, "
+                         "e.g. '{\"fallback_weights\": [0.25, 2]}' '{\"weights\": [1, 3]}'")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--variant", choices=["english-only", "half"], default="english-only",
                     help="english-only: index English names only; half: also index the OFFICIAL labels of half "
@@ -143,10 +144,10 @@ def main(argv=None) -> int:
 
         results["runs"][label] = fused_run(label, build_s)
         fusion = index.config.get("fusion") or {}
-        for weights in args.fallback_weights if fusion.get("fallback_weights") else []:
-            # Fusion happens at query time: other weights re-fuse the same generator lists (no re-encoding).
-            index.config["fusion"] = {**fusion, "fallback_weights": weights}
-            name = f"{label} / fallback_weights {weights}"
+        for change in args.fusion if len(index.generators) > 1 else []:
+            # Fusion happens at query time: other settings re-fuse the same generators (no index rebuild).
+            index.config["fusion"] = {**fusion, **change}
+            name = label + " / " + ", ".join(f"{key} {value}" for key, value in change.items())
             results["runs"][name] = fused_run(name, None)
         index.config["fusion"] = fusion
         if len(index.generators) > 1:  # each generator's own list too, from the same index (one encoding pass)
