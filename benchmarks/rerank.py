@@ -234,6 +234,16 @@ def _num(x) -> str:
     return "—" if x is None else f"{x:.0f}"
 
 
+def _base_models(runs: dict) -> str:
+    bases: dict = {}
+    for name, r in runs.items():
+        bases.setdefault(r.get("base_model", "multilingual-e5-small"), []).append(name)
+    if list(bases) in ([], ["multilingual-e5-small"]):
+        return "Base model of every reranker: the embedded multilingual-e5-small (frozen except in `full`)."
+    return "Base models (frozen except in `full`): " + "; ".join(
+        f"`{b}` for {', '.join(names)}" for b, names in bases.items()) + "."
+
+
 def render(results: dict) -> str:
     meta = results.get("meta", {})
     runs = results.get("runs", {})
@@ -246,7 +256,7 @@ def render(results: dict) -> str:
              + (f"training and dev candidates from `{meta['train_index']}`; "
                 if meta.get("train_index", meta.get("index")) != meta.get("index") else "") +
              f"k = {meta.get('k')} candidates reranked; pair max_length {meta.get('max_length')}. "
-             f"Base model of every reranker: the embedded multilingual-e5-small (frozen except in `full`).", "",
+             + _base_models(runs), "",
              f"Training: {meta.get('train_description')}; dev (early stopping): "
              + ("; ".join(f"{n}: {d}" for n, d in meta["dev_sets"].items()) + " (selection: the worse of the two "
                 "sets' acc@1 gains over the candidates)" if "dev_sets" in meta else f"{meta.get('dev_size')} mentions")
