@@ -40,7 +40,8 @@ RUNS = {
     "full-ms": {"mode": "full", "loss": "ms", "lr": 3e-5, "steps": 60},
     # Planned for 80 steps; stopped at 50 (resumed with steps=50) to finish before the deadline.
     "adapter-infonce": {"mode": "adapter", "loss": "infonce", "lr": 5e-4, "steps": 50},
-    # The shipped adapter (760 steps of random batches) trained further, on the same split: batches of clusters
+    # The adapter shipped as hpo-align-e5small until 2026-12-02 (760 steps of random batches, reduction factor
+    # 16; the zoo name holds a later adapter since) trained further, on the same split: batches of clusters
     # (each concept with 3 of its 10 nearest concepts) against a harder dev set (300 queries, 5,000 distractors;
     # the shipped run's dev was at recall@1 0.92 when it stopped), on 2 free cores.
     "align-hard": {"base": "hpo-align-e5small", "mode": "adapter", "loss": "ms", "lr": 5e-4, "steps": 800,
@@ -57,8 +58,9 @@ RUNS = {
     # A 4x wider bottleneck (reduction factor 4: 96 dims per layer instead of 24), trained from the base model.
     "adapter-r4": {"mode": "adapter", "loss": "ms", "lr": 5e-4, "steps": 1400, "adapter_size": 4,
                    "dev_queries": 300, "dev_distractors": 5000, "dev_every": 200, "patience": 2, "threads": 2},
-    # The shipped r4 adapter (adapter-r4, still rising at 1,400 steps) trained further with 4 names per concept.
-    "r4-4names": {"base": "hpo-align-e5small", "mode": "adapter", "loss": "ms", "lr": 5e-4, "steps": 600,
+    # adapter-r4 (still rising at 1,400 steps) trained further with 4 names per concept. "run:NAME" = the run
+    # folder RUNS/NAME (it was shipped as hpo-align-e5small when this ran; that name now holds this run).
+    "r4-4names": {"base": "run:adapter-r4", "mode": "adapter", "loss": "ms", "lr": 5e-4, "steps": 600,
                   "batch_size": 128, "names_per_concept": 4, "dev_queries": 300, "dev_distractors": 5000,
                   "dev_every": 100, "patience": 3, "threads": 2},
 }
@@ -79,6 +81,12 @@ def forced_test_concepts(terminology, data_root: Path) -> list[str]:
     return sorted(ids)
 
 
+def base_of(options: dict, runs_dir: Path) -> str:
+    """Pop a run's starting point: a model or zoo adapter name, or ``run:NAME`` for the folder runs_dir/NAME."""
+    base = options.pop("base", "multilingual-e5-small")
+    return str(runs_dir / base[4:]) if base.startswith("run:") else base
+
+
 def train(terminology, runs_dir: Path, name: str, exclude: list[str]) -> dict:
     from xnorm.training.adapter_io import read_manifest
     from xnorm.training.encoder_trainer import CHECKPOINT_DIR, CHECKPOINT_FILE, train_encoder
@@ -89,7 +97,7 @@ def train(terminology, runs_dir: Path, name: str, exclude: list[str]) -> dict:
         return done
     resume = (out / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file()
     options = {**COMMON, **RUNS[name]}
-    base = options.pop("base", "multilingual-e5-small")
+    base = base_of(options, runs_dir)
     result = train_encoder(terminology, base, out, languages=TRAIN_LANGS, resume=resume,
                            exclude_concepts=exclude, progress=True, **options)
     # A run started from a trained adapter must keep its held-out concepts out of training.
@@ -230,7 +238,7 @@ def main() -> None:
         name, steps = args.cont
         torch.set_num_threads(2)
         options = {**COMMON, **RUNS.get(name, RUNS["adapter-ms"]), "steps": int(steps), "threads": 2, "patience": 4}
-        base = options.pop("base", "multilingual-e5-small")
+        base = base_of(options, args.runs)
         result = train_encoder(terminology, base, args.runs / name, languages=TRAIN_LANGS, resume=True,
                                exclude_concepts=exclude, progress=True, **options)
         print(f"{name}: {result.manifest['steps']} steps, best {result.manifest['best_step']}", flush=True)
