@@ -4,8 +4,8 @@
 test set. Here the choice is made on the OFFICIAL labels of the encoder adapter's DEV concepts (its split.json
 "dev" list: never trained on, used only for early stopping) and then reported, unchanged, on the same test
 queries as candidates_quality.py (the split's "test" concepts, <= N labels per language, seeded). Each
-generator's lists are computed once; every setting of the grid re-fuses them (``xnorm.candidates.fusion.fuse``,
-what the index does at query time).
+generator's lists are computed once; every setting of the grid re-fuses them
+(``xnorm.candidates.fusion.fuse_by_config``, what the index does at query time).
 
     python benchmarks/fusion_tuning.py --index IDX --split adapters_zoo/hpo-align-e5small/split.json \\
         --out benchmarks/results/fusion_tuning
@@ -26,14 +26,14 @@ MIN_DEV = 100  # languages with fewer dev labels are reported, not used to choos
 
 
 def grid(current: dict) -> list[dict]:
-    """The current setting first (ties keep it), then min-max / z-score with other weights for TF-IDF's
-    cross-lingual hits, and reciprocal-rank fusion. Every query here reaches the English-only index through the
-    fallback route, so only ``fallback_weights`` act (``weights`` is for same-language hits)."""
+    """The current fusion config first (ties keep it), then variants of it: min-max / z-score with other weights
+    for TF-IDF's cross-lingual hits, and reciprocal-rank fusion. Every query here reaches the English-only index
+    through the fallback route, so only ``fallback_weights`` act (``weights`` is for same-language hits)."""
     dense = float(current["fallback_weights"][1]) if current.get("fallback_weights") else 2.0
     settings = [dict(current)]
     for method, w_sparse in itertools.product(("minmax", "zscore"), (0.0, 0.25, 0.5, 1.0)):
-        settings.append({"method": method, "weights": current["weights"], "fallback_weights": [w_sparse, dense]})
-    settings += [{"method": "rrf", "weights": [1.0, w], "fallback_weights": [1.0, w], "k": 60} for w in (1.0, 4.0)]
+        settings.append({**current, "method": method, "fallback_weights": [w_sparse, dense]})
+    settings += [{**current, "method": "rrf", "weights": [1.0, w], "fallback_weights": [1.0, w]} for w in (1.0, 4.0)]
     return settings
 
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     from xnorm import Mentions
     from xnorm.benchmark.hpo_obo import read_hpo_ids
     from xnorm.candidates import CandidateIndex
-    from xnorm.candidates.fusion import fuse
+    from xnorm.candidates.fusion import fuse_by_config
     from xnorm.eval.ranking import mention_metrics
 
     term, ids = english_hpo(), read_hpo_ids()
@@ -63,8 +63,7 @@ def main(argv=None) -> int:
     if len(index.generators) != 2:
         sys.exit(f"error: {args.index} has {len(index.generators)} generator(s); fusion tuning needs two")
     split = json.loads(args.split.read_text())
-    current = {"method": "minmax", "k": 60.0, **index.config["fusion"]}
-    settings = grid(current)
+    settings = grid(index.config["fusion"])
     names = [g.name for g in index.generators]
 
     tables: dict = {}
@@ -78,9 +77,7 @@ def main(argv=None) -> int:
             lists = index.generator_candidates(Mentions(texts=texts, langs=[lang] * len(texts)), k=args.k)
             rows = {f"{g} only": lists[g] for g in names}
             for i, s in enumerate(settings):
-                rows[f"#{i} {label(s)}"] = fuse(list(lists.values()), args.k, method=s["method"],
-                                                 weights=s["weights"], rrf_k=s.get("k", 60.0),
-                                                 fallback_weights=s.get("fallback_weights"))
+                rows[f"#{i} {label(s)}"] = fuse_by_config(list(lists.values()), args.k, s)
             tables[part][lang] = {r: {**mention_metrics(c.concept_ids(term), [[g] for g in gold], ks=KS),
                                       "n": len(texts)} for r, c in rows.items()}
             print(f"{part} {lang}: {len(texts)} labels", file=sys.stderr)
@@ -88,22 +85,24 @@ def main(argv=None) -> int:
     choose_langs = [lang for lang, t in tables["dev"].items() if next(iter(t.values()))["n"] >= MIN_DEV]
     fused = [r for r in next(iter(tables["dev"].values())) if r.startswith("#")]
 
-    def macro(r: str, key: str = "accuracy@1") -> float:
+    def macro(r: str, key: str) -> float:
         return sum(tables["dev"][lang][r][key] for lang in choose_langs) / len(choose_langs)
 
-    best = max(fused, key=lambda r: (round(macro(r), 6), round(macro(r, "mrr"), 6)))  # first wins ties
+    dev_macro = {r: {key: macro(r, key) for key in ("accuracy@1", "mrr")} for r in fused}
+    best = max(fused, key=lambda r: tuple(round(v, 6) for v in dev_macro[r].values()))  # first wins ties
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "index": str(args.index),
               "describe": index.describe(), "split": str(args.split), "settings": settings,
-              "chosen_on": choose_langs, "current": fused[0], "best": best, "tables": tables,
-              "command": "python benchmarks/fusion_tuning.py " + " ".join(argv or sys.argv[1:])}
+              "chosen_on": choose_langs, "current": fused[0], "best": best, "dev_macro": dev_macro,
+              "tables": tables, "command": "python benchmarks/fusion_tuning.py " + " ".join(argv or sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
+    report = markdown(result)
     (args.out / "fusion_tuning.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
-    (args.out / "fusion_tuning.md").write_text(markdown(result, macro))
-    print(markdown(result, macro))
+    (args.out / "fusion_tuning.md").write_text(report)
+    print(report)
     return 0
 
 
-def markdown(r: dict, macro) -> str:
+def markdown(r: dict) -> str:
     dev, test = r["tables"]["dev"], r["tables"]["test"]
     langs = list(test)
     rows = list(next(iter(test.values())))
@@ -122,7 +121,7 @@ def markdown(r: dict, macro) -> str:
              "## Test: acc@1 / R@64", "", head + " |", "|---" * (len(langs) + 2) + "|"]
     for row in rows:
         mark = "**" if row in (r["best"], r["current"]) else ""
-        dm = f"{macro(row):.3f}" if row.startswith("#") else "—"
+        dm = f"{r['dev_macro'][row]['accuracy@1']:.3f}" if row in r["dev_macro"] else "—"
         lines.append(f"| {mark}{row}{mark} | {dm} | {cells(test, row)} |")
     lines += ["", "## Dev: acc@1 / R@64", "",
               "| setting | " + " | ".join(f"{lang} (n={t[rows[0]]['n']})" for lang, t in dev.items()) + " |",

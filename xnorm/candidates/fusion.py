@@ -67,6 +67,13 @@ def fuse(lists: Sequence[Candidates], k: int, method: str = "rrf", weights: Sequ
     return fuse_entries(lists, k, method, weights, rrf_k, source, fallback_weights)
 
 
+def fuse_by_config(lists: Sequence[Candidates], k: int, config: dict) -> Candidates:
+    """``fuse`` with the settings of a normalised candidate config's ``fusion`` section (method, weights, k,
+    fallback_weights), as an index fuses at query time."""
+    return fuse(lists, k, method=config["method"], weights=config["weights"], rrf_k=config["k"], source="fusion",
+                fallback_weights=config.get("fallback_weights"))
+
+
 def fuse_entries(lists: Sequence[Candidates], k: int, method: str, weights: Sequence[float], rrf_k: float,
                  source: str, fallback_weights: Sequence[float]) -> Candidates:
     """``fuse`` without argument checks: flat entries of every list, summed per (mention, concept)."""

@@ -27,7 +27,7 @@ from .base import CandidateGenerator, merge_best
 from .config import normalize_config
 from .dense import DenseGenerator, make_encoder
 from .filters import SemanticTypeFilter, allowed_per_mention
-from .fusion import fuse
+from .fusion import fuse_by_config
 from .sparse import SparseGenerator
 
 FORMAT = "xnorm-candidate-index"
@@ -104,9 +104,7 @@ class CandidateIndex:
         lists = list(self.generator_candidates(mentions, k).values())
         if len(lists) == 1:
             return lists[0]
-        f = self.config["fusion"]
-        return fuse(lists, k, method=f["method"], weights=f["weights"], rrf_k=f["k"], source="fusion",
-                    fallback_weights=f.get("fallback_weights"))
+        return fuse_by_config(lists, k, self.config["fusion"])
 
     def candidates(self, mentions: Mentions, k: int = 64, *,
                    allowed_types: Iterable[str] | Sequence[Iterable[str] | None] | None = None) -> Candidates:

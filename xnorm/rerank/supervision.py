@@ -102,16 +102,14 @@ def candidates_for(index, examples: Examples, k: int) -> Candidates:
     of every generator's search before fusion (the concept can still be found through its other names)."""
     if examples.exclude_names is None or not (examples.exclude_names >= 0).any():
         return index.candidates(examples.mentions, k)
-    from ..candidates.fusion import fuse
+    from ..candidates.fusion import fuse_by_config
 
     cfg = index.config
     lists = [_generator_excluding(g, examples.mentions, k, cfg["routing"], cfg["default_lang"],
                                   examples.exclude_names) for g in index.generators]
     if len(lists) == 1:
         return lists[0]
-    f = cfg["fusion"]
-    return fuse(lists, k, method=f["method"], weights=f["weights"], rrf_k=f["k"], source="fusion",
-                fallback_weights=f.get("fallback_weights"))
+    return fuse_by_config(lists, k, cfg["fusion"])
 
 
 def _generator_excluding(gen, mentions: Mentions, k: int, routing: str, default_lang: str,
