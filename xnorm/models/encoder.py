@@ -170,18 +170,22 @@ class Encoder:
         self.precision = precision
         self.normalize = normalize
         self._requested_device = device
+        # An adapter exports when adapter_graph can write it as plain modules (the shipped ones can).
+        exportable = is_local and (adapter is None or _adapter_unsupported(adapter_dir) is None)
         if backend == "auto":
-            backend = _auto_backend(device, is_local and adapter is None)
+            backend = _auto_backend(device, exportable)
         elif backend == "onnx" and precision == "fp32" and not _onnx_runtime_installed():
             # Same vectors either way (fp32), so an index built with ONNX Runtime still loads without it.
             logger.warning("onnxruntime is not installed: encoding with torch instead (same fp32 vectors)")
             backend = "torch"
         self.backend = backend
         self.device = device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
-        if backend == "onnx" and (not self.device.startswith("cpu") or not is_local or adapter is not None):
-            raise ConfigError("backend 'onnx' exports a local model folder (no adapter) and runs on the CPU.",
-                              field="backend", fix="use device='cpu' and a model folder or registry name with "
-                              "backend='onnx'; else backend='torch'.")
+        if backend == "onnx" and (not self.device.startswith("cpu") or not exportable):
+            why = f" ({_adapter_unsupported(adapter_dir)})" if is_local and adapter is not None else ""
+            raise ConfigError(f"backend 'onnx' exports a local model folder (with a bottleneck adapter of "
+                              f"`xnorm train-encoder` or none) and runs on the CPU{why}.", field="backend",
+                              fix="use device='cpu' and a model folder, registry or zoo name with backend='onnx'; "
+                              "else backend='torch'.")
         if precision != "fp32" and not self.device.startswith("cpu"):
             raise ConfigError(f"precision {precision!r} (dynamic quantization) runs on the CPU only.",
                               field="precision",
@@ -196,7 +200,8 @@ class Encoder:
         if backend == "onnx":  # the torch model stays loaded: it answers config / dim questions
             from xnorm.models.onnx_backend import OnnxPooledEncoder
 
-            self._onnx = OnnxPooledEncoder.for_model(_transformer_dir(Path(location)), self.pooling, precision)
+            self._onnx = OnnxPooledEncoder.for_model(_transformer_dir(Path(location)), self.pooling, precision,
+                                                     adapter_dir=adapter_dir if adapter is not None else None)
         elif precision != "fp32":
             self.model = _quantize(self.model, full=precision == "int8-full")
         self.model.to(self.device)
@@ -338,16 +343,23 @@ def _onnx_runtime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _auto_backend(device: str | None, local_plain_model: bool) -> str:
-    """``onnx`` where it runs and is faster (the CPU, a local model folder without adapter, onnxruntime and
-    onnx installed: onnx builds the fused graph), else ``torch`` (GPUs, hub ids, adapters, missing packages)."""
+def _adapter_unsupported(adapter_dir: str | Path) -> str | None:
+    from .adapter_graph import unsupported_reason
+
+    return unsupported_reason(adapter_dir)
+
+
+def _auto_backend(device: str | None, exportable: bool) -> str:
+    """``onnx`` where it runs and is faster (the CPU, a local model folder with no adapter or an exportable one,
+    onnxruntime and onnx installed: onnx builds the fused graph), else ``torch`` (GPUs, hub ids, other adapters,
+    missing packages)."""
     import importlib.util
 
     import torch
 
     on_cpu = device.startswith("cpu") if device is not None else not torch.cuda.is_available()
     installed = _onnx_runtime_installed() and importlib.util.find_spec("onnx") is not None
-    return "onnx" if on_cpu and local_plain_model and installed else "torch"
+    return "onnx" if on_cpu and exportable and installed else "torch"
 
 
 def _quantize(model: Any, full: bool) -> Any:

@@ -72,6 +72,23 @@ def model_key(model_dir: str | Path) -> str:
     return h.hexdigest()
 
 
+def graph_key(model_dir: str | Path, adapter_dir: str | Path | None = None) -> str:
+    """``model_key`` of the base model, combined with the adapter's config and weights when there is one."""
+    key = model_key(model_dir)
+    if adapter_dir is None:
+        return key
+    from .adapter_graph import CONFIG_FILE, WEIGHTS_FILE
+
+    h = hashlib.sha256(f"{key}\n".encode())
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        path = Path(adapter_dir) / name
+        if not path.is_file():
+            raise ArtifactError(f"the adapter folder lacks {name}.", file=str(adapter_dir),
+                                fix="re-copy the adapter folder or re-run `xnorm train-encoder`.")
+        h.update(f"{name}\0{sha256_file(path)}\n".encode())
+    return h.hexdigest()
+
+
 def cache_dir(model_dir: str | Path, key: str) -> Path:
     """Where graphs of this model live: beside it when its folder is writable, else under ``$XNORM_HOME``."""
     model_dir = Path(model_dir)
@@ -100,17 +117,21 @@ def _manifest_ok(graph: Path, manifest: Path, expected: dict[str, Any]) -> bool:
 
 
 def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = "fp32",
-                 folder: str | Path | None = None) -> Path:
-    """The cached ONNX graph of ``model_dir`` for ``pooling`` / ``precision``, exported (and quantized) if missing,
-    stale or corrupted. ``folder`` overrides the cache location (``cache_dir``)."""
+                 folder: str | Path | None = None, adapter_dir: str | Path | None = None) -> Path:
+    """The cached ONNX graph of ``model_dir`` (with the encoder adapter of ``adapter_dir`` written in, see
+    ``adapter_graph``) for ``pooling`` / ``precision``, exported (and quantized) if missing, stale or corrupted.
+    ``folder`` overrides the cache location (``cache_dir``; adapter graphs live under ``$XNORM_HOME/onnx/``,
+    not in the adapter folder, whose files its manifest lists)."""
     if precision not in ONNX_PRECISIONS:
         raise ConfigError(f"unknown ONNX precision {precision!r}.", field="precision",
                           fix=f"use one of {ONNX_PRECISIONS}.")
     if pooling not in ("mean", "cls"):
         raise ConfigError(f"unknown pooling {pooling!r}.", field="pooling", fix="use mean or cls.")
     model_dir = Path(model_dir)
-    key = model_key(model_dir)
-    folder = Path(folder) if folder is not None else cache_dir(model_dir, key)
+    key = graph_key(model_dir, adapter_dir)
+    if folder is None:
+        folder = cache_dir(model_dir, key) if adapter_dir is None else xnorm_home() / "onnx" / key[:16]
+    folder = Path(folder)
     graph, manifest = _graph_files(folder, key, pooling, precision)
     expected = {"format": GRAPH_FORMAT, "model_key": key, "pooling": pooling, "precision": precision,
                 "opset": OPSET}
@@ -130,13 +151,13 @@ def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = 
                         pooling, folder)
             raw = tmp.with_name(tmp.name + ".raw.onnx")
             try:
-                _export(model_dir, pooling, raw)
+                _export(model_dir, pooling, raw, adapter_dir)
                 info = _fuse(raw, tmp, _transformer_config(model_dir))
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     raw.unlink()
         else:
-            _quantize(ensure_graph(model_dir, pooling, "fp32", folder), tmp, precision)
+            _quantize(ensure_graph(model_dir, pooling, "fp32", folder, adapter_dir), tmp, precision)
         # The graph goes in first, the manifest (with its checksum) last: a crash in between leaves a graph
         # without a valid manifest, which the next call rebuilds.
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache beside a shared model is read by others
@@ -146,7 +167,7 @@ def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = 
             tmp.unlink()
     with atomic_write(manifest) as f:
         json.dump({**expected, **info, "size": graph.stat().st_size, "sha256": sha256_file(graph),
-                   "model_dir": str(model_dir)}, f, indent=2)
+                   "model_dir": str(model_dir), "adapter_dir": str(adapter_dir) if adapter_dir else None}, f, indent=2)
     os.chmod(manifest, 0o644)  # readable beside a shared model, like the graph
     return graph
 
@@ -174,9 +195,7 @@ def _pooled_module(model: Any, pooling: str) -> Any:
     return Pooled().eval()
 
 
-def _export(model_dir: Path, pooling: str, out: Path) -> None:
-    """Export transformer + pooling with the TorchScript exporter (no onnxscript needed)."""
-    import torch
+def _load_for_export(model_dir: Path) -> Any:
     from transformers import AutoConfig, AutoModel
 
     from .encoder import _POOLER_MODEL_TYPES, _transformer_dir
@@ -187,11 +206,42 @@ def _export(model_dir: Path, pooling: str, out: Path) -> None:
     config = AutoConfig.from_pretrained(source, trust_remote_code=False, attn_implementation="eager")
     extra = {"add_pooling_layer": False} if config.model_type in _POOLER_MODEL_TYPES else {}
     try:
-        model = AutoModel.from_pretrained(source, config=config, trust_remote_code=False, **extra)
+        return AutoModel.from_pretrained(source, config=config, trust_remote_code=False, **extra).eval()
     except (OSError, ValueError) as e:
         raise ArtifactError(f"cannot load the model to export it ({str(e).splitlines()[0]}).", file=str(source),
                             fix="re-create the model folder.") from None
-    wrapped = _pooled_module(model.eval(), pooling)
+
+
+def _inline_checked(model_dir: Path, adapter_dir: Path, pooling: str) -> Any:
+    """The base model with the adapter written in as plain modules, checked against the ``adapters`` library's
+    own model on a padded batch (a library whose adapter arithmetic differs must not give a wrong graph)."""
+    import torch
+
+    from ..training.adapter_io import adapter_manifest, attach_adapter
+    from .adapter_graph import inline_adapter
+
+    inlined = inline_adapter(_load_for_export(model_dir), adapter_dir)
+    # No base-weights check here: the graph's cache key covers the base and adapter weights.
+    reference = attach_adapter(_load_for_export(model_dir), adapter_dir, adapter_manifest(adapter_dir) or {},
+                               None).eval()
+    feed = {k: torch.from_numpy(v) for k, v in _verification_batch(int(inlined.config.vocab_size)).items()}
+    with torch.inference_mode():
+        got = _pooled_module(inlined, pooling)(**feed)
+        ref = _pooled_module(reference, pooling)(**feed)
+    err = float((got - ref).abs().max() / ref.abs().max().clamp(min=1e-6))
+    if not err <= 1e-4:
+        raise ArtifactError(f"the adapter written as plain modules differs from the adapters library's model "
+                            f"(relative error {err:.2g}).", file=str(adapter_dir),
+                            fix="use backend='torch' for this encoder, and report the adapters version.")
+    return inlined
+
+
+def _export(model_dir: Path, pooling: str, out: Path, adapter_dir: Path | None = None) -> None:
+    """Export transformer (+ adapter) + pooling with the TorchScript exporter (no onnxscript needed)."""
+    import torch
+
+    model = _load_for_export(model_dir) if adapter_dir is None else _inline_checked(model_dir, adapter_dir, pooling)
+    wrapped = _pooled_module(model, pooling)
     # Trace with padding in the batch so the mask arithmetic stays in the graph.
     ids = torch.full((2, 8), 5, dtype=torch.long)
     mask = torch.ones_like(ids)
@@ -361,9 +411,9 @@ class OnnxPooledEncoder:
 
     @classmethod
     def for_model(cls, model_dir: str | Path, pooling: str = "mean", precision: str = "fp32",
-                  threads: int | None = None) -> "OnnxPooledEncoder":
-        """Session for ``model_dir``'s cached graph (exported first if needed)."""
-        return cls(ensure_graph(model_dir, pooling, precision), threads)
+                  threads: int | None = None, adapter_dir: str | Path | None = None) -> "OnnxPooledEncoder":
+        """Session for the cached graph of ``model_dir`` (+ ``adapter_dir``'s adapter), exported first if needed."""
+        return cls(ensure_graph(model_dir, pooling, precision, adapter_dir=adapter_dir), threads)
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         out = self.session.run(["pooled"], {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
