@@ -1,5 +1,5 @@
 """ONNX graphs of adapter encoders: the bottleneck adapter written into the graph gives the torch vectors, is
-checked against the `adapters` library before it is cached, and other adapter types stay on torch."""
+checked against the `adapters` library before it is cached, and other adapter types are refused clearly."""
 from __future__ import annotations
 
 import json
@@ -49,9 +49,11 @@ def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def test_adapter_graph_gives_the_torch_vectors(trained: Path, tiny_model_dir: Path) -> None:
     torch_enc = Encoder(trained, device="cpu", batch_size=2)
-    auto = Encoder(trained, device="cpu", batch_size=2, backend="auto")
-    assert auto.backend == "onnx" and auto.config()["backend"] == "onnx"
-    ref, got = torch_enc.encode(TEXTS), auto.encode(TEXTS)
+    # auto keeps adapter encoders on torch (no measurable gain in fp32); onnx is there on request.
+    assert Encoder(trained, device="cpu", backend="auto").backend == "torch"
+    onnx = Encoder(trained, device="cpu", batch_size=2, backend="onnx")
+    assert onnx.config()["backend"] == "onnx"
+    ref, got = torch_enc.encode(TEXTS), onnx.encode(TEXTS)
     np.testing.assert_allclose(got, ref, atol=1e-5)
     # The adapter matters: the graph is not the base model's (which the same tolerance would reject).
     assert np.abs(Encoder(tiny_model_dir, device="cpu").encode(TEXTS) - ref).max() > 1e-3
@@ -83,10 +85,9 @@ def test_export_is_checked_against_the_adapters_library(trained: Path, tiny_mode
     assert not list(Path(onnx_backend.xnorm_home()).glob("onnx/*/*.onnx"))
 
 
-def test_other_adapter_types_stay_on_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_other_adapter_types_are_refused_clearly(tiny_model_dir: Path, tmp_path: Path) -> None:
     lora = _train(tiny_model_dir, tmp_path / "lora", adapter_type="lora")
     assert adapter_graph.unsupported_reason(lora) is not None
-    assert Encoder(lora, device="cpu", backend="auto").backend == "torch"
     with pytest.raises(ConfigError, match="bottleneck adapter"):
         Encoder(lora, device="cpu", backend="onnx")
 

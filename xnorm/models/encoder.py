@@ -170,18 +170,22 @@ class Encoder:
         self.precision = precision
         self.normalize = normalize
         self._requested_device = device
-        # An adapter exports when adapter_graph can write it as plain modules (the shipped ones can).
-        exportable = is_local and (adapter is None or _adapter_unsupported(adapter_dir) is None)
+        # `auto` keeps adapter encoders on torch: their fp32 graph measured 1.05x torch (benchmarks/results/
+        # encoding_speed_adapter.md), too little for the one-off export (~35 s) and a 470 MB graph.
         if backend == "auto":
-            backend = _auto_backend(device, exportable)
+            backend = _auto_backend(device, is_local and adapter is None)
         elif backend == "onnx" and precision == "fp32" and not _onnx_runtime_installed():
             # Same vectors either way (fp32), so an index built with ONNX Runtime still loads without it.
             logger.warning("onnxruntime is not installed: encoding with torch instead (same fp32 vectors)")
             backend = "torch"
         self.backend = backend
         self.device = device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
-        if backend == "onnx" and (not self.device.startswith("cpu") or not exportable):
-            why = f" ({_adapter_unsupported(adapter_dir)})" if is_local and adapter is not None else ""
+        # An adapter exports when adapter_graph can write it as plain modules (the shipped ones can).
+        from .adapter_graph import unsupported_reason
+
+        why = unsupported_reason(adapter_dir) if backend == "onnx" and adapter is not None else None
+        if backend == "onnx" and (not self.device.startswith("cpu") or not is_local or why):
+            why = f" ({why})" if why else ""
             raise ConfigError(f"backend 'onnx' exports a local model folder (with a bottleneck adapter of "
                               f"`xnorm train-encoder` or none) and runs on the CPU{why}.", field="backend",
                               fix="use device='cpu' and a model folder, registry or zoo name with backend='onnx'; "
@@ -343,23 +347,16 @@ def _onnx_runtime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _adapter_unsupported(adapter_dir: str | Path) -> str | None:
-    from .adapter_graph import unsupported_reason
-
-    return unsupported_reason(adapter_dir)
-
-
-def _auto_backend(device: str | None, exportable: bool) -> str:
-    """``onnx`` where it runs and is faster (the CPU, a local model folder with no adapter or an exportable one,
-    onnxruntime and onnx installed: onnx builds the fused graph), else ``torch`` (GPUs, hub ids, other adapters,
-    missing packages)."""
+def _auto_backend(device: str | None, local_plain_model: bool) -> str:
+    """``onnx`` where it runs and is faster (the CPU, a local model folder without adapter, onnxruntime and
+    onnx installed: onnx builds the fused graph), else ``torch`` (GPUs, hub ids, adapters, missing packages)."""
     import importlib.util
 
     import torch
 
     on_cpu = device.startswith("cpu") if device is not None else not torch.cuda.is_available()
     installed = _onnx_runtime_installed() and importlib.util.find_spec("onnx") is not None
-    return "onnx" if on_cpu and exportable and installed else "torch"
+    return "onnx" if on_cpu and local_plain_model and installed else "torch"
 
 
 def _quantize(model: Any, full: bool) -> Any:
