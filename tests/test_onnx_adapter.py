@@ -102,3 +102,21 @@ def test_unsupported_bottleneck_settings_are_named(trained: Path, tmp_path: Path
     assert "mh_adapter" in adapter_graph.unsupported_reason(folder)
     with pytest.raises(ArtifactError, match="mh_adapter"):
         adapter_graph.inline_adapter(object(), folder)
+
+
+def test_a_dense_index_runs_the_adapter_graph_on_request(trained: Path, tmp_path: Path) -> None:
+    from xnorm.candidates import CandidateIndex
+    from xnorm.types import Mentions
+
+    term = _terminology()
+    mentions = Mentions.from_texts(["fiebre corazón", "cefalea"], lang="es")
+    config = {"generators": [{"type": "dense", "model": str(trained), "backend": "onnx"}]}
+    index = CandidateIndex.build(term, config)
+    reference = CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(trained)}]})
+    got, ref = index.candidates(mentions, k=3), reference.candidates(mentions, k=3)
+    np.testing.assert_array_equal(got.concepts, ref.concepts)
+    np.testing.assert_allclose(got.scores, ref.scores, atol=1e-5)
+    index.save(tmp_path / "index")
+    loaded = CandidateIndex.load(tmp_path / "index")
+    assert loaded.generators[0].encoder.backend == "onnx"
+    np.testing.assert_array_equal(loaded.candidates(mentions, k=3).concepts, got.concepts)
