@@ -104,7 +104,8 @@ def main(argv=None) -> None:
     langs = [lang for lang in LANGS if lang in acc["test"][0.0]]
     lines = ["# Hubness correction (CSLS) for the encoder adapter's cross-lingual retrieval", "",
              f"- model `{args.model}`; index: the {len(names):,} English hpo-en names; pool: {len(pool_texts):,} "
-             f"OFFICIAL labels of training concepts ({args.pool_per_lang} per language of {', '.join(te.TRAIN_LANGS)}); "
+             f"OFFICIAL labels of training concepts ({args.pool_per_lang} per language of "
+             f"{', '.join(te.TRAIN_LANGS)}); "
              f"r(y) = mean cosine of a name to its {args.k} nearest pool labels; score = cos - beta * r(y)",
              f"- queries: labels of the adapter's dev / test concepts (encoder_full_index.py's samples; nl "
              f"machine-translated); beta chosen on the dev mean acc@1: **{chosen}** (dev means: "
