@@ -38,20 +38,6 @@ def hub_scores(names: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
     return r
 
 
-def ranks(q: np.ndarray, names: np.ndarray, penalty: np.ndarray, name_concepts: np.ndarray,
-          gold: np.ndarray) -> np.ndarray:
-    """te.concept_ranks with ``penalty`` subtracted from every name's score."""
-    order = np.argsort(name_concepts, kind="stable")
-    concepts, starts = np.unique(name_concepts[order], return_index=True)
-    gold_col = np.searchsorted(concepts, gold)
-    out = np.empty(len(q), dtype=np.int64)
-    for b in range(0, len(q), 256):
-        per_concept = np.maximum.reduceat((q[b:b + 256] @ names.T - penalty)[:, order], starts, axis=1)
-        g = per_concept[np.arange(len(per_concept)), gold_col[b:b + 256]]
-        out[b:b + 256] = (per_concept > g[:, None]).sum(1) + 1
-    return out
-
-
 def main(argv=None) -> None:
     import torch
 
@@ -96,7 +82,7 @@ def main(argv=None) -> None:
                 continue
             q = enc.encode(texts, kind="query")
             for beta in BETAS:
-                rk = ranks(q, names, beta * r, name_concepts, gold.astype(str))
+                rk = te.concept_ranks(q, names, name_concepts, gold.astype(str), penalty=beta * r)
                 acc[part].setdefault(beta, {})[lang] = {"n": len(texts), "acc1": float((rk == 1).mean()),
                                                        "r64": float((rk <= 64).mean())}
     dev_mean = {b: float(np.mean([v["acc1"] for v in acc["dev"][b].values()])) for b in BETAS}

@@ -194,14 +194,19 @@ def evaluate(model: str, queries, names: list[str], name_concepts: np.ndarray, v
     return out
 
 
-def concept_ranks(q: np.ndarray, index: np.ndarray, name_concepts: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    """Rank of each query's gold concept when concepts are ranked by their best-scoring name (1 = first)."""
+def concept_ranks(q: np.ndarray, index: np.ndarray, name_concepts: np.ndarray, gold: np.ndarray,
+                  penalty: np.ndarray | None = None) -> np.ndarray:
+    """Rank of each query's gold concept when concepts are ranked by their best-scoring name (1 = first);
+    ``penalty`` (one value per name) is subtracted from every name's score first."""
     order = np.argsort(name_concepts, kind="stable")
     concepts, starts = np.unique(name_concepts[order], return_index=True)
     gold_col = np.searchsorted(concepts, gold)
     ranks = np.empty(len(q), dtype=np.int64)
     for b in range(0, len(q), 256):
-        per_concept = np.maximum.reduceat((q[b:b + 256] @ index.T)[:, order], starts, axis=1)
+        scores = q[b:b + 256] @ index.T
+        if penalty is not None:
+            scores -= penalty
+        per_concept = np.maximum.reduceat(scores[:, order], starts, axis=1)
         g = per_concept[np.arange(len(per_concept)), gold_col[b:b + 256]]
         ranks[b:b + 256] = (per_concept > g[:, None]).sum(1) + 1
     return ranks
