@@ -3,12 +3,19 @@
 Some English names are near many foreign-language queries ("hubs"; e.g. "Hypospadia" scores 0.767 against "baja
 estatura", above "Short stature"). Cross-domain similarity local scaling (Conneau et al., 2018, "Word translation
 without parallel data") ranks by ``cos(q, y) - beta * r(y)``, where ``r(y)`` is the mean cosine of name ``y`` to its
-``--k`` nearest neighbours in a pool of queries (the query-side term of CSLS is constant per query). The pool here:
-translated labels of the adapter's TRAINING concepts (its split.json), ``--pool-per-lang`` per training language —
-never the test or dev concepts. ``beta`` is chosen on the DEV concepts' labels and reported on the TEST concepts'
-(the same queries as encoder_full_index.py / encoder_r4_4names_lr2.md), against the 41,494 English HPO names.
+``--k`` nearest neighbours in a pool (the query-side term of CSLS is constant per query). Two pools:
 
-    python benchmarks/hubness.py --vectors /work/runs/vec/<fingerprint>.npy   # cached index vectors (optional)
+- ``--pool labels``: translated labels of the adapter's TRAINING concepts (its split.json), ``--pool-per-lang``
+  per training language — never the test or dev concepts;
+- ``--pool index``: the index's own names, each name's neighbours taken among the names of OTHER concepts. This is
+  the pool a user has for any terminology (``xnorm.candidates.dense``'s ``hubness`` setting), no labelled data.
+
+``beta`` is chosen on the DEV concepts' labels and reported on the TEST concepts' (the same queries as
+encoder_full_index.py / encoder_r4_4names_lr2.md), against the 41,494 English HPO names. Rule (fixed 2026-12-03
+before the ``--pool index`` run, as fusion_tuning.py's): the beta with the best mean dev acc@1 over the languages
+with >= 100 dev labels among the training languages (es, fr, ja, zh); ties keep the smaller beta.
+
+    python benchmarks/hubness.py --pool index --vectors /work/runs/vec/<fingerprint>.npy   # cached index vectors
 """
 from __future__ import annotations
 
@@ -29,12 +36,15 @@ BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl"]
 
 
+MIN_DEV = 100  # languages with fewer dev labels are reported, not used to choose beta
+
+
 def hub_scores(names: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
     """r(y): mean cosine of each name to its k most similar pool vectors."""
     r = np.empty(len(names), dtype=np.float32)
     for b in range(0, len(names), 2048):
         sims = names[b:b + 2048] @ pool.T
-        r[b:b + 2048] = np.sort(np.partition(sims, -k, axis=1)[:, -k:], axis=1).mean(1)
+        r[b:b + 2048] = np.partition(sims, -k, axis=1)[:, -k:].mean(1)
     return r
 
 
@@ -49,9 +59,11 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="hpo-align-e5small")
     ap.add_argument("--vectors", type=Path, help="the model's vectors of the hpo-en names (encoder_full_index cache)")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--pool", choices=("labels", "index"), default="labels")
     ap.add_argument("--pool-per-lang", type=int, default=2000)
-    ap.add_argument("--out", default=str(HERE / "results" / "hubness"))
+    ap.add_argument("--out", help="results/hubness (labels) or results/hubness_index (index) without suffix")
     args = ap.parse_args(argv)
+    args.out = args.out or str(HERE / "results" / ("hubness" if args.pool == "labels" else "hubness_index"))
     torch.set_num_threads(2)
     data = Path(os.environ.get("XNORM_DATA", "/work/shared/data"))
     split = json.loads((HERE.parent / "adapters_zoo" / "hpo-align-e5small" / "split.json").read_text())
@@ -62,16 +74,27 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     names = (np.load(args.vectors, allow_pickle=False) if args.vectors
              else enc.encode(english.name_texts.tolist(), kind="passage", show_progress=True))
-    train = set(split["train"])
-    rng = np.random.default_rng(0)
-    pool_texts = []
-    for lang in te.TRAIN_LANGS:
-        labels = [label for sid, label, _ in read_babelon_labels(babelon_file(data / "hpo-translations", lang),
-                                                                 ["OFFICIAL"]) if multi.resolve(sid) in train]
-        pick = rng.choice(len(labels), min(args.pool_per_lang, len(labels)), replace=False)
-        pool_texts += [labels[i] for i in pick]
-    pool = enc.encode(pool_texts, kind="query")
-    r = hub_scores(names, pool, args.k)
+    if args.pool == "index":
+        from xnorm.candidates.dense import DenseGenerator
+
+        class Cached:  # the generator's own fit + hub_scores, on the vectors already computed
+            def encode(self, texts, kind, show_progress=False):
+                return names
+
+        r = DenseGenerator(Cached(), hubness=1.0, hubness_k=args.k).fit(english).hub
+        pool_desc = (f"the index's own {len(names):,} names (a name's {args.k} nearest names of other concepts)")
+    else:
+        train = set(split["train"])
+        rng = np.random.default_rng(0)
+        pool_texts = []
+        for lang in te.TRAIN_LANGS:
+            labels = [label for sid, label, _ in read_babelon_labels(babelon_file(data / "hpo-translations", lang),
+                                                                     ["OFFICIAL"]) if multi.resolve(sid) in train]
+            pick = rng.choice(len(labels), min(args.pool_per_lang, len(labels)), replace=False)
+            pool_texts += [labels[i] for i in pick]
+        r = hub_scores(names, enc.encode(pool_texts, kind="query"), args.k)
+        pool_desc = (f"{len(pool_texts):,} OFFICIAL labels of training concepts ({args.pool_per_lang} per language "
+                     f"of {', '.join(te.TRAIN_LANGS)}); r(y) = mean cosine of a name to its {args.k} nearest")
     te.EVAL_LANGS = LANGS
     sets = {part: te.eval_task(multi, np.asarray(sorted(split[part]), dtype=object), data)[0]
             for part in ("dev", "test")}
@@ -85,16 +108,16 @@ def main(argv=None) -> None:
                 rk = te.concept_ranks(q, names, name_concepts, gold.astype(str), penalty=beta * r)
                 acc[part].setdefault(beta, {})[lang] = {"n": len(texts), "acc1": float((rk == 1).mean()),
                                                        "r64": float((rk <= 64).mean())}
-    dev_mean = {b: float(np.mean([v["acc1"] for v in acc["dev"][b].values()])) for b in BETAS}
+    choose = [lang for lang in te.TRAIN_LANGS if acc["dev"][0.0].get(lang, {}).get("n", 0) >= MIN_DEV]
+    dev_mean = {b: float(np.mean([acc["dev"][b][lang]["acc1"] for lang in choose])) for b in BETAS}
     chosen = max(BETAS, key=lambda b: (round(dev_mean[b], 6), -b))
     langs = [lang for lang in LANGS if lang in acc["test"][0.0]]
     lines = ["# Hubness correction (CSLS) for the encoder adapter's cross-lingual retrieval", "",
-             f"- model `{args.model}`; index: the {len(names):,} English hpo-en names; pool: {len(pool_texts):,} "
-             f"OFFICIAL labels of training concepts ({args.pool_per_lang} per language of "
-             f"{', '.join(te.TRAIN_LANGS)}); "
-             f"r(y) = mean cosine of a name to its {args.k} nearest pool labels; score = cos - beta * r(y)",
+             f"- model `{args.model}`; index: the {len(names):,} English hpo-en names; pool: {pool_desc}; "
+             f"r(y) = mean cosine of a name to its {args.k} nearest in the pool; score = cos - beta * r(y)",
              f"- queries: labels of the adapter's dev / test concepts (encoder_full_index.py's samples; nl "
-             f"machine-translated); beta chosen on the dev mean acc@1: **{chosen}** (dev means: "
+             f"machine-translated); beta chosen on the mean dev acc@1 over {', '.join(choose)}: **{chosen}** "
+             "(dev means: "
              + ", ".join(f"{b}: {dev_mean[b]:.3f}" for b in BETAS) + ")",
              f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {time.perf_counter() - t0:.0f} s",
              "- command: `python benchmarks/hubness.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])) + "`", ""]

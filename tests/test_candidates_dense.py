@@ -190,3 +190,39 @@ def test_dense_config_backend_onnx_gives_the_torch_candidates(term, tiny_model_d
     onnx_c = loaded.candidates(mentions, k=5)
     np.testing.assert_array_equal(onnx_c.concepts[:, 0], torch_c.concepts[:, 0])
     np.testing.assert_allclose(onnx_c.scores, torch_c.scores, atol=1e-3)
+
+
+def test_hubness_scores_and_csls_ranking_match_brute_force(term, encoder, mentions, tmp_path):
+    gen = DenseGenerator(encoder, index="Flat", names_per_concept=10_000, hubness=0.5, hubness_k=3).fit(term)
+    names = encoder.encode(list(term.name_texts), kind="passage")
+    sims = names @ names.T
+    sims[term.name_concepts[:, None] == term.name_concepts[None, :]] = -np.inf  # own concept's names excluded
+    r = np.sort(sims, axis=1)[:, -3:].mean(1)
+    np.testing.assert_allclose(gen.hub, r, atol=1e-4)
+    # Search ranks names by cos - beta * r (a hub name drops); candidates keep that score.
+    c = gen.candidates(mentions, k=5, routing="fallback")
+    queries = encoder.encode(list(mentions.texts), kind="query")
+    csls = queries @ names.T - 0.5 * r
+    plain = DenseGenerator(encoder, index="Flat", names_per_concept=10_000).fit(term).candidates(mentions, k=5)
+    for i, lang in enumerate(mentions.langs):
+        allowed = np.isin(term.name_langs, ["es", "en"] if lang == "es" else ["en"])
+        best = np.full(len(term), -np.inf)
+        np.maximum.at(best, term.name_concepts[allowed], csls[i, allowed])
+        np.testing.assert_allclose(c.scores[i], np.sort(best)[::-1][:5], atol=1e-4)
+    assert (c.concepts != plain.concepts).any()  # the correction changes some rankings on real labels
+    # Saved with the index, checked on load.
+    cfg = gen.config()
+    gen.save(tmp_path / "g")
+    loaded = DenseGenerator.load(tmp_path / "g", cfg, term, encoder=encoder)
+    np.testing.assert_array_equal(loaded.hub, gen.hub)
+    np.save(tmp_path / "g" / "hubness.npy", gen.hub[:-1])
+    with pytest.raises(ArtifactError, match="hubness"):
+        DenseGenerator.load(tmp_path / "g", cfg, term, encoder=encoder)
+
+
+@pytest.mark.parametrize("value", [-0.5, "yes", True])
+def test_bad_hubness_is_a_config_error(value):
+    from xnorm.candidates.config import normalize_config
+
+    with pytest.raises(ConfigError, match="hubness"):
+        normalize_config({"generators": [{"type": "dense", "hubness": value}]})
