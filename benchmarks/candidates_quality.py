@@ -37,12 +37,13 @@ def english_hpo():
 def official_labels(folder: Path, lang: str, n: int | None, seed: int, ids,
                     only: set[str] | None = None) -> tuple[list[str], list[str], dict]:
     """Up to n (label, current HPO id) pairs (all if n is None; only of the concepts in ``only`` if given), seeded
-    sample; counts of what was dropped."""
+    sample; counts of what was dropped. OFFICIAL labels; Dutch has only machine-translated CANDIDATE ones."""
     path = folder / f"hp-{lang}.babelon.tsv"
-    from xnorm.benchmark.datasets import read_babelon_labels
+    from xnorm.benchmark.datasets import MACHINE_TRANSLATED, read_babelon_labels
 
     pairs, dropped = [], {"no current id": 0}
-    for subject_id, label, _ in read_babelon_labels(path, ["OFFICIAL"]):
+    statuses = ["CANDIDATE"] if lang in MACHINE_TRANSLATED else ["OFFICIAL"]
+    for subject_id, label, _ in read_babelon_labels(path, statuses):
         cur = ids.resolve(subject_id)
         if cur is None:
             dropped["no current id"] += 1
