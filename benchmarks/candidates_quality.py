@@ -38,9 +38,9 @@ def official_labels(folder: Path, lang: str, n: int | None, seed: int, ids,
                     only: set[str] | None = None) -> tuple[list[str], list[str], dict]:
     """Up to n (label, current HPO id) pairs (all if n is None; only of the concepts in ``only`` if given), seeded
     sample; counts of what was dropped. OFFICIAL labels; Dutch has only machine-translated CANDIDATE ones."""
-    path = folder / f"hp-{lang}.babelon.tsv"
-    from xnorm.benchmark.datasets import MACHINE_TRANSLATED, read_babelon_labels
+    from xnorm.benchmark.datasets import MACHINE_TRANSLATED, babelon_file, read_babelon_labels
 
+    path = babelon_file(folder, lang)
     pairs, dropped = [], {"no current id": 0}
     statuses = ["CANDIDATE"] if lang in MACHINE_TRANSLATED else ["OFFICIAL"]
     for subject_id, label, _ in read_babelon_labels(path, statuses):
