@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     from xnorm.benchmark.hpo_obo import read_hpo_ids
     from xnorm.candidates import CandidateIndex
     from xnorm.candidates.fusion import fuse_by_config
-    from xnorm.eval.ranking import mention_metrics
+    from xnorm.eval.ranking import first_hit_ranks, metrics_from_ranks
+    from xnorm.eval.stats import approximate_randomization
 
     term, ids = english_hpo(), read_hpo_ids()
     index = CandidateIndex.load(args.index)
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
         hub = dense.hub_scores(emb)
 
     tables: dict = {}
+    hits: dict = {"dev": {}, "test": {}}  # per-label acc@1 hits, for the paired tests
     for part, n in (("dev", None), ("test", args.n)):
         only = {ids.resolve(c) for c in split[part]}
         tables[part] = {}
@@ -90,15 +92,16 @@ def main(argv=None) -> int:
                 continue
             rows = {}
             for beta in betas:
-                suffix = "" if beta is None else f" | hubness {beta}"
+                suffix = "" if beta is None else f", hubness {beta}"
                 if beta is not None:
                     dense.hubness, dense.hub = beta, hub if beta > 0 else None
                 lists = index.generator_candidates(Mentions(texts=texts, langs=[lang] * len(texts)), k=args.k)
                 rows.update({f"{g} only{suffix}": lists[g] for g in names})
                 for i, s in enumerate(settings):
                     rows[f"#{i} {label(s)}{suffix}"] = fuse_by_config(list(lists.values()), args.k, s)
-            tables[part][lang] = {r: {**mention_metrics(c.concept_ids(term), [[g] for g in gold], ks=KS),
-                                      "n": len(texts)} for r, c in rows.items()}
+            ranks = {r: first_hit_ranks(c.concept_ids(term), [[g] for g in gold]) for r, c in rows.items()}
+            tables[part][lang] = {r: {**metrics_from_ranks(rk, KS), "n": len(texts)} for r, rk in ranks.items()}
+            hits[part][lang] = {r: (rk == 1).astype(float) for r, rk in ranks.items()}
             print(f"{part} {lang}: {len(texts)} labels", file=sys.stderr)
 
     choose_langs = [lang for lang, t in tables["dev"].items()
@@ -110,10 +113,13 @@ def main(argv=None) -> int:
 
     dev_macro = {r: {key: macro(r, key) for key in ("accuracy@1", "mrr")} for r in fused}
     best = max(fused, key=lambda r: tuple(round(v, 6) for v in dev_macro[r].values()))  # first wins ties
+    # Test acc@1 of every row against the chosen one: difference and approximate-randomization p-value.
+    paired = {lang: {r: approximate_randomization(h[best], h[r]).p_value for r in h if r != best}
+              for lang, h in hits["test"].items()}
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "index": str(args.index),
               "describe": index.describe(), "split": str(args.split), "settings": settings,
               "chosen_on": choose_langs, "current": fused[0], "best": best, "dev_macro": dev_macro,
-              "tables": tables, "command": "python benchmarks/fusion_tuning.py " + " ".join(argv or sys.argv[1:])}
+              "tables": tables, "paired_p": paired, "command": "python benchmarks/fusion_tuning.py " + " ".join(argv or sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
     report = markdown(result)
     (args.out / "fusion_tuning.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
@@ -143,6 +149,13 @@ def markdown(r: dict) -> str:
         mark = "**" if row in (r["best"], r["current"]) else ""
         dm = f"{r['dev_macro'][row]['accuracy@1']:.3f}" if row in r["dev_macro"] else "—"
         lines.append(f"| {mark}{row}{mark} | {dm} | {cells(test, row)} |")
+    lines += ["", "## Test: acc@1 of each setting minus the chosen one (approximate-randomization p, 10,000 shuffles)",
+              "", "| setting | " + " | ".join(langs) + " |", "|---" * (len(langs) + 1) + "|"]
+    for row in rows:
+        if row != r["best"]:
+            lines.append(f"| {row} | " + " | ".join(
+                f"{test[lang][row]['accuracy@1'] - test[lang][r['best']]['accuracy@1']:+.3f} "
+                f"(p={r['paired_p'][lang][row]:.2f})" for lang in langs) + " |")
     lines += ["", "## Dev: acc@1 / R@64", "",
               "| setting | " + " | ".join(f"{lang} (n={t[rows[0]]['n']})" for lang, t in dev.items()) + " |",
               "|---" * (len(dev) + 1) + "|"]
