@@ -134,7 +134,7 @@ def test_cli_index_end_to_end(term, tiny_model_dir, tmp_path, capsys):
     cfg = tmp_path / "fusion.yaml"
     cfg.write_text(yaml.safe_dump({
         "generators": [{"type": "sparse", "ngram_range": [2, 4]},
-                       {"type": "dense", "model": str(tiny_model_dir), "index": "Flat"}],
+                       {"type": "dense", "model": str(tiny_model_dir), "index": "Flat", "hubness": 0.25}],
         "routing": "fallback", "fusion": {"method": "rrf", "weights": [1, 1]}}))
     out_dir = tmp_path / "index"
     code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o", str(out_dir),
@@ -144,12 +144,19 @@ def test_cli_index_end_to_end(term, tiny_model_dir, tmp_path, capsys):
     index = CandidateIndex.load(out_dir)
     c = index.candidates(Mentions(texts=["Defecto septal ventricular"], langs=["es"]), k=5)
     assert index.terminology.concept_ids[c.concepts[0, 0]] == "HP:0001629"
+    # The hubness scores travel with the index, under its checksums.
+    assert index.generators[1].hub.shape == (len(term.name_texts),)
+    assert "gen-1-dense/hubness.npy" in json.loads((out_dir / "manifest.json").read_text())["sha256"]
     # A typo in the config: exit code 3, one line naming the key, nothing written.
     cfg.write_text("generators:\n  - type: sparse\n    ngram_rang: [2, 4]\n")
     code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o",
                           str(tmp_path / "bad"))
     assert code == 3 and "ngram_rang" in err and "Traceback" not in err
     assert not (tmp_path / "bad").exists()
+    cfg.write_text(f"generators:\n  - type: dense\n    model: {tiny_model_dir}\n    hubness: -1\n")
+    code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o",
+                          str(tmp_path / "bad"))
+    assert code == 3 and "hubness" in err and "Traceback" not in err
     code, out, err = _cli(capsys, "index", "--terminology", str(tmp_path / "missing"), "-o", str(tmp_path / "x"))
     assert code == 3 and "missing" in err
 
