@@ -9,10 +9,6 @@ generator's lists are computed once; every setting of the grid re-fuses them
 
     python benchmarks/fusion_tuning.py --index IDX --split adapters_zoo/hpo-align-e5small/split.json \\
         --out benchmarks/results/fusion_tuning
-
-``--hubness B1 B2 ...`` instead crosses the index's own fusion setting with the dense generator's CSLS hubness
-correction (``hubness: beta``, xnorm.candidates.dense; r(name) computed once from the index's vectors), chosen by
-the same rule (best mean dev acc@1 over es, fr, ja, zh; ties keep the earlier row, i.e. the smaller beta).
 """
 from __future__ import annotations
 
@@ -23,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from candidates_quality import DEFAULT_DATA, KS, english_hpo, official_labels
 
 LANGS = ("es", "fr", "de", "it", "ja", "zh", "nl")
@@ -55,7 +50,6 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=1000, help="test labels per language (as candidates_quality.py)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--hubness", type=float, nargs="+", help="betas of the dense generator's hubness correction")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fusion_tuning")
     args = ap.parse_args(argv)
 
@@ -71,15 +65,8 @@ def main(argv=None) -> int:
     if len(index.generators) != 2:
         sys.exit(f"error: {args.index} has {len(index.generators)} generator(s); fusion tuning needs two")
     split = json.loads(args.split.read_text())
-    settings = [index.config["fusion"]] if args.hubness else grid(index.config["fusion"])
+    settings = grid(index.config["fusion"])
     names = [g.name for g in index.generators]
-    betas = args.hubness or [None]
-    if args.hubness:
-        dense = next(g for g in index.generators if g.type == "dense")
-        emb = np.zeros((len(term.name_texts), dense.indexes[dense.languages[0]].d), dtype=np.float32)
-        for lang, rows in dense.lang_rows.items():
-            emb[rows] = dense.indexes[lang].reconstruct_n(0, len(rows))
-        hub = dense.hub_scores(emb)
 
     tables: dict = {}
     hits: dict = {"dev": {}, "test": {}}  # per-label acc@1 hits, for the paired tests
@@ -90,15 +77,10 @@ def main(argv=None) -> int:
             texts, gold, _ = official_labels(args.data, lang, n, args.seed, ids, only)
             if not texts:
                 continue
-            rows = {}
-            for beta in betas:
-                suffix = "" if beta is None else f", hubness {beta}"
-                if beta is not None:
-                    dense.hubness, dense.hub = beta, hub if beta > 0 else None
-                lists = index.generator_candidates(Mentions(texts=texts, langs=[lang] * len(texts)), k=args.k)
-                rows.update({f"{g} only{suffix}": lists[g] for g in names})
-                for i, s in enumerate(settings):
-                    rows[f"#{i} {label(s)}{suffix}"] = fuse_by_config(list(lists.values()), args.k, s)
+            lists = index.generator_candidates(Mentions(texts=texts, langs=[lang] * len(texts)), k=args.k)
+            rows = {f"{g} only": lists[g] for g in names}
+            for i, s in enumerate(settings):
+                rows[f"#{i} {label(s)}"] = fuse_by_config(list(lists.values()), args.k, s)
             ranks = {r: first_hit_ranks(c.concept_ids(term), [[g] for g in gold]) for r, c in rows.items()}
             tables[part][lang] = {r: {**metrics_from_ranks(rk, KS), "n": len(texts)} for r, rk in ranks.items()}
             hits[part][lang] = {r: (rk == 1).astype(float) for r, rk in ranks.items()}
@@ -119,7 +101,8 @@ def main(argv=None) -> int:
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "index": str(args.index),
               "describe": index.describe(), "split": str(args.split), "settings": settings,
               "chosen_on": choose_langs, "current": fused[0], "best": best, "dev_macro": dev_macro,
-              "tables": tables, "paired_p": paired, "command": "python benchmarks/fusion_tuning.py " + " ".join(argv or sys.argv[1:])}
+              "tables": tables, "paired_p": paired,
+              "command": "python benchmarks/fusion_tuning.py " + " ".join(argv or sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
     report = markdown(result)
     (args.out / "fusion_tuning.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))

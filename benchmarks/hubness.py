@@ -7,8 +7,8 @@ without parallel data") ranks by ``cos(q, y) - beta * r(y)``, where ``r(y)`` is 
 
 - ``--pool labels``: translated labels of the adapter's TRAINING concepts (its split.json), ``--pool-per-lang``
   per training language — never the test or dev concepts;
-- ``--pool index``: the index's own names, each name's neighbours taken among the names of OTHER concepts. This is
-  the pool a user has for any terminology (``xnorm.candidates.dense``'s ``hubness`` setting), no labelled data.
+- ``--pool index``: the index's own names, each name's neighbours taken among the names of OTHER concepts: the pool
+  any terminology has, with no labelled data (the candidate for a product option; results/hubness_index.md).
 
 ``beta`` is chosen on the DEV concepts' labels and reported on the TEST concepts' (the same queries as
 encoder_full_index.py / encoder_r4_4names_lr2.md), against the 41,494 English HPO names. Rule (fixed 2026-12-03
@@ -48,6 +48,16 @@ def hub_scores(names: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
     return r
 
 
+def own_hub_scores(names: np.ndarray, concepts: np.ndarray, k: int) -> np.ndarray:
+    """r(y) with the index as its own pool: mean cosine of each name to its k nearest names of OTHER concepts."""
+    r = np.empty(len(names), dtype=np.float32)
+    for b in range(0, len(names), 2048):
+        sims = names[b:b + 2048] @ names.T
+        sims[concepts[b:b + 2048, None] == concepts[None, :]] = -np.inf
+        r[b:b + 2048] = np.partition(sims, -k, axis=1)[:, -k:].mean(1)
+    return r
+
+
 def main(argv=None) -> None:
     import torch
 
@@ -75,13 +85,7 @@ def main(argv=None) -> None:
     names = (np.load(args.vectors, allow_pickle=False) if args.vectors
              else enc.encode(english.name_texts.tolist(), kind="passage", show_progress=True))
     if args.pool == "index":
-        from xnorm.candidates.dense import DenseGenerator
-
-        class Cached:  # the generator's own fit + hub_scores, on the vectors already computed
-            def encode(self, texts, kind, show_progress=False):
-                return names
-
-        r = DenseGenerator(Cached(), hubness=1.0, hubness_k=args.k).fit(english).hub
+        r = own_hub_scores(names, english.name_concepts, args.k)
         pool_desc = (f"the index's own {len(names):,} names (a name's {args.k} nearest names of other concepts)")
     else:
         train = set(split["train"])

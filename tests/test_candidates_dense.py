@@ -134,7 +134,7 @@ def test_cli_index_end_to_end(term, tiny_model_dir, tmp_path, capsys):
     cfg = tmp_path / "fusion.yaml"
     cfg.write_text(yaml.safe_dump({
         "generators": [{"type": "sparse", "ngram_range": [2, 4]},
-                       {"type": "dense", "model": str(tiny_model_dir), "index": "Flat", "hubness": 0.25}],
+                       {"type": "dense", "model": str(tiny_model_dir), "index": "Flat"}],
         "routing": "fallback", "fusion": {"method": "rrf", "weights": [1, 1]}}))
     out_dir = tmp_path / "index"
     code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o", str(out_dir),
@@ -144,19 +144,12 @@ def test_cli_index_end_to_end(term, tiny_model_dir, tmp_path, capsys):
     index = CandidateIndex.load(out_dir)
     c = index.candidates(Mentions(texts=["Defecto septal ventricular"], langs=["es"]), k=5)
     assert index.terminology.concept_ids[c.concepts[0, 0]] == "HP:0001629"
-    # The hubness scores travel with the index, under its checksums.
-    assert index.generators[1].hub.shape == (len(term.name_texts),)
-    assert "gen-1-dense/hubness.npy" in json.loads((out_dir / "manifest.json").read_text())["sha256"]
     # A typo in the config: exit code 3, one line naming the key, nothing written.
     cfg.write_text("generators:\n  - type: sparse\n    ngram_rang: [2, 4]\n")
     code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o",
                           str(tmp_path / "bad"))
     assert code == 3 and "ngram_rang" in err and "Traceback" not in err
     assert not (tmp_path / "bad").exists()
-    cfg.write_text(f"generators:\n  - type: dense\n    model: {tiny_model_dir}\n    hubness: -1\n")
-    code, out, err = _cli(capsys, "index", "--terminology", str(term_dir), "--config", str(cfg), "-o",
-                          str(tmp_path / "bad"))
-    assert code == 3 and "hubness" in err and "Traceback" not in err
     code, out, err = _cli(capsys, "index", "--terminology", str(tmp_path / "missing"), "-o", str(tmp_path / "x"))
     assert code == 3 and "missing" in err
 
@@ -197,39 +190,3 @@ def test_dense_config_backend_onnx_gives_the_torch_candidates(term, tiny_model_d
     onnx_c = loaded.candidates(mentions, k=5)
     np.testing.assert_array_equal(onnx_c.concepts[:, 0], torch_c.concepts[:, 0])
     np.testing.assert_allclose(onnx_c.scores, torch_c.scores, atol=1e-3)
-
-
-def test_hubness_scores_and_csls_ranking_match_brute_force(term, encoder, mentions, tmp_path):
-    gen = DenseGenerator(encoder, index="Flat", names_per_concept=10_000, hubness=0.5, hubness_k=3).fit(term)
-    names = encoder.encode(list(term.name_texts), kind="passage")
-    sims = names @ names.T
-    sims[term.name_concepts[:, None] == term.name_concepts[None, :]] = -np.inf  # own concept's names excluded
-    r = np.sort(sims, axis=1)[:, -3:].mean(1)
-    np.testing.assert_allclose(gen.hub, r, atol=1e-4)
-    # Search ranks names by cos - beta * r (a hub name drops); candidates keep that score.
-    c = gen.candidates(mentions, k=5, routing="fallback")
-    queries = encoder.encode(list(mentions.texts), kind="query")
-    csls = queries @ names.T - 0.5 * r
-    plain = DenseGenerator(encoder, index="Flat", names_per_concept=10_000).fit(term).candidates(mentions, k=5)
-    for i, lang in enumerate(mentions.langs):
-        allowed = np.isin(term.name_langs, ["es", "en"] if lang == "es" else ["en"])
-        best = np.full(len(term), -np.inf)
-        np.maximum.at(best, term.name_concepts[allowed], csls[i, allowed])
-        np.testing.assert_allclose(c.scores[i], np.sort(best)[::-1][:5], atol=1e-4)
-    assert (c.concepts != plain.concepts).any()  # the correction changes some rankings on real labels
-    # Saved with the index, checked on load.
-    cfg = gen.config()
-    gen.save(tmp_path / "g")
-    loaded = DenseGenerator.load(tmp_path / "g", cfg, term, encoder=encoder)
-    np.testing.assert_array_equal(loaded.hub, gen.hub)
-    np.save(tmp_path / "g" / "hubness.npy", gen.hub[:-1])
-    with pytest.raises(ArtifactError, match="hubness"):
-        DenseGenerator.load(tmp_path / "g", cfg, term, encoder=encoder)
-
-
-@pytest.mark.parametrize("value", [-0.5, "yes", True])
-def test_bad_hubness_is_a_config_error(value):
-    from xnorm.candidates.config import normalize_config
-
-    with pytest.raises(ConfigError, match="hubness"):
-        normalize_config({"generators": [{"type": "dense", "hubness": value}]})

@@ -62,10 +62,6 @@ DENSE_DEFAULTS: dict[str, Any] = {
     "names_per_concept": 4,  # k_names = this x k: names -> concepts dedup needs more names than concepts
     "search_batch": 4096,
     "search_params": None,  # FAISS ParameterSpace string, e.g. "efSearch=128" (HNSW) or "nprobe=16" (IVF)
-    # CSLS hubness correction: score = cos - hubness * r(name), r = mean cosine to the name's hubness_k nearest
-    # names of other concepts (computed at fit: one search of every name). 0 = off. hubness_index.md.
-    "hubness": 0.0,
-    "hubness_k": 10,
 }
 # fallback_weights: weights for candidates found through another language's names (None: same as weights).
 FUSION_DEFAULTS: dict[str, Any] = {"method": "rrf", "weights": None, "fallback_weights": None, "k": 60}
@@ -148,12 +144,8 @@ def _generator(raw: Any, i: int, source: str) -> dict:
                               field=f"{where}.search_params", fix='e.g. search_params: "efSearch=128".')
         if g["max_length"] is not None:
             _positive_int(g["max_length"], f"{where}.max_length", source, 2)
-        for key in ("batch_size", "train_size", "names_per_concept", "search_batch", "hubness_k"):
+        for key in ("batch_size", "train_size", "names_per_concept", "search_batch"):
             _positive_int(g[key], f"{where}.{key}", source)
-        if isinstance(g["hubness"], bool) or not isinstance(g["hubness"], (int, float)) or not g["hubness"] >= 0:
-            raise ConfigError(f"hubness must be a number >= 0, got {g['hubness']!r}.", file=source,
-                              field=f"{where}.hubness", fix="e.g. hubness: 0.5 (0 turns the correction off).")
-        g["hubness"] = float(g["hubness"])
     return g
 
 

@@ -5,12 +5,6 @@ for very large terminologies, trained on a sample of names). Embeddings are L2-n
 cosine. Indexes are written with ``faiss.write_index`` and read back memory-mapped where the index type allows.
 The encoder is an ordinary object held by the generator: two dense generators with different models can live in
 one process.
-
-Hubness correction (``hubness: beta`` > 0): some names lie near many queries of unrelated concepts ("hubs") and
-crowd out the right one. Search then ranks by CSLS, ``cos(q, y) - beta * r(y)`` (Conneau et al., 2018), where
-``r(y)`` is the mean cosine of name ``y`` to its ``hubness_k`` nearest names of OTHER concepts in the index (any
-language), computed once at fit and saved with the index; the top ``2 x k`` names by cosine are re-scored.
-Measured in benchmarks/results/hubness_index.md.
 """
 from __future__ import annotations
 
@@ -60,32 +54,27 @@ class DenseGenerator(CandidateGenerator):
 
     def __init__(self, encoder: Any, name: str = "dense", index: str = "Flat", train_size: int = 100_000,
                  names_per_concept: int = 4, search_batch: int = 4096, search_params: str | None = None,
-                 hubness: float = 0.0, hubness_k: int = 10, settings: dict | None = None) -> None:
+                 settings: dict | None = None) -> None:
         super().__init__(name, names_per_concept)
         self.encoder = encoder
         self.factory = index
         self.train_size = train_size
         self.search_batch = search_batch
         self.search_params = search_params
-        self.hubness = float(hubness)
-        self.hubness_k = hubness_k
         self.settings = dict(settings or {})  # the generator's config entry (model name etc.), kept for save
         self.indexes: dict[str, Any] = {}
-        self.hub: np.ndarray | None = None  # r(name) per global name row when hubness > 0
 
     @classmethod
     def from_config(cls, cfg: dict, encoder: Any = None) -> "DenseGenerator":
         """From a validated config entry; ``encoder`` overrides the one the config names."""
         return cls(encoder if encoder is not None else make_encoder(cfg), name=cfg["name"], index=cfg["index"],
                    train_size=cfg["train_size"], names_per_concept=cfg["names_per_concept"],
-                   search_batch=cfg["search_batch"], search_params=cfg.get("search_params"),
-                   hubness=cfg.get("hubness", 0.0), hubness_k=cfg.get("hubness_k", 10), settings=cfg)
+                   search_batch=cfg["search_batch"], search_params=cfg.get("search_params"), settings=cfg)
 
     def config(self) -> dict:
         cfg = dict(self.settings)
         cfg.update({"type": self.type, "name": self.name, "index": self.factory, "train_size": self.train_size,
-                    "names_per_concept": self.names_per_concept, "search_batch": self.search_batch,
-                    "hubness": self.hubness, "hubness_k": self.hubness_k})
+                    "names_per_concept": self.names_per_concept, "search_batch": self.search_batch})
         return cfg
 
     def encoder_config(self) -> dict | None:
@@ -132,28 +121,7 @@ class DenseGenerator(CandidateGenerator):
             index.add(vectors)
             self.indexes[lang] = index
         self._apply_search_params()
-        self.hub = self.hub_scores(emb) if self.hubness > 0 else None
         return self
-
-    def hub_scores(self, emb: np.ndarray, batch: int = 8192) -> np.ndarray:
-        """r(name): mean cosine of each name to its ``hubness_k`` nearest names of other concepts, any language
-        (fewer where the index has fewer), found with the generator's own FAISS indexes."""
-        concepts = self.terminology.name_concepts
-        # A name's own concept can take up to that concept's name count of the nearest slots: fetch past them.
-        fetch = self.hubness_k + int(np.bincount(concepts).max())
-        r = np.zeros(len(emb), dtype=np.float32)
-        for start in range(0, len(emb), batch):
-            q = emb[start:start + batch]
-            found = [self._nearest(q, lang, min(fetch, len(rows))) for lang, rows in self.lang_rows.items()]
-            rows = np.concatenate([f[0] for f in found], axis=1)
-            scores = np.concatenate([f[1] for f in found], axis=1)
-            own = concepts[np.maximum(rows, 0)] == concepts[start:start + len(q), None]
-            scores = np.where((rows < 0) | own, -np.inf, scores)
-            k = min(self.hubness_k, scores.shape[1])
-            top = -np.partition(-scores, k - 1, axis=1)[:, :k]
-            finite = np.isfinite(top)
-            r[start:start + len(q)] = np.where(finite, top, 0).sum(1) / np.maximum(finite.sum(1), 1)
-        return r
 
     def _apply_search_params(self) -> None:
         if not self.search_params:
@@ -168,18 +136,6 @@ class DenseGenerator(CandidateGenerator):
         return np.ascontiguousarray(self.encoder.encode(list(texts), kind="query"), dtype=np.float32)
 
     def search(self, queries: np.ndarray, lang: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.hub is None or k == 0:
-            return self._nearest(queries, lang, k)
-        rows, scores = self._nearest(queries, lang, min(2 * k, len(self.lang_rows[lang])))
-        scores = np.where(rows >= 0, scores - self.hubness * self.hub[np.maximum(rows, 0)], -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        rows, scores = np.take_along_axis(rows, order, 1), np.take_along_axis(scores, order, 1).astype(np.float32)
-        pad = k - rows.shape[1]  # a language with fewer than k names
-        return (np.pad(rows, ((0, 0), (0, pad)), constant_values=-1),
-                np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf))
-
-    def _nearest(self, queries: np.ndarray, lang: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k names of ``lang`` by inner product (cosine): global rows and scores, -1 / -inf padded."""
         index = self.indexes[lang]
         global_rows = self.lang_rows[lang]
         m = len(queries)
@@ -209,9 +165,6 @@ class DenseGenerator(CandidateGenerator):
             fname = f"names-{i}.faiss"
             faiss.write_index(self.indexes[lang], str(path / fname))
             files.append(fname)
-        if self.hub is not None:
-            np.save(path / "hubness.npy", self.hub)
-            files.append("hubness.npy")
         return files
 
     @classmethod
@@ -231,14 +184,4 @@ class DenseGenerator(CandidateGenerator):
                                     fix="rebuild the index with `xnorm index`.")
             gen.indexes[lang] = index
         gen._apply_search_params()
-        if gen.hubness > 0:
-            f = path / "hubness.npy"
-            try:
-                gen.hub = np.load(f, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise ArtifactError(f"cannot read the hubness scores ({e}).", file=str(f),
-                                    fix="rebuild the index with `xnorm index`.") from None
-            if gen.hub.shape != (len(terminology.name_concepts),):
-                raise ArtifactError(f"{gen.hub.shape} hubness scores for {len(terminology.name_concepts)} names.",
-                                    file=str(f), fix="rebuild the index with `xnorm index`.")
         return gen
