@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from candidates_quality import DEFAULT_DATA, KS, english_hpo, official_labels
 
 LANGS = ("es", "fr", "de", "it", "ja", "zh", "nl")
@@ -98,10 +99,14 @@ def main(argv=None) -> int:
     # Test acc@1 of every row against the chosen one: difference and approximate-randomization p-value.
     paired = {lang: {r: approximate_randomization(h[best], h[r]).p_value for r in h if r != best}
               for lang, h in hits["test"].items()}
+    # Is the choice more than noise? Chosen vs current on the pooled dev labels of the choosing languages.
+    pooled = [np.concatenate([hits["dev"][lang][r] for lang in choose_langs]) for r in (fused[0], best)]
+    dev_test = approximate_randomization(*pooled)
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "index": str(args.index),
               "describe": index.describe(), "split": str(args.split), "settings": settings,
               "chosen_on": choose_langs, "current": fused[0], "best": best, "dev_macro": dev_macro,
               "tables": tables, "paired_p": paired,
+              "dev_chosen_vs_current": {"delta": dev_test.delta, "p": dev_test.p_value, "n": dev_test.n},
               "command": "python benchmarks/fusion_tuning.py " + " ".join(argv or sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
     report = markdown(result)
@@ -115,6 +120,7 @@ def markdown(r: dict) -> str:
     dev, test = r["tables"]["dev"], r["tables"]["test"]
     langs = list(test)
     rows = list(next(iter(test.values())))
+    dev_n = r["dev_chosen_vs_current"]["n"]
     def cells(table, row):
         return " | ".join(f"{table[lang][row]['accuracy@1']:.3f} / {table[lang][row]['recall@64']:.3f}"
                           if lang in table else "—" for lang in langs)
@@ -126,7 +132,9 @@ def markdown(r: dict) -> str:
              + ", ".join(f"{lang} {t[rows[0]]['n']}" for lang, t in dev.items())
              + f"); the setting with the best mean dev acc@1 over {', '.join(r['chosen_on'])} is chosen (ties: "
              "the earlier row; #0 is the index's own setting)",
-             f"- **chosen: {r['best']}**; current: {r['current']}", "",
+             f"- **chosen: {r['best']}**; current: {r['current']}; chosen minus current on the {dev_n:,} pooled dev "
+             f"labels: {r['dev_chosen_vs_current']['delta']:+.4f} acc@1 (approximate randomization p = "
+             f"{r['dev_chosen_vs_current']['p']:.2f})", "",
              "## Test: acc@1 / R@64", "", head + " |", "|---" * (len(langs) + 2) + "|"]
     for row in rows:
         mark = "**" if row in (r["best"], r["current"]) else ""
