@@ -1,8 +1,7 @@
 """Hubness correction (CSLS) for cross-lingual dense retrieval with the shipped encoder adapter: does it help?
 
-Some English names are near many foreign-language queries ("hubs"; e.g. "Hypospadia" scores 0.767 against "baja
-estatura", above "Short stature"). Cross-domain similarity local scaling (Conneau et al., 2018, "Word translation
-without parallel data") ranks by ``cos(q, y) - beta * r(y)``, where ``r(y)`` is the mean cosine of name ``y`` to its
+Some names may be near many foreign-language queries of other concepts ("hubs"). Cross-domain similarity local
+scaling (Conneau et al., 2018, "Word translation without parallel data") ranks by ``cos(q, y) - beta * r(y)``, where ``r(y)`` is the mean cosine of name ``y`` to its
 ``--k`` nearest neighbours in a pool (the query-side term of CSLS is constant per query). Two pools:
 
 - ``--pool labels``: translated labels of the adapter's TRAINING concepts (its split.json), ``--pool-per-lang``
@@ -34,8 +33,6 @@ import train_encoder as te  # noqa: E402
 
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl"]
-
-
 MIN_DEV = 100  # languages with fewer dev labels are reported, not used to choose beta
 
 
@@ -86,7 +83,7 @@ def main(argv=None) -> None:
              else enc.encode(english.name_texts.tolist(), kind="passage", show_progress=True))
     if args.pool == "index":
         r = own_hub_scores(names, english.name_concepts, args.k)
-        pool_desc = (f"the index's own {len(names):,} names (a name's {args.k} nearest names of other concepts)")
+        pool_desc = f"the index's own {len(names):,} names (only names of other concepts count)"
     else:
         train = set(split["train"])
         rng = np.random.default_rng(0)
@@ -98,7 +95,7 @@ def main(argv=None) -> None:
             pool_texts += [labels[i] for i in pick]
         r = hub_scores(names, enc.encode(pool_texts, kind="query"), args.k)
         pool_desc = (f"{len(pool_texts):,} OFFICIAL labels of training concepts ({args.pool_per_lang} per language "
-                     f"of {', '.join(te.TRAIN_LANGS)}); r(y) = mean cosine of a name to its {args.k} nearest")
+                     f"of {', '.join(te.TRAIN_LANGS)})")
     te.EVAL_LANGS = LANGS
     sets = {part: te.eval_task(multi, np.asarray(sorted(split[part]), dtype=object), data)[0]
             for part in ("dev", "test")}
