@@ -1,8 +1,9 @@
 """Hubness correction (CSLS) for cross-lingual dense retrieval with the shipped encoder adapter: does it help?
 
 Some names may be near many foreign-language queries of other concepts ("hubs"). Cross-domain similarity local
-scaling (Conneau et al., 2018, "Word translation without parallel data") ranks by ``cos(q, y) - beta * r(y)``, where ``r(y)`` is the mean cosine of name ``y`` to its
-``--k`` nearest neighbours in a pool (the query-side term of CSLS is constant per query). Two pools:
+scaling (Conneau et al., 2018, "Word translation without parallel data") ranks by ``cos(q, y) - beta * r(y)``,
+where ``r(y)`` is the mean cosine of name ``y`` to its ``--k`` nearest neighbours in a pool (the query-side term of
+CSLS is constant per query). Two pools:
 
 - ``--pool labels``: translated labels of the adapter's TRAINING concepts (its split.json), ``--pool-per-lang``
   per training language — never the test or dev concepts;
