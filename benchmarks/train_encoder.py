@@ -315,9 +315,11 @@ def ship(run: Path, name: str, full_index_row: str | None = None, table: str = "
         rows = json.loads((HERE / "results" / "train_encoder.json").read_text())["rows"].get(run.name)
         metrics = {lang: {k: v[k] for k in ("acc@1", "recall@64")} for lang, v in rows.items()
                    if isinstance(v, dict) and v.get("n")} if rows else None
+    langs = [x for x in json.loads((run / "manifest.json").read_text())["config"]["languages"] if x != "en"]
     readme = (f"# {name}\n\nAn encoder adapter (`{run.name}` of benchmarks/train_encoder.py) for multilingual-e5-small, "
               "trained by `xnorm train-encoder` to align HPO concept names across languages (English names + "
-              f"{', '.join(TRAIN_LANGS)} translations of the training concepts). Use it by name: "
+              f"{', '.join(langs)} translations of the training concepts{'; nl: machine-translated' * ('nl' in langs)}"
+              "). Use it by name: "
               f"`Encoder(\"{name}\")`, or `model: {name}` in a dense generator's config. Results: "
               f"{note.split(':')[0]}.\n\n" + HPO_ATTRIBUTION + "\n")
     dest = copy_adapter(run, HERE.parent / "adapters_zoo" / name, name, readme=readme,
