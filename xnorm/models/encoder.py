@@ -180,10 +180,12 @@ class Encoder:
             backend = "torch"
         self.backend = backend
         self.device = device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
-        # An adapter exports when adapter_graph can write it as plain modules (the shipped ones can).
-        from .adapter_graph import unsupported_reason
+        why = None
+        if backend == "onnx" and adapter is not None:
+            # An adapter exports when adapter_graph can write it as plain modules (the shipped ones can).
+            from .adapter_graph import unsupported_reason
 
-        why = unsupported_reason(adapter_dir) if backend == "onnx" and adapter is not None else None
+            why = unsupported_reason(adapter_dir)
         if backend == "onnx" and (not self.device.startswith("cpu") or not is_local or why):
             why = f" ({why})" if why else ""
             raise ConfigError(f"backend 'onnx' exports a local model folder (with a bottleneck adapter of "
