@@ -37,21 +37,14 @@ LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl"]
 MIN_DEV = 100  # languages with fewer dev labels are reported, not used to choose beta
 
 
-def hub_scores(names: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
-    """r(y): mean cosine of each name to its k most similar pool vectors."""
+def hub_scores(names: np.ndarray, pool: np.ndarray, k: int, concepts: np.ndarray | None = None) -> np.ndarray:
+    """r(y): mean cosine of each name to its k most similar pool vectors. ``concepts`` (the pool is the names
+    themselves): a name's concept per row, and only names of OTHER concepts count."""
     r = np.empty(len(names), dtype=np.float32)
     for b in range(0, len(names), 2048):
         sims = names[b:b + 2048] @ pool.T
-        r[b:b + 2048] = np.partition(sims, -k, axis=1)[:, -k:].mean(1)
-    return r
-
-
-def own_hub_scores(names: np.ndarray, concepts: np.ndarray, k: int) -> np.ndarray:
-    """r(y) with the index as its own pool: mean cosine of each name to its k nearest names of OTHER concepts."""
-    r = np.empty(len(names), dtype=np.float32)
-    for b in range(0, len(names), 2048):
-        sims = names[b:b + 2048] @ names.T
-        sims[concepts[b:b + 2048, None] == concepts[None, :]] = -np.inf
+        if concepts is not None:
+            sims[concepts[b:b + 2048, None] == concepts[None, :]] = -np.inf
         r[b:b + 2048] = np.partition(sims, -k, axis=1)[:, -k:].mean(1)
     return r
 
@@ -83,7 +76,7 @@ def main(argv=None) -> None:
     names = (np.load(args.vectors, allow_pickle=False) if args.vectors
              else enc.encode(english.name_texts.tolist(), kind="passage", show_progress=True))
     if args.pool == "index":
-        r = own_hub_scores(names, english.name_concepts, args.k)
+        r = hub_scores(names, names, args.k, concepts=english.name_concepts)
         pool_desc = f"the index's own {len(names):,} names (only names of other concepts count)"
     else:
         train = set(split["train"])
