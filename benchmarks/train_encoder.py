@@ -256,7 +256,8 @@ def main() -> None:
         torch.set_num_threads(2)
         options = {**COMMON, **RUNS.get(name, RUNS["adapter-ms"]), "steps": int(steps), "threads": 2, "patience": 4}
         base = base_of(options, args.runs)
-        result = train_encoder(terminology, base, args.runs / name, languages=TRAIN_LANGS, resume=True,
+        languages = options.pop("languages", TRAIN_LANGS)
+        result = train_encoder(terminology, base, args.runs / name, languages=languages, resume=True,
                                exclude_concepts=exclude, progress=True, **options)
         print(f"{name}: {result.manifest['steps']} steps, best {result.manifest['best_step']}", flush=True)
         return
@@ -302,7 +303,7 @@ HPO_ATTRIBUTION = (
 def ship(run: Path, name: str, full_index_row: str | None = None, table: str = "encoder_full_index") -> None:
     """Copy a trained adapter into adapters_zoo/<name> with its license chain and the benchmark's numbers
     (this table's row of the run, or ``full_index_row`` of ``results/<table>.json``)."""
-    from xnorm.training.adapter_io import copy_adapter
+    from xnorm.training.adapter_io import copy_adapter, read_manifest
 
     note = ("benchmarks/results/train_encoder.md: held-out HPO concepts, dense acc@1 / recall@64 against a subset "
             "index of English names")
@@ -315,7 +316,7 @@ def ship(run: Path, name: str, full_index_row: str | None = None, table: str = "
         rows = json.loads((HERE / "results" / "train_encoder.json").read_text())["rows"].get(run.name)
         metrics = {lang: {k: v[k] for k in ("acc@1", "recall@64")} for lang, v in rows.items()
                    if isinstance(v, dict) and v.get("n")} if rows else None
-    langs = [x for x in json.loads((run / "manifest.json").read_text())["config"]["languages"] if x != "en"]
+    langs = [x for x in read_manifest(run)["config"]["languages"] if x != "en"]
     readme = (f"# {name}\n\nAn encoder adapter (`{run.name}` of benchmarks/train_encoder.py) for multilingual-e5-small, "
               "trained by `xnorm train-encoder` to align HPO concept names across languages (English names + "
               f"{', '.join(langs)} translations of the training concepts{'; nl: machine-translated' * ('nl' in langs)}"
