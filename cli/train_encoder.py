@@ -51,10 +51,12 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--resume", is_flag=True, help="Continue the run in OUT_DIR from its last checkpoint (same settings; --steps, "
               "--dev-every and --patience may change).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and init.")
+@click.option("--batch-seed", type=int, help="Seed of the batches and init alone: another run over the same split "
+              "[default: --seed].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss, languages, exclude_concepts,
                   dev_fraction, test_fraction, steps, batch_size, names_per_concept, lr, hard_negatives, grad_accum, max_length,
-                  dev_every, patience, threads, resume, seed, progress):
+                  dev_every, patience, threads, resume, seed, batch_seed, progress):
     """Train an encoder so that a concept's names in every language lie close together.
 
     Positive pairs are two names of one concept (English name and a synonym or translation); the split into
@@ -86,7 +88,7 @@ def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss
                    resume=resume, progress=progress, steps=steps, batch_size=batch_size,
                    names_per_concept=names_per_concept, lr=lr,
                    hard_negatives=hard_negatives, grad_accum=grad_accum, max_length=max_length, dev_every=dev_every, patience=patience,
-                   threads=threads, seed=seed, adapter_type=adapter_type, dev_fraction=dev_fraction,
+                   threads=threads, seed=seed, batch_seed=batch_seed, adapter_type=adapter_type, dev_fraction=dev_fraction,
                    test_fraction=test_fraction)
     m = result.manifest
     dev = m.get("dev") or {}

@@ -277,6 +277,11 @@ def test_training_goes_on_from_an_encoder_adapter_with_hard_negatives(tiny_model
     other = train_encoder(term, str(tmp_path / "first"), tmp_path / "other", steps=1, **{**opts, "seed": 7})
     assert other.manifest["init_from"]["held_out_concepts_now_trained"] > 0
     assert "held-out results" in caplog.text
+    # batch_seed changes the batches alone: the same split, so nothing held out is trained.
+    rerun = train_encoder(term, str(tmp_path / "first"), tmp_path / "rerun", steps=1, **{**opts, "batch_seed": 7})
+    assert rerun.manifest["init_from"]["held_out_concepts_now_trained"] == 0
+    assert rerun.manifest["config"]["batch_seed"] == 7
+    assert (tmp_path / "rerun" / "split.json").read_text() == (tmp_path / "first" / "split.json").read_text()
     with pytest.raises(ConfigError, match="full mode"):
         train_encoder(term, str(tmp_path / "first"), tmp_path / "full", mode="full", steps=1, **opts)
     with pytest.raises(ConfigError, match="hard_negatives"):

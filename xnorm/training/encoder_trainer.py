@@ -42,7 +42,7 @@ NEIGHBOURS_FILE = "neighbours.npy"  # beside the checkpoint: a resumed run draws
 NEIGHBOUR_POOL = 10  # hard negatives are drawn among each concept's 10 nearest concepts
 # Settings that must match for --resume to continue a run (the rest, e.g. steps or patience, may change).
 _RESUME_KEYS = ("base_model", "mode", "loss", "languages", "batch_size", "names_per_concept", "lr", "grad_accum",
-                "max_length", "seed", "adapter_type", "adapter_size", "freeze_embeddings", "dev_fraction",
+                "max_length", "seed", "batch_seed", "adapter_type", "adapter_size", "freeze_embeddings", "dev_fraction",
                 "test_fraction", "pivot", "hard_negatives")
 
 _DEV_KEYS = ("dev_queries", "dev_distractors")  # may change on --resume: the best-so-far is then re-measured
@@ -76,7 +76,9 @@ class TrainConfig:
     dev_distractors: int = 2000
     patience: int = 3
     checkpoint_every: int = 100
-    seed: int = 0
+    seed: int = 0  # the split, the dev set and (unless batch_seed is set) batches and init
+    # Batches and init only: a second run over the same split sees other batches (training noise, measured).
+    batch_seed: int | None = None
     threads: int | None = None
     device: str | None = None
 
@@ -381,14 +383,15 @@ def train_encoder(
     dev = build_dev_set(terminology, split, cfg.languages, cfg.pivot, cfg.dev_queries, cfg.dev_distractors,
                         cfg.seed)
 
-    torch.manual_seed(cfg.seed)
+    batch_seed = cfg.seed if cfg.batch_seed is None else cfg.batch_seed
+    torch.manual_seed(batch_seed)
     encoder = Encoder(cfg.base_model, device=cfg.device, max_length=cfg.max_length, batch_size=256)
     base_location = _resolve_location(start["base_model"] if start else cfg.base_model)
     model = _setup_model(encoder.model, cfg, has_adapter=start is not None)
     model.to(encoder.device)
     neighbours = _hard_negative_table(encoder, names, out / CHECKPOINT_DIR / NEIGHBOURS_FILE) \
         if cfg.hard_negatives else None
-    sampler = ConceptBatchSampler(names, cfg.batch_size, cfg.names_per_concept, seed=cfg.seed,
+    sampler = ConceptBatchSampler(names, cfg.batch_size, cfg.names_per_concept, seed=batch_seed,
                                   neighbours=neighbours, hard_negatives=cfg.hard_negatives)
     tokens = _Tokens(encoder.tokenizer, names.texts, encoder.query_prefix, encoder.passage_prefix, cfg.max_length)
     params = [p for p in model.parameters() if p.requires_grad]
