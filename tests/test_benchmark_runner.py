@@ -90,6 +90,9 @@ def test_smoke_runs_end_to_end_and_resumes(tmp_path, hpo_folder):
     assert m["accuracy@1"] == pytest.approx(np.mean([v["accuracy@1"] for v in en["per_language"].values()]))
     # Character n-grams match Spanish/French labels far better than Japanese ones against English names.
     assert en["per_language"]["es"]["recall@64"] > en["per_language"]["ja"]["recall@64"] + 0.3
+    # Per-mention first-hit ranks per language (for paired tests): their means are the table's figures.
+    es_ranks = np.asarray(en["gold_ranks"]["es"])
+    assert len(es_ranks) == 50 and np.mean(es_ranks == 1) == pytest.approx(en["per_language"]["es"]["accuracy@1"])
     t = en["timing"]
     assert t["index_build_s"] > 0 and t["mentions_per_s"] > 0 and t["peak_rss_mb"] > 50
     held = res["runs"]["hpo-labels-in-language/tfidf"]
@@ -126,6 +129,7 @@ def test_smoke_runs_end_to_end_and_resumes(tmp_path, hpo_folder):
     raw = yaml.safe_load(cfg.read_text())
     raw["pipelines"].append({"name": "tfidf-same", "linker": {**raw["pipelines"][0]["linker"], "candidates": {
         "generators": [{"type": "sparse"}], "routing": "same"}}})
+    raw["baseline"] = "tfidf"
     cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     calls = []
 
@@ -142,6 +146,16 @@ def test_smoke_runs_end_to_end_and_resumes(tmp_path, hpo_folder):
     # other side of the split), so nothing can be found; with the English fallback most are.
     same = res2["runs"]["hpo-labels-in-language/tfidf-same"]["per_language"]["es"]
     assert same["recall@64"] == 0.0 and held["per_language"]["es"]["recall@64"] > 0.5
+    # The report tests each pipeline against the baseline, paired: identical rankings give delta 0 and p = 1;
+    # losing every Spanish hit is significant, and every lost mention is counted.
+    md = (out / "results.md").read_text()
+    plain, held_part = md.split("## hpo-labels-in-language")
+    assert "Paired against `tfidf`" in plain
+    assert "| tfidf-same | es | 50 | +0.0000 | 1.000 | 0 / 0 | +0.0000 | 1.000 |" in plain
+    lost = round(held["per_language"]["es"]["accuracy@1"] * 50)
+    row = next(ln for ln in held_part.splitlines() if ln.startswith("| tfidf-same | es |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(-lost / 50) and float(cells[4]) < 0.001 and cells[5] == f"0 / {lost}"
 
     # Without --resume an existing results folder is not overwritten.
     with pytest.raises(ConfigError, match="--resume"):
@@ -181,6 +195,7 @@ GOOD = {"datasets": [{"name": "d", "dataset": "hpo-labels"}],
      "pipelines[0].linker.candidates.routing", "routing"),
     ({"datset": []}, "datset", "unknown key"),
     ({"pipelines": []}, "pipelines", "non-empty list"),
+    ({"baseline": "q"}, "baseline", "not one of the pipelines"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, change, field, message):
     path = _write(tmp_path, {**GOOD, **change})

@@ -13,6 +13,7 @@ Example (``benchmarks/configs/smoke.yaml``)::
         linker:                      # a Linker config (xnorm.linker.LinkerConfig keys)
           terminology: hpo-en
           candidates: {generators: [{type: sparse}], routing: fallback}
+    baseline: tfidf                  # optional: paired tests of every other pipeline against this one
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from ..errors import ConfigError
 from ..eval.ranking import DEFAULT_KS
 from .datasets import DATASETS
 
-TOP_KEYS = {"name", "description", "data_root", "ks", "datasets", "pipelines", "batch_size"}
+TOP_KEYS = {"name", "description", "data_root", "ks", "datasets", "pipelines", "batch_size", "baseline"}
 DATASET_KEYS = {"name", "dataset", "terminology", "options"}
 PIPELINE_KEYS = {"name", "description", "linker"}
 
@@ -57,6 +58,7 @@ class BenchmarkConfig:
     data_root: str | None = None
     description: str = ""
     batch_size: int = 256
+    baseline: str | None = None  # a pipeline name: the report tests every other pipeline against it, paired
     raw: dict = field(default_factory=dict)
 
 
@@ -139,8 +141,12 @@ def load_config(path: str | os.PathLike) -> BenchmarkConfig:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError("`batch_size` must be a positive integer.", file=path_s, field="batch_size",
                           fix="e.g. batch_size: 256.")
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in {pl.name for pl in pipelines}:
+        raise ConfigError(f"`baseline` {baseline!r} is not one of the pipelines.", file=path_s, field="baseline",
+                          fix=f"name one of: {', '.join(pl.name for pl in pipelines)}.")
     return BenchmarkConfig(
         name=str(raw.get("name") or p.stem), path=path_s, datasets=datasets, pipelines=pipelines,
         ks=sorted(set(ks)), data_root=raw.get("data_root"), description=raw.get("description", ""),
-        batch_size=batch_size, raw=raw,
+        batch_size=batch_size, baseline=baseline, raw=raw,
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .._io import atomic_write
 
 # Languages from high- to low-resource (by general and medical text available), then any others A-Z.
@@ -69,6 +71,47 @@ def timing_table(results: dict, dataset: str, pipelines: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PAIRED_SHUFFLES = 10_000
+
+
+def paired_table(results: dict, dataset: str, pipelines: list[str], baseline: str) -> str:
+    """Each pipeline against ``baseline`` on the same gold mentions: acc@1 and MRR differences with two-sided
+    approximate-randomization p-values, and the mentions won / lost at acc@1; per language, then all."""
+    from ..eval.ranking import metric_names, per_mention_values
+    from ..eval.stats import approximate_randomization
+
+    runs = _runs_of(results, dataset, pipelines)
+    if baseline not in runs or len(runs) < 2:
+        return ""
+    others = [p for p in runs if p != baseline]
+    lines = [f"Paired against `{baseline}` (approximate randomization, {PAIRED_SHUFFLES:,} shuffles, seed 0; "
+             "won / lost = mentions whose top prediction turned right / wrong):", "",
+             "| pipeline | language | n | Δ acc@1 | p | won / lost | Δ MRR | p |", "|---|---|---|---|---|---|---|---|"]
+    names = metric_names([1])
+    acc, mrr = names.index("accuracy@1"), names.index("mrr")
+    base_ranks = runs[baseline].get("gold_ranks")
+    for p in others:
+        ranks = runs[p].get("gold_ranks")
+        if not base_ranks or not ranks or set(ranks) != set(base_ranks):
+            lines.append(f"| {p} | – | – | no per-mention ranks in both runs (re-run them) | | | | |")
+            continue
+        langs = order_languages(ranks)
+        groups = [(lang, [lang]) for lang in langs] + ([("**all**", langs)] if len(langs) > 1 else [])
+        for label, group in groups:
+            a = per_mention_values(np.concatenate([base_ranks[g] for g in group]).astype(np.int64), [1])
+            b = per_mention_values(np.concatenate([ranks[g] for g in group]).astype(np.int64), [1])
+            if len(a) != len(b):
+                lines.append(f"| {p} | {label} | – | the runs hold different mentions (re-run them) | | | | |")
+                continue
+            t_acc = approximate_randomization(a[:, acc], b[:, acc], PAIRED_SHUFFLES)
+            t_mrr = approximate_randomization(a[:, mrr], b[:, mrr], PAIRED_SHUFFLES)
+            won = int(((b[:, acc] == 1) & (a[:, acc] == 0)).sum())
+            lost = int(((b[:, acc] == 0) & (a[:, acc] == 1)).sum())
+            lines.append(f"| {p} | {label} | {len(a)} | {t_acc.delta:+.4f} | {t_acc.p_value:.3f} | {won} / {lost} | "
+                         f"{t_mrr.delta:+.4f} | {t_mrr.p_value:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(results: dict, config, path: Path) -> None:
     """results.md: what ran where, then per dataset its table, timings and what the builder dropped."""
     m = results.get("machine", {})
@@ -109,7 +152,10 @@ def write_report(results: dict, config, path: Path) -> None:
                 if dropped:
                     out.append(f"Dropped (obsolete HPO id with no replacement in hp.obo): {dropped}.")
             out.append("")
-        out += [dataset_table(results, entry.name, pipelines), "", timing_table(results, entry.name, pipelines), ""]
+        out += [dataset_table(results, entry.name, pipelines), ""]
+        if config.baseline:
+            out += [paired_table(results, entry.name, pipelines, config.baseline), ""]
+        out += [timing_table(results, entry.name, pipelines), ""]
     with atomic_write(path) as f:
         f.write("\n".join(out))
 

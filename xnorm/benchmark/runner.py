@@ -141,7 +141,7 @@ def run_one(dataset: Dataset, terminology, pipeline: PipelineEntry, ks: list[int
     """
     from tqdm.auto import tqdm
 
-    from ..eval import evaluate_documents
+    from ..eval.documents import align_documents, evaluate_aligned
 
     top = max(ks)
     linker_cfg = copy.deepcopy(pipeline.linker)
@@ -169,8 +169,13 @@ def run_one(dataset: Dataset, terminology, pipeline: PipelineEntry, ks: list[int
                              progress=bar.update))
     link_s = time.perf_counter() - t0
     bar.close()
-    scores = evaluate_documents(preds, gold, ks=ks, per=("lang",), aliases=terminology.aliases)
+    aligned = align_documents(preds, gold)
+    scores, ranks = evaluate_aligned(aligned, ks=ks, per=("lang",), aliases=terminology.aliases)
     per_lang = {lang: _mention_figures(r, ks) for lang, r in scores.get("per", {}).get("lang", {}).items()}
+    langs = np.asarray(["" if k is None else str(k) for k in aligned.keys["lang"]])  # as breakdown keys them
+    # First-hit rank of every gold mention (0: not in the top k), per language in gold order: two pipelines'
+    # lists pair up mention by mention, for the report's paired tests.
+    gold_ranks = {lang: ranks[langs == lang].tolist() for lang in per_lang}
     return {
         "status": "ok",
         "metrics": {**_mention_figures(scores, ks), "n": n_mentions,
@@ -187,6 +192,7 @@ def run_one(dataset: Dataset, terminology, pipeline: PipelineEntry, ks: list[int
         "terminology": {"names": int(terminology.n_names), "concepts": int(len(terminology)),
                         "languages": terminology.languages},
         "pipeline": getattr(linker, "pipeline", pipeline.name),
+        "gold_ranks": gold_ranks,
     }
 
 
