@@ -10,7 +10,8 @@ train_encoder.py. Dense retrieval only (exact inner product), names deduplicated
         python benchmarks/encoder_full_index.py [--adapters hpo-align-e5small /tmp/longer-run ...]
 
 Every adapter given (zoo name or folder) is a row beside the base model, measured in the same run; an adapter must
-have been trained on the shipped adapter's split (its test concepts are the queries).
+have been trained on the shipped adapter's split (its test concepts are the queries). With two or more adapters,
+each later one is also tested against the first, paired query by query (approximate randomization).
 """
 from __future__ import annotations
 
@@ -29,6 +30,26 @@ import train_encoder as te  # noqa: E402  (its query sampling, so both tables as
 
 LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl", "nna"]
 
+
+
+def paired_lines(rows: dict, reference: str, others: list[str], langs: list[str]) -> list[str]:
+    """acc@1 of each later adapter against the first one on the same queries: difference, approximate-
+    randomization p (10,000 shuffles, seed 0), queries won / lost."""
+    from xnorm.eval.stats import approximate_randomization
+
+    lines = ["", f"Paired against `{reference}` on the same queries (acc@1 difference, two-sided approximate-"
+             "randomization p, 10,000 shuffles, seed 0; won / lost = queries whose top concept turned right / wrong):",
+             "", "| encoder | " + " | ".join(f"{lang} Δ acc@1, p (won / lost)" for lang in langs) + " |",
+             "|---" * (len(langs) + 1) + "|"]
+    for label in others:
+        cells = []
+        for lang in langs:
+            a = np.asarray(rows[reference][lang]["ranks"]) == 1
+            b = np.asarray(rows[label][lang]["ranks"]) == 1
+            t = approximate_randomization(a, b, 10_000)
+            cells.append(f"{t.delta:+.3f}, p {t.p_value:.3f} ({int((b & ~a).sum())} / {int((a & ~b).sum())})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv=None) -> None:
@@ -87,9 +108,10 @@ def main(argv=None) -> None:
             if not texts:
                 continue
             gold = gold_idx.astype(str)  # concept ids (eval_task resolves them)
-            m = metrics_from_ranks(te.concept_ranks(enc.encode(texts, kind="query"), vecs, name_concepts, gold),
-                                   ks=(1, 64))
-            rows[label][lang] = {"n": len(texts), "acc1": m["accuracy@1"], "r64": m["recall@64"]}
+            ranks = te.concept_ranks(enc.encode(texts, kind="query"), vecs, name_concepts, gold)
+            m = metrics_from_ranks(ranks, ks=(1, 64))
+            rows[label][lang] = {"n": len(texts), "acc1": m["accuracy@1"], "r64": m["recall@64"],
+                                 "ranks": np.asarray(ranks).tolist()}
         print(label, {k: (round(v["acc1"], 3), round(v["r64"], 3)) for k, v in rows[label].items()}, flush=True)
     langs = [lang for lang in LANGS if lang in rows["base e5-small"]]
     lines = ["# Encoder adapter vs base against the full English HPO index", "",
@@ -106,6 +128,9 @@ def main(argv=None) -> None:
     for label, r in rows.items():
         lines.append(f"| {label} | " + " | ".join(
             f"{r[lang]['acc1']:.3f} / {r[lang]['r64']:.3f} ({r[lang]['n']})" for lang in langs) + " |")
+    adapters = list(rows)[1:]
+    if len(adapters) > 1:
+        lines += paired_lines(rows, adapters[0], adapters[1:], langs)
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"rows": rows, "timings_s": timings}, indent=2))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
