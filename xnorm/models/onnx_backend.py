@@ -30,6 +30,7 @@ against the SHA-256 their manifest records on every load: a stale or corrupted g
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import inspect
 import json
@@ -220,10 +221,10 @@ def _inline_checked(model_dir: Path, adapter_dir: Path, pooling: str) -> Any:
     from ..training.adapter_io import adapter_manifest, attach_adapter
     from .adapter_graph import inline_adapter
 
-    inlined = inline_adapter(_load_for_export(model_dir), adapter_dir)
+    base = _load_for_export(model_dir)
     # No base-weights check here: the graph's cache key covers the base and adapter weights.
-    reference = attach_adapter(_load_for_export(model_dir), adapter_dir, adapter_manifest(adapter_dir) or {},
-                               None).eval()
+    reference = attach_adapter(copy.deepcopy(base), adapter_dir, adapter_manifest(adapter_dir) or {}, None).eval()
+    inlined = inline_adapter(base, adapter_dir)
     feed = {k: torch.from_numpy(v) for k, v in _verification_batch(int(inlined.config.vocab_size)).items()}
     with torch.inference_mode():
         got = _pooled_module(inlined, pooling)(**feed)
