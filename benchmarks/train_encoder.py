@@ -107,19 +107,25 @@ def base_of(options: dict, runs_dir: Path) -> str:
     return str(runs_dir / base[4:]) if base.startswith("run:") else base
 
 
-def train(terminology, runs_dir: Path, name: str, exclude: list[str]) -> dict:
+def train(terminology, runs_dir: Path, name: str, exclude: list[str], steps: int | None = None) -> dict:
+    """Train RUNS[name] into runs_dir/name (resuming its checkpoint if any), or return its finished manifest.
+
+    ``steps`` (--continue): continue the run to that many steps, finished or not (2 threads, patience 4); a name
+    not in RUNS then takes adapter-ms's settings (the first shipped adapter, align-long, was adapter-ms run longer).
+    """
     from xnorm.training.adapter_io import read_manifest
     from xnorm.training.encoder_trainer import CHECKPOINT_DIR, CHECKPOINT_FILE, train_encoder
 
     out = runs_dir / name
-    done = read_manifest(out) if out.is_dir() else None
+    done = read_manifest(out) if out.is_dir() and steps is None else None
     if done is not None:
         return done
-    resume = (out / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file()
-    options = {**COMMON, **RUNS[name]}
+    options = {**COMMON, **RUNS[name]} if steps is None else \
+        {**COMMON, **RUNS.get(name, RUNS["adapter-ms"]), "steps": steps, "threads": 2, "patience": 4}
     base = base_of(options, runs_dir)
     languages = options.pop("languages", TRAIN_LANGS)
-    result = train_encoder(terminology, base, out, languages=languages, resume=resume,
+    result = train_encoder(terminology, base, out, languages=languages,
+                           resume=(out / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file(),
                            exclude_concepts=exclude, progress=True, **options)
     # A run started from a trained adapter must keep its held-out concepts out of training.
     assert result.manifest.get("init_from", {}).get("held_out_concepts_now_trained", 0) == 0, name
@@ -259,16 +265,9 @@ def main() -> None:
     manifests = {}
     exclude = forced_test_concepts(terminology, args.data)
     if args.cont:
-        from xnorm.training.encoder_trainer import train_encoder
-
         name, steps = args.cont
-        torch.set_num_threads(2)
-        options = {**COMMON, **RUNS.get(name, RUNS["adapter-ms"]), "steps": int(steps), "threads": 2, "patience": 4}
-        base = base_of(options, args.runs)
-        languages = options.pop("languages", TRAIN_LANGS)
-        result = train_encoder(terminology, base, args.runs / name, languages=languages, resume=True,
-                               exclude_concepts=exclude, progress=True, **options)
-        print(f"{name}: {result.manifest['steps']} steps, best {result.manifest['best_step']}", flush=True)
+        m = train(terminology, args.runs, name, exclude, steps=int(steps))
+        print(f"{name}: {m['steps']} steps, best {m['best_step']}", flush=True)
         return
     for name in args.train:
         manifests[name] = train(terminology, args.runs, name, exclude)
