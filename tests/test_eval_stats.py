@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xnorm.eval.stats import approximate_randomization, bootstrap_ci, bootstrap_means, paired_bootstrap
+from xnorm.eval.stats import approximate_randomization, bootstrap_ci, bootstrap_means, format_p, paired_bootstrap
 
 
 def test_bootstrap_is_reproducible_with_a_seed():
@@ -55,6 +55,8 @@ def test_paired_tests_clear_difference():
     assert boot.delta == ar.delta == 1.0
     assert boot.p_value == ar.p_value == pytest.approx(1 / 1000)
     assert boot.ci_low == boot.ci_high == 1.0
+    # In a table: the smallest p 10,000 shuffles can give is not shown as "0.000".
+    assert format_p(approximate_randomization(a, b, 10_000).p_value) == "< 0.001" and format_p(0.2304) == "0.230"
 
 
 def test_approximate_randomization_known_distribution():

@@ -115,4 +115,9 @@ def approximate_randomization(a: np.ndarray, b: np.ndarray, n_resamples: int = 1
     return PairedTest("approximate-randomization", observed, (extreme + 1) / (n_resamples + 1), n_resamples, len(d))
 
 
+def format_p(p: float) -> str:
+    """A p-value for a table: three decimals, "< 0.001" below (10,000 shuffles cannot say more)."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 PAIRED_TESTS = {"bootstrap": paired_bootstrap, "randomization": approximate_randomization}
