@@ -79,7 +79,8 @@ RUNS = {
     # noise-aware: ship only if, on the held-out test concepts, nl acc@1 rises with paired approximate-
     # randomization p < 0.05 (10,000 shuffles, against the shipped adapter on the same queries), the mean acc@1
     # over es, fr, ja, zh falls by at most 0.005, and none of es, fr, ja, zh held-out acc@1, GSC+ test acc@1 and
-    # Mantra (English-only index) acc@1 falls with p < 0.05.
+    # Mantra (English-only index) acc@1 falls with p < 0.05. Passed (encoder_r4_nl_b1.md): shipped as
+    # hpo-align-e5small on 2026-12-03 14:40 UTC.
     "r4-nl-b1": {"base": "run:r4-4names-lr2", "languages": TRAIN_LANGS + ["nl"], "mode": "adapter", "loss": "ms",
                  "lr": 2e-4, "steps": 400, "batch_size": 128, "names_per_concept": 4, "dev_queries": 300,
                  "dev_distractors": 5000, "dev_every": 100, "patience": 3, "threads": 2, "batch_seed": 1},
