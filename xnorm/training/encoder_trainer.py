@@ -42,8 +42,8 @@ NEIGHBOURS_FILE = "neighbours.npy"  # beside the checkpoint: a resumed run draws
 NEIGHBOUR_POOL = 10  # hard negatives are drawn among each concept's 10 nearest concepts
 # Settings that must match for --resume to continue a run (the rest, e.g. steps or patience, may change).
 _RESUME_KEYS = ("base_model", "mode", "loss", "languages", "batch_size", "names_per_concept", "lr", "grad_accum",
-                "max_length", "seed", "batch_seed", "adapter_type", "adapter_size", "freeze_embeddings", "dev_fraction",
-                "test_fraction", "pivot", "hard_negatives")
+                "max_length", "seed", "batch_seed", "adapter_type", "adapter_size", "freeze_embeddings",
+                "dev_fraction", "test_fraction", "pivot", "hard_negatives")
 
 _DEV_KEYS = ("dev_queries", "dev_distractors")  # may change on --resume: the best-so-far is then re-measured
 
