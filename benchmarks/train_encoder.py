@@ -2,7 +2,8 @@
 HPO encoder, on concepts it never saw?
 
 Concept-level split of hpo-multilingual (seeded; split.json in each run folder). Training: the train concepts'
-English names + translations in es fr ja zh de it (nl, nna, tw, dtp are left out: zero-shot). Evaluation: the
+English names + translations in es fr ja zh de it (nl, nna, tw, dtp are left out: zero-shot; runs that add nl's
+machine-translated labels name it in their `languages`). Evaluation: the
 held-out (test) concepts' OFFICIAL Babelon labels per language as queries, dense retrieval against an index of
 English names: the test concepts' English names plus a fixed random sample of other concepts' English names as
 distractors (a subset index, to keep encoding affordable on 2 CPU cores; the same index for every row).
