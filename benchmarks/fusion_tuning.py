@@ -117,6 +117,8 @@ def main(argv=None) -> int:
 
 
 def markdown(r: dict) -> str:
+    from xnorm.eval.stats import format_p
+
     dev, test = r["tables"]["dev"], r["tables"]["test"]
     langs = list(test)
     rows = list(next(iter(test.values())))
@@ -134,7 +136,7 @@ def markdown(r: dict) -> str:
              "the earlier row; #0 is the index's own setting)",
              f"- **chosen: {r['best']}**; current: {r['current']}; chosen minus current on the {dev_n:,} pooled dev "
              f"labels: {r['dev_chosen_vs_current']['delta']:+.4f} acc@1 (approximate randomization p = "
-             f"{r['dev_chosen_vs_current']['p']:.2f})", "",
+             f"{format_p(r['dev_chosen_vs_current']['p'])})", "",
              "## Test: acc@1 / R@64", "", head + " |", "|---" * (len(langs) + 2) + "|"]
     for row in rows:
         mark = "**" if row in (r["best"], r["current"]) else ""
@@ -146,7 +148,7 @@ def markdown(r: dict) -> str:
         if row != r["best"]:
             lines.append(f"| {row} | " + " | ".join(
                 f"{test[lang][row]['accuracy@1'] - test[lang][r['best']]['accuracy@1']:+.3f} "
-                f"(p={r['paired_p'][lang][row]:.2f})" for lang in langs) + " |")
+                f"(p {format_p(r['paired_p'][lang][row])})" for lang in langs) + " |")
     lines += ["", "## Dev: acc@1 / R@64", "",
               "| setting | " + " | ".join(f"{lang} (n={t[rows[0]]['n']})" for lang, t in dev.items()) + " |",
               "|---" * (len(dev) + 1) + "|"]
