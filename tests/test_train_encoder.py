@@ -249,9 +249,10 @@ def test_adapter_folder_loads_through_encoder_and_changes_embeddings(tiny_model_
         Encoder(out)
 
 
-def test_training_goes_on_from_an_encoder_adapter_with_hard_negatives(tiny_model_dir, tmp_path, caplog):
+def test_training_goes_on_from_an_encoder_adapter_with_hard_negatives(tiny_model_dir, tmp_path, caplog, monkeypatch):
     from safetensors.numpy import load_file
 
+    import xnorm.training.encoder_trainer as trainer
     from xnorm.training import train_encoder
 
     term = _terminology()
@@ -277,8 +278,17 @@ def test_training_goes_on_from_an_encoder_adapter_with_hard_negatives(tiny_model
     other = train_encoder(term, str(tmp_path / "first"), tmp_path / "other", steps=1, **{**opts, "seed": 7})
     assert other.manifest["init_from"]["held_out_concepts_now_trained"] > 0
     assert "held-out results" in caplog.text
-    # batch_seed changes the batches alone: the same split, so nothing held out is trained.
+    # batch_seed changes the batches alone: the sampler draws with it, over the same split (nothing held out trained).
+    seeds = []
+
+    class Recording(trainer.ConceptBatchSampler):
+        def __init__(self, *args, **kwargs):
+            seeds.append(kwargs["seed"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "ConceptBatchSampler", Recording)
     rerun = train_encoder(term, str(tmp_path / "first"), tmp_path / "rerun", steps=1, **{**opts, "batch_seed": 7})
+    assert seeds == [7]
     assert rerun.manifest["init_from"]["held_out_concepts_now_trained"] == 0
     assert rerun.manifest["config"]["batch_seed"] == 7
     assert (tmp_path / "rerun" / "split.json").read_text() == (tmp_path / "first" / "split.json").read_text()
