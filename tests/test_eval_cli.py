@@ -113,6 +113,11 @@ def test_baseline_paired_test(files, capsys, tmp_path):
     assert comp["accuracy@1"]["delta"] == pytest.approx(-0.75)
     assert 0 < comp["accuracy@1"]["p_value"] <= 1
     assert comp["accuracy@1"]["method"] == "approximate-randomization"
+    # Every mention the run got wrong was right in the (perfect) baseline: all lost, none won.
+    assert comp["accuracy@1"]["won"] == 0 and comp["accuracy@1"]["lost"] == round(0.75 * comp["accuracy@1"]["n"])
+    code, out, err = run(capsys, *files, "--baseline", files[1], "--resamples", "200")
+    assert code == 0, err
+    assert "won / lost" in out and f"0 / {comp['accuracy@1']['lost']}" in out
 
 
 def test_mismatched_documents_are_input_errors(tmp_path, capsys):

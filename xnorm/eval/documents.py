@@ -323,6 +323,10 @@ def evaluate_documents(
                 j = names.index(metric)
                 comparison[metric] = {"baseline": base_result[metric], "run": result[metric],
                                       **tester(a[:, j], b[:, j], seed=seed).to_dict()}
+            # Mentions whose top prediction turned right / wrong: a delta of a few mentions reads as such.
+            j = names.index("accuracy@1")
+            comparison["accuracy@1"].update(won=int(((b[:, j] == 1) & (a[:, j] == 0)).sum()),
+                                            lost=int(((b[:, j] == 0) & (a[:, j] == 1)).sum()))
         result["comparison"] = comparison
     return result
 

@@ -72,7 +72,9 @@ def format_report(result: dict) -> str:
         for metric in ("accuracy@1", "mrr"):
             if metric in comp:
                 c = comp[metric]
-                rows.append([metric, _num(c["baseline"]), _num(c["run"]), f"{c['delta']:+.4f}", f"{c['p_value']:.4f}"])
+                won_lost = f"{c['won']} / {c['lost']}" if "won" in c else ""
+                rows.append([metric, _num(c["baseline"]), _num(c["run"]), f"{c['delta']:+.4f}", f"{c['p_value']:.4f}",
+                             won_lost])
         parts.append(f"\npaired {comp['test']} test against {comp['baseline']} (seed {comp['seed']})")
-        parts.append(format_table(["metric", "baseline", "run", "delta", "p"], rows))
+        parts.append(format_table(["metric", "baseline", "run", "delta", "p", "won / lost"], rows))
     return "\n".join(parts)
