@@ -78,7 +78,7 @@ def paired_table(results: dict, dataset: str, pipelines: list[str], baseline: st
     """Each pipeline against ``baseline`` on the same gold mentions: acc@1 and MRR differences with two-sided
     approximate-randomization p-values, and the mentions won / lost at acc@1; per language, then all."""
     from ..eval.ranking import metric_names, per_mention_values
-    from ..eval.stats import approximate_randomization, format_p
+    from ..eval.stats import approximate_randomization, format_p, won_lost
 
     runs = _runs_of(results, dataset, pipelines)
     if baseline not in runs or len(runs) < 2:
@@ -105,8 +105,7 @@ def paired_table(results: dict, dataset: str, pipelines: list[str], baseline: st
                 continue
             t_acc = approximate_randomization(a[:, acc], b[:, acc], PAIRED_SHUFFLES)
             t_mrr = approximate_randomization(a[:, mrr], b[:, mrr], PAIRED_SHUFFLES)
-            won = int(((b[:, acc] == 1) & (a[:, acc] == 0)).sum())
-            lost = int(((b[:, acc] == 0) & (a[:, acc] == 1)).sum())
+            won, lost = won_lost(a[:, acc], b[:, acc])
             lines.append(f"| {p} | {label} | {len(a)} | {t_acc.delta:+.4f} | {format_p(t_acc.p_value)} | "
                          f"{won} / {lost} | {t_mrr.delta:+.4f} | {format_p(t_mrr.p_value)} |")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ from .breakdown import breakdown
 from .entity import MODES, EntityTable, entity_metrics
 from .ranking import DEFAULT_KS, as_prediction_array, first_hit_ranks, metric_names, metrics_from_ranks, \
     per_mention_values
-from .stats import PAIRED_TESTS, bootstrap_ci
+from .stats import PAIRED_TESTS, bootstrap_ci, won_lost
 
 ID_RULE = "db_id compared after stripping a leading '<db_name>:' (case-insensitive)"
 
@@ -325,8 +325,8 @@ def evaluate_documents(
                                       **tester(a[:, j], b[:, j], seed=seed).to_dict()}
             # Mentions whose top prediction turned right / wrong: a delta of a few mentions reads as such.
             j = names.index("accuracy@1")
-            comparison["accuracy@1"].update(won=int(((b[:, j] == 1) & (a[:, j] == 0)).sum()),
-                                            lost=int(((b[:, j] == 0) & (a[:, j] == 1)).sum()))
+            won, lost = won_lost(a[:, j], b[:, j])
+            comparison["accuracy@1"].update(won=won, lost=lost)
         result["comparison"] = comparison
     return result
 

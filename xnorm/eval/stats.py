@@ -115,6 +115,12 @@ def approximate_randomization(a: np.ndarray, b: np.ndarray, n_resamples: int = 1
     return PairedTest("approximate-randomization", observed, (extreme + 1) / (n_resamples + 1), n_resamples, len(d))
 
 
+def won_lost(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """For 0/1 hits of runs A and B on the same items: items B gets right and A not (won), and the reverse (lost)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    return int((b & ~a).sum()), int((a & ~b).sum())
+
+
 def format_p(p: float) -> str:
     """A p-value for a table: three decimals, "< 0.001" below (10,000 shuffles cannot say more)."""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
