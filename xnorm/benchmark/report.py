@@ -77,8 +77,8 @@ PAIRED_SHUFFLES = 10_000
 def paired_table(results: dict, dataset: str, pipelines: list[str], baseline: str) -> str:
     """Each pipeline against ``baseline`` on the same gold mentions: acc@1 and MRR differences with two-sided
     approximate-randomization p-values, and the mentions won / lost at acc@1; per language, then all."""
-    from ..eval.ranking import metric_names, per_mention_values
-    from ..eval.stats import approximate_randomization, format_p, won_lost
+    from ..eval.documents import compare_ranks
+    from ..eval.stats import format_p
 
     runs = _runs_of(results, dataset, pipelines)
     if baseline not in runs or len(runs) < 2:
@@ -87,8 +87,6 @@ def paired_table(results: dict, dataset: str, pipelines: list[str], baseline: st
     lines = [f"Paired against `{baseline}` (approximate randomization, {PAIRED_SHUFFLES:,} shuffles, seed 0; "
              "won / lost = mentions whose top prediction turned right / wrong):", "",
              "| pipeline | language | n | Δ acc@1 | p | won / lost | Δ MRR | p |", "|---|---|---|---|---|---|---|---|"]
-    names = metric_names([1])
-    acc, mrr = names.index("accuracy@1"), names.index("mrr")
     base_ranks = runs[baseline].get("gold_ranks")
     for p in others:
         ranks = runs[p].get("gold_ranks")
@@ -98,16 +96,15 @@ def paired_table(results: dict, dataset: str, pipelines: list[str], baseline: st
         langs = order_languages(ranks)
         groups = [(lang, [lang]) for lang in langs] + ([("**all**", langs)] if len(langs) > 1 else [])
         for label, group in groups:
-            a = per_mention_values(np.concatenate([base_ranks[g] for g in group]).astype(np.int64), [1])
-            b = per_mention_values(np.concatenate([ranks[g] for g in group]).astype(np.int64), [1])
+            a = np.concatenate([base_ranks[g] for g in group]).astype(np.int64)
+            b = np.concatenate([ranks[g] for g in group]).astype(np.int64)
             if len(a) != len(b):
                 lines.append(f"| {p} | {label} | – | the runs hold different mentions (re-run them) | | | | |")
                 continue
-            t_acc = approximate_randomization(a[:, acc], b[:, acc], PAIRED_SHUFFLES)
-            t_mrr = approximate_randomization(a[:, mrr], b[:, mrr], PAIRED_SHUFFLES)
-            won, lost = won_lost(a[:, acc], b[:, acc])
-            lines.append(f"| {p} | {label} | {len(a)} | {t_acc.delta:+.4f} | {format_p(t_acc.p_value)} | "
-                         f"{won} / {lost} | {t_mrr.delta:+.4f} | {format_p(t_mrr.p_value)} |")
+            c = compare_ranks(a, b, "randomization", n_resamples=PAIRED_SHUFFLES)
+            acc, mrr = c["accuracy@1"], c["mrr"]
+            lines.append(f"| {p} | {label} | {len(a)} | {acc['delta']:+.4f} | {format_p(acc['p_value'])} | "
+                         f"{acc['won']} / {acc['lost']} | {mrr['delta']:+.4f} | {format_p(mrr['p_value'])} |")
     return "\n".join(lines) + "\n"
 
 

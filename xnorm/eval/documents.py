@@ -268,6 +268,22 @@ def evaluate_aligned(
     return result, ranks
 
 
+def compare_ranks(base_ranks: np.ndarray, ranks: np.ndarray, test: str = "bootstrap", seed: int = 0,
+                  n_resamples: int = 10000) -> dict[str, dict]:
+    """A run against a baseline on the same mentions, from their first-hit ranks: for accuracy@1 and MRR the
+    paired ``test``'s result (``PairedTest.to_dict``); accuracy@1 also counts the mentions ``won`` / ``lost``
+    (top prediction turned right / wrong), so that a delta of a few mentions reads as such."""
+    tester = PAIRED_TESTS[test]
+    a, b = per_mention_values(base_ranks, [1]), per_mention_values(ranks, [1])
+    names = metric_names([1])
+    out = {metric: tester(a[:, names.index(metric)], b[:, names.index(metric)], n_resamples, seed).to_dict()
+           for metric in ("accuracy@1", "mrr")}
+    j = names.index("accuracy@1")
+    won, lost = won_lost(a[:, j], b[:, j])
+    out["accuracy@1"].update(won=won, lost=lost)
+    return out
+
+
 def evaluate_documents(
     pred_docs: Iterable[Mapping],
     gold_docs: Iterable[Mapping],
@@ -314,19 +330,10 @@ def evaluate_documents(
         base = align_documents(baseline_docs, gold_docs, pred_name=baseline_name, gold_name=gold_name,
                                allow_missing=allow_missing, **fields)
         base_result, base_ranks = evaluate_aligned(base, **opts)
-        tester = PAIRED_TESTS[test]
         comparison: dict = {"baseline": baseline_name, "test": test, "seed": seed}
         if len(ranks):
-            a, b = per_mention_values(base_ranks, ks), per_mention_values(ranks, ks)
-            names = metric_names(ks)
-            for metric in ("accuracy@1", "mrr"):
-                j = names.index(metric)
-                comparison[metric] = {"baseline": base_result[metric], "run": result[metric],
-                                      **tester(a[:, j], b[:, j], seed=seed).to_dict()}
-            # Mentions whose top prediction turned right / wrong: a delta of a few mentions reads as such.
-            j = names.index("accuracy@1")
-            won, lost = won_lost(a[:, j], b[:, j])
-            comparison["accuracy@1"].update(won=won, lost=lost)
+            for metric, paired in compare_ranks(base_ranks, ranks, test, seed).items():
+                comparison[metric] = {"baseline": base_result[metric], "run": result[metric], **paired}
         result["comparison"] = comparison
     return result
 
