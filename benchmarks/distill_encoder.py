@@ -1,0 +1,228 @@
+"""Distil the shipped encoder (``hpo-align-e5small``: e5-small + bottleneck adapter, 12 layers) into a shallower
+student for faster index builds (issue 3's encoding-speed goal: >= 600 names/s with recall@64 within 0.5 points).
+
+Student: the embedded e5-small cut to ``--layers`` of its 12 transformer layers (no adapter), every weight trained
+except the word embeddings (frozen: they are 96M of the 117M parameters and shared with the base). Passages are
+encoded WITHOUT the ``passage: `` prefix (two tokens of ~12 per English HPO name: index builds pay for them);
+queries keep ``query: ``. Targets: the teacher's vectors of the same texts with the teacher's own prefixes.
+
+Data: names of the teacher's TRAINING concepts only (its split.json), so its test concepts stay held out for
+``benchmarks/encoder_full_index.py``:
+  - English names (hpo-en) as passages (all of them) and, sampled, as queries;
+  - names in the teacher's other languages (hpo-multilingual; nl includes machine-translated CANDIDATE labels) as
+    queries and, sampled, as passages.
+Loss per batch: mean (1 - cos(student, teacher)) + KL(teacher || student) over the in-batch similarity rows
+(temperature 0.05, self-pairs masked): the first matches each vector, the second the neighbourhoods retrieval
+ranks by.
+
+    XNORM_HOME=... XNORM_HPO_TRANSLATIONS=/work/shared/data/hpo-translations \\
+        python benchmarks/distill_encoder.py --layers 0 4 8 11 --out /work/runs/student-4l --max-seconds 1800
+
+The output is a plain Hugging Face folder (``xnorm_encoder.json`` declares pooling and prefixes) that ``Encoder``,
+``xnorm index --config`` (``model: FOLDER``) and the ONNX / int8 backends load like any model, plus the teacher's
+split.json and a manifest (steps, timings, dev agreement).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHER = "hpo-align-e5small"
+QUERY_PREFIX = "query: "
+TEMPERATURE = 0.05
+
+
+def sample(rng: np.random.Generator, rows: np.ndarray, n: int) -> np.ndarray:
+    return rows if len(rows) <= n else np.sort(rng.choice(rows, n, replace=False))
+
+
+def build_examples(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """texts, kinds (0 query, 1 passage) and teacher target vectors for train and dev concepts (cached)."""
+    from xnorm.models import Encoder
+    from xnorm.models.registry import weights_fingerprint
+    from xnorm.terminology import load_terminology
+
+    cache = args.cache / f"targets-{weights_fingerprint(TEACHER)}-{args.en_queries}-{args.other_queries}-" \
+                         f"{args.other_passages}-{args.seed}.npz"
+    if cache.is_file():
+        data = np.load(cache, allow_pickle=False)
+        return {k: data[k] for k in data.files}
+    split = json.loads((REPO / "adapters_zoo" / TEACHER / "split.json").read_text())
+    manifest = json.loads((REPO / "adapters_zoo" / TEACHER / "manifest.json").read_text())
+    other_langs = [lang for lang in manifest["languages"] if lang != "en"]
+    rng = np.random.default_rng(args.seed)
+    teacher = Encoder(TEACHER)
+    english = load_terminology("hpo-en")
+    multi = load_terminology("hpo-multilingual")
+    out: dict[str, np.ndarray] = {}
+    for part in ("train", "dev"):
+        keep = set(split[part])
+        scale = 1 if part == "train" else 0.05
+        en_rows = np.flatnonzero(np.isin(english.concept_ids[english.name_concepts], list(keep)))
+        other_rows = np.flatnonzero(np.isin(multi.concept_ids[multi.name_concepts], list(keep))
+                                    & np.isin(multi.name_langs, other_langs))
+        en_texts = english.name_texts[en_rows]
+        if part == "train" and args.teacher_passages and Path(args.teacher_passages).is_file():
+            # the teacher's vectors of every hpo-en name (encoder_full_index.py --cache): no need to re-encode
+            en_passages = np.load(args.teacher_passages, allow_pickle=False)[en_rows]
+        else:
+            en_passages = teacher.encode(en_texts.tolist(), kind="passage", show_progress=True)
+        q_en = sample(rng, np.arange(len(en_rows)), int(args.en_queries * scale))
+        q_other = sample(rng, other_rows, int(args.other_queries * scale))
+        p_other = sample(rng, other_rows, int(args.other_passages * scale))
+        groups = [
+            (en_texts, 1, en_passages),
+            (en_texts[q_en], 0, teacher.encode(en_texts[q_en].tolist(), kind="query", show_progress=True)),
+            (multi.name_texts[q_other], 0,
+             teacher.encode(multi.name_texts[q_other].tolist(), kind="query", show_progress=True)),
+            (multi.name_texts[p_other], 1,
+             teacher.encode(multi.name_texts[p_other].tolist(), kind="passage", show_progress=True)),
+        ]
+        out[f"{part}_texts"] = np.concatenate([g[0].astype(str) for g in groups])
+        out[f"{part}_kinds"] = np.concatenate([np.full(len(g[0]), g[1], dtype=np.int8) for g in groups])
+        out[f"{part}_targets"] = np.concatenate([g[2] for g in groups]).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def make_student(layers: list[int]):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from xnorm.models.registry import model_path
+
+    base = model_path("multilingual-e5-small")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModel.from_pretrained(base, add_pooling_layer=False)
+    model.encoder.layer = torch.nn.ModuleList([model.encoder.layer[i] for i in layers])
+    model.config.num_hidden_layers = len(layers)
+    model.embeddings.word_embeddings.weight.requires_grad_(False)
+    return tokenizer, model
+
+
+def encode_batch(tokenizer, model, texts: list[str], kinds: np.ndarray, max_length: int):
+    import torch
+
+    inputs = [(QUERY_PREFIX if k == 0 else "") + t for t, k in zip(texts, kinds)]
+    enc = tokenizer(inputs, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    hidden = model(**enc).last_hidden_state
+    w = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * w).sum(1) / w.sum(1).clamp(min=1.0), dim=-1)
+
+
+def loss_terms(student, teacher):
+    import torch
+
+    cos = 1.0 - (student * teacher).sum(-1).mean()
+    eye = torch.eye(len(student), dtype=torch.bool)
+    s = (student @ student.T / TEMPERATURE).masked_fill(eye, -1e4)
+    t = (teacher @ teacher.T / TEMPERATURE).masked_fill(eye, -1e4)
+    kl = torch.nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="batchmean")
+    return cos, kl
+
+
+def dev_agreement(tokenizer, model, data: dict, max_length: int) -> dict[str, float]:
+    import torch
+
+    model.eval()
+    cos, kl, n = 0.0, 0.0, 0
+    with torch.inference_mode():
+        order = np.random.default_rng(0).permutation(len(data["dev_texts"]))
+        for i in range(0, len(order) - 127, 128):  # full batches only: KL depends on the batch size
+            rows = order[i:i + 128]
+            s = encode_batch(tokenizer, model, data["dev_texts"][rows].tolist(), data["dev_kinds"][rows], max_length)
+            c, k = loss_terms(s, torch.from_numpy(data["dev_targets"][rows]))
+            cos, kl, n = cos + float(c), kl + float(k), n + 1
+    model.train()
+    return {"dev_1-cos": round(cos / n, 5), "dev_kl": round(kl / n, 5)}
+
+
+def main(argv=None) -> None:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, nargs="+", default=[0, 4, 8, 11], help="teacher layers the student keeps")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=3000, help="planned steps (the LR schedule); --max-seconds may stop sooner")
+    ap.add_argument("--max-seconds", type=float, default=1800)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--max-length", type=int, default=32)
+    ap.add_argument("--en-queries", type=int, default=8000)
+    ap.add_argument("--other-queries", type=int, default=14000)
+    ap.add_argument("--other-passages", type=int, default=6000)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/xnorm-distill"))
+    ap.add_argument("--teacher-passages", help="the teacher's .npy vectors of every hpo-en name, in order")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    t0 = time.perf_counter()
+    data = build_examples(args)
+    targets_s = time.perf_counter() - t0
+    print(f"examples: train {len(data['train_texts']):,}, dev {len(data['dev_texts']):,} ({targets_s:.0f} s)",
+          flush=True)
+    tokenizer, model = make_student(args.layers)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    warmup = max(1, args.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
+    rng = np.random.default_rng(args.seed)
+    n = len(data["train_texts"])
+    history = [{"step": 0, **dev_agreement(tokenizer, model, data, args.max_length)}]
+    print(history[-1], flush=True)
+    start, step = time.perf_counter(), 0
+    while step < args.steps and time.perf_counter() - start < args.max_seconds:
+        rows = rng.choice(n, args.batch_size, replace=False)
+        s = encode_batch(tokenizer, model, data["train_texts"][rows].tolist(), data["train_kinds"][rows],
+                         args.max_length)
+        cos, kl = loss_terms(s, torch.from_numpy(data["train_targets"][rows]))
+        (cos + kl).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        step += 1
+        if step % args.eval_every == 0:
+            history.append({"step": step, "seconds": round(time.perf_counter() - start), "train_1-cos": cos.item(),
+                            "train_kl": kl.item(), **dev_agreement(tokenizer, model, data, args.max_length)})
+            print(history[-1], flush=True)
+    train_s = time.perf_counter() - start
+    if history[-1]["step"] != step:
+        history.append({"step": step, "seconds": round(train_s),
+                        **dev_agreement(tokenizer, model, data, args.max_length)})
+
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "xnorm_encoder.json").write_text(json.dumps(
+        {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": args.max_length}))
+    shutil.copy(REPO / "adapters_zoo" / TEACHER / "split.json", tmp / "split.json")
+    trained = sum(p.numel() for p in params)
+    (tmp / "manifest.json").write_text(json.dumps({
+        "kind": "distilled-encoder", "teacher": TEACHER, "layers": args.layers, "steps": step,
+        "best_step": step, "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"]))},
+        "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
+        "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}", "history": history}, indent=1))
+    shutil.rmtree(args.out, ignore_errors=True)
+    tmp.rename(args.out)
+    print(f"saved {args.out}: {step} steps in {train_s:.0f} s, {trained:,} trained parameters", flush=True)
+
+
+if __name__ == "__main__":
+    main()
