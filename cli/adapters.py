@@ -16,8 +16,8 @@ def adapters() -> None:
 
 
 @adapters.command("list")
-@click.option("--kind", type=click.Choice(["language-adapter", "task-adapter", "encoder-adapter", "reranker"]),
-              help="Only adapters of this kind.")
+@click.option("--kind", type=click.Choice(["language-adapter", "task-adapter", "encoder-adapter", "reranker",
+                                           "distilled-encoder"]), help="Only adapters of this kind.")
 @click.option("--verify", is_flag=True, help="Also check every file's sha256 (broken folders are reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON (manifests included).")
 def list_cmd(kind: str | None, verify: bool, as_json: bool) -> None:

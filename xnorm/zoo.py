@@ -38,7 +38,8 @@ MANIFEST = "manifest.json"
 RERANKER_SUBDIR = "reranker"  # a zoo entry of kind reranker: the reranker's own folder inside
 FORMAT = "xnorm-adapter"
 FORMAT_VERSION = 1
-KINDS = ("language-adapter", "task-adapter", "encoder-adapter", "reranker")
+# distilled-encoder: a student encoder without its word embeddings (xnorm.models.distilled materializes it)
+KINDS = ("language-adapter", "task-adapter", "encoder-adapter", "reranker", "distilled-encoder")
 REQUIRED_FIELDS = ("kind", "name", "base_model", "base_model_sha256")
 # Written by write_manifest itself; a caller passing them would be overwritten silently, so it may not.
 _RESERVED_FIELDS = ("format", "format_version", "files", "xnorm_version", "created")
@@ -67,8 +68,8 @@ class AdapterInfo:
 
     @property
     def n_params(self) -> int | None:
-        """Trainable adapter parameters, when the manifest records them."""
-        value = self.manifest.get("adapter_params")
+        """Trainable adapter (or distilled student) parameters, when the manifest records them."""
+        value = self.manifest.get("adapter_params", self.manifest.get("trained_params"))
         return int(value) if value is not None else None
 
 

@@ -18,7 +18,6 @@ the word embeddings are q4 too (only position/type embeddings, biases and LayerN
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import json
 import logging
@@ -31,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from xnorm._io import atomic_dir, atomic_write, sha256_file
+from xnorm._io import atomic_dir, atomic_write, exclusive_lock, sha256_file
 from xnorm.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
@@ -355,23 +354,6 @@ def verify(folder: str | os.PathLike) -> None:
                                 fix="delete the folder and run `xnorm models prepare` again.")
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` so that two processes do not convert at once."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: atomic_dir's rename still keeps the folder whole
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def materialize(target: str | os.PathLike, *, force: bool = False, source: str | os.PathLike | None = None,
                 tokenizer_json: str | os.PathLike | None = None) -> Path:
     """Convert the embedded model into ``target`` once; later calls return at once (no conversion, no hashing).
@@ -382,7 +364,7 @@ def materialize(target: str | os.PathLike, *, force: bool = False, source: str |
     target = Path(target)
     if not force and is_complete(target):
         return target
-    with _exclusive(target.parent / f".{target.name}.lock"):
+    with exclusive_lock(target.parent / f".{target.name}.lock"):
         if not force and is_complete(target):  # another process finished while we waited
             return target
         logger.info("materializing the embedded model into %s (once; about a minute)", target)

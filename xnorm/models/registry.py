@@ -157,8 +157,12 @@ def is_prepared(name: str) -> bool:
 
 def prepare_model(name: str = DEFAULT_MODEL) -> Path:
     """The local folder of a known model: an embedded one is materialized (once; later calls return at once),
-    a hub one downloaded (or found in the Hugging Face cache)."""
+    a hub one downloaded (or found in the Hugging Face cache); also a zoo encoder's folder (a distilled encoder
+    is materialized like the embedded model)."""
     info = lookup(name)
+    zoo_encoder = _zoo_encoder(name) if info is None else None
+    if zoo_encoder is not None:
+        return zoo_encoder
     if info is None:
         raise ArtifactError(
             f"unknown model name {name!r}.",
@@ -201,9 +205,9 @@ def resolve_model(name_or_path: str | Path) -> str:
     info = lookup(text)
     if info is not None:
         return str(prepare_model(info.name)) if info.kind == "embedded" else str(info.hub_id)
-    encoder_adapter = _zoo_encoder_adapter(text)
-    if encoder_adapter is not None:
-        return str(encoder_adapter)
+    zoo_encoder = _zoo_encoder(text)
+    if zoo_encoder is not None:
+        return str(zoo_encoder)
     if text.startswith((".", "/", "~")) or not _HUB_ID.match(text) or text.count("/") > 1:
         raise ArtifactError(
             "model folder not found.", file=text,
@@ -212,13 +216,17 @@ def resolve_model(name_or_path: str | Path) -> str:
     return text
 
 
-def _zoo_encoder_adapter(name: str) -> Path | None:
-    """The folder of an encoder adapter of the adapter zoo (``xnorm adapters list``) called ``name``, or None."""
+def _zoo_encoder(name: str) -> Path | None:
+    """The folder of the zoo's (``xnorm adapters list``) encoder called ``name``: an encoder adapter's own folder,
+    a distilled encoder's materialized one (built on first use); None when the zoo has no encoder of that name."""
     from xnorm import zoo
+    from xnorm.models import distilled
 
-    for info in zoo.list_adapters("encoder-adapter"):
-        if info.name == name:
+    for info in zoo.list_adapters():
+        if info.name == name and info.kind == "encoder-adapter":
             return info.path
+        if info.name == name and info.kind == distilled.KIND:
+            return distilled.materialize(info.path)
     return None
 
 

@@ -1,0 +1,115 @@
+"""Distilled encoders in the zoo: packed without word embeddings, materialized once, loaded by name."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xnorm.errors import ArtifactError
+
+TEXTS = ["seizure", "short stature", "convulsión", "発作"]
+
+
+def _student(tiny_model_dir: Path, out: Path, *, touch_words: bool = False, seed: int = 1) -> Path:
+    """A 1-layer student of the tiny model: its own (changed) layer weights, the base's word embeddings."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(tiny_model_dir, add_pooling_layer=False)
+    model.encoder.layer = model.encoder.layer[1:]
+    model.config.num_hidden_layers = 1
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if touch_words or name != "embeddings.word_embeddings.weight":
+                p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    (out / "xnorm_encoder.json").write_text(json.dumps({"pooling": "mean", "query_prefix": "query: ",
+                                                        "passage_prefix": ""}))
+    return out
+
+
+def _zoo_entry(tmp_path: Path, tiny_model_dir: Path, name: str = "tiny-student") -> Path:
+    from xnorm import zoo
+    from xnorm.models import distilled
+
+    student = _student(tiny_model_dir, tmp_path / "student")
+    return distilled.pack(student, zoo.user_zoo_dir() / name, name=name, base_model=str(tiny_model_dir),
+                          trained_params=1234)
+
+
+def test_pack_ships_no_word_embeddings_and_loads_by_name(tmp_path, tiny_model_dir):
+    from safetensors import safe_open
+
+    from xnorm.models import Encoder, distilled
+
+    entry = _zoo_entry(tmp_path, tiny_model_dir)
+    with safe_open(str(entry / distilled.WEIGHTS), "pt") as f:
+        keys = set(f.keys())
+        assert distilled.SHARED not in keys and f.get_tensor("encoder.layer.0.output.dense.weight").dtype.is_floating_point
+    assert (entry / distilled.WEIGHTS).stat().st_size < (tmp_path / "student" / "model.safetensors").stat().st_size
+
+    by_name = Encoder("tiny-student")
+    from_folder = Encoder(tmp_path / "student")
+    assert by_name.passage_prefix == "" and by_name.query_prefix == "query: "
+    assert by_name.model.config.num_hidden_layers == 1
+    for kind in ("query", "passage"):
+        a, b = by_name.encode(TEXTS, kind=kind), from_folder.encode(TEXTS, kind=kind)
+        cos = (a * b).sum(1)
+        assert cos.min() > 0.999  # fp16 storage of the student's own tensors
+    # The tiny base's vectors are different: the student's layer weights really are the entry's.
+    base = Encoder(tiny_model_dir, query_prefix="query: ", passage_prefix="").encode(TEXTS, kind="passage")
+    assert (base * by_name.encode(TEXTS, kind="passage")).sum(1).min() < 0.99
+
+
+def test_materialized_once_and_rebuilt_when_the_entry_changes(tmp_path, tiny_model_dir):
+    from xnorm.models import distilled, registry
+
+    entry = _zoo_entry(tmp_path, tiny_model_dir)
+    folder = Path(registry.resolve_model("tiny-student"))
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert Path(registry.prepare_model("tiny-student")) == folder  # `xnorm models prepare NAME`
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    fingerprint = registry.weights_fingerprint("tiny-student")
+
+    # A new student under the same name (re-packed): the materialized folder and its fingerprint follow it.
+    shutil.rmtree(tmp_path / "student")
+    distilled.pack(_student(tiny_model_dir, tmp_path / "student", seed=7), entry, name="tiny-student",
+                   base_model=str(tiny_model_dir))
+    assert registry.weights_fingerprint("tiny-student") != fingerprint
+
+
+def test_changed_weights_and_foreign_word_embeddings_are_refused(tmp_path, tiny_model_dir):
+    from xnorm import zoo
+    from xnorm.models import distilled, registry
+
+    entry = _zoo_entry(tmp_path, tiny_model_dir)
+    blob = bytearray((entry / distilled.WEIGHTS).read_bytes())
+    blob[-8:] = b"\x00" * 8
+    (entry / distilled.WEIGHTS).write_bytes(bytes(blob))
+    with pytest.raises(ArtifactError) as e:
+        registry.resolve_model("tiny-student")
+    assert distilled.WEIGHTS in str(e.value)
+    assert not (Path(zoo.user_zoo_dir()).parent / "models" / "tiny-student").exists()  # nothing half-built
+
+    other = _student(tiny_model_dir, tmp_path / "other", touch_words=True)
+    with pytest.raises(ArtifactError, match="word embeddings differ"):
+        distilled.pack(other, tmp_path / "zoo-other", name="other", base_model=str(tiny_model_dir))
+    assert not (tmp_path / "zoo-other").exists()
+
+
+def test_cli_lists_and_prepares_a_distilled_encoder(tmp_path, tiny_model_dir, capsys):
+    from xnorm.cli.main import main
+
+    _zoo_entry(tmp_path, tiny_model_dir)
+    for args in (["adapters", "list", "--kind", "distilled-encoder"], ["models", "prepare", "tiny-student"]):
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        assert e.value.code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "tiny-student" in out[1] and "distilled-encoder" in out[1] and "1k" in out[1]
+    assert Path(out[-1].split("\t")[0]).name == "tiny-student"
