@@ -64,7 +64,8 @@ def main(argv=None) -> None:
     from xnorm.terminology import load_terminology
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--adapters", nargs="*", default=["hpo-align-e5small"], help="zoo names or adapter folders")
+    ap.add_argument("--adapters", nargs="*", default=["hpo-align-e5small"],
+                    help="zoo names, adapter folders or distilled students (benchmarks/distill_encoder.py)")
     ap.add_argument("--out", default=str(HERE / "results" / "encoder_full_index"))
     ap.add_argument("--cache", type=Path, help="folder for each encoder's index vectors (keyed by its weights), so "
                     "a later run re-encodes only new encoders")
@@ -88,8 +89,11 @@ def main(argv=None) -> None:
         if path.is_dir() and json.loads((path / "split.json").read_text())["test"] != split["test"]:
             sys.exit(f"{a}: trained on another split than hpo-align-e5small (its test concepts would leak)")
         m = json.loads((path / "manifest.json").read_text()) if path.is_dir() else {}
-        steps = f" (best of {m['steps']} steps: {m['best_step']})" if m else ""
-        label = f"{path.name} adapter{steps}"
+        if m.get("kind") == "distilled-encoder":  # benchmarks/distill_encoder.py
+            label = f"{path.name} ({len(m['layers'])}-layer student, {m['steps']} steps)"
+        else:
+            steps = f" (best of {m['steps']} steps: {m['best_step']})" if m else ""
+            label = f"{path.name} adapter{steps}"
         encoders.append((label, lambda a=a: Encoder(a)))
         keys[label] = weights_fingerprint(a)
     for label, make in encoders:

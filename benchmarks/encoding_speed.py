@@ -174,6 +174,23 @@ def build_variants(model: str, selected: list[str], workdir: Path) -> list[Varia
     return variants
 
 
+def other_model_variants(model: str, selected: list[str]) -> list[Variant]:
+    """Rows for another model (e.g. a distilled student) in the same rounds, named ``<model>: <variant>``; their
+    ratios and quality deltas are against the main model's baseline and torch fp32."""
+    from xnorm.models import Encoder
+
+    backends = {FP32_SORTED: ("torch", "fp32"), "onnx fp32": ("onnx", "fp32"), "onnx int8": ("onnx", "int8"),
+                "onnx int8-full": ("onnx", "int8-full")}
+    variants = []
+    for key in selected:
+        backend, precision = backends[key]
+        t0 = time.perf_counter()
+        e = Encoder(model, device="cpu", batch_size=128, backend=backend, precision=precision)
+        variants.append(Variant(f"{Path(model).name}: {key}", (lambda e: (lambda t, kind="passage":
+                                e.encode(t, kind=kind)))(e), time.perf_counter() - t0))
+    return variants
+
+
 # -- report ----------------------------------------------------------------------------------------------------
 
 
@@ -198,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="*", default=[],
                     help="variants to run besides the baseline and torch fp32 (default: "
                     f"{', '.join(DEFAULT_VARIANTS)}; also: 'torch int8 (attention)', 'torch int8-full')")
+    ap.add_argument("--others", nargs="*", default=[],
+                    help="other models (e.g. distilled students) measured in the same rounds against this one")
+    ap.add_argument("--other-variants", nargs="*", default=[FP32_SORTED, "onnx fp32", "onnx int8"],
+                    help="their variants (torch fp32 length-sorted, onnx fp32, onnx int8, onnx int8-full)")
     ap.add_argument("--quality-names", type=int, default=5000, help="English names in the quality index")
     ap.add_argument("--quality-queries", type=int, default=400, help="OFFICIAL labels per language (es fr ja zh)")
     ap.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "encoding_speed.md")
@@ -220,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="xnorm-encoding-speed-") as tmp:
         variants = build_variants(args.model, args.variants, Path(tmp))
+        for other in args.others:
+            variants += other_model_variants(other, args.other_variants)
         for v in variants:  # warm-up: first calls allocate and pick kernels
             v.encode(names[:256])
         load_before = os.getloadavg()
@@ -271,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{onnxruntime.__version__} (CPUExecutionProvider, intra-op threads = usable cores)",
         f"- command: `python benchmarks/encoding_speed.py{''.join(' ' + a for a in cli_args)}`",
         f"- speed: {len(names)} English HPO labels per round (seeded sample of the {len(labels):,} current terms' "
-        "preferred labels, `hpo-en`), `passage: ` prefix, max_length 32, batch 128 (baseline 256); "
+        "preferred labels, `hpo-en`), each model's passage prefix, max_length 32, batch 128 (baseline 256); "
         f"{args.repeats} rounds, interleaved across variants; names/s is the median, range is min–max",
         f"- quality: index of {len(qs.names):,} English labels (the queries' gold concepts + seeded random others), "
         f"queries: OFFICIAL labels ({n_q}; hpo-labels, seed 0), each variant encoding both sides; exact search; "
