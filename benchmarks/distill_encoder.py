@@ -20,7 +20,8 @@ ranks by.
 
 The output is a plain Hugging Face folder (``xnorm_encoder.json`` declares pooling and prefixes) that ``Encoder``,
 ``xnorm index --config`` (``model: FOLDER``) and the ONNX / int8 backends load like any model, plus the teacher's
-split.json and a manifest (steps, timings, dev agreement).
+split.json and a manifest (steps, timings, dev agreement). ``--pack NAME`` also writes it into the user zoo
+without its word embeddings (``xnorm.models.distilled``), to be loaded by name.
 """
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 TEACHER = "hpo-align-e5small"
 QUERY_PREFIX = "query: "
 TEMPERATURE = 0.05
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def sample(rng: np.random.Generator, rows: np.ndarray, n: int) -> np.ndarray:
@@ -58,7 +65,7 @@ def build_examples(args: argparse.Namespace) -> dict[str, np.ndarray]:
     manifest = json.loads((REPO / "adapters_zoo" / TEACHER / "manifest.json").read_text())
     other_langs = [lang for lang in manifest["languages"] if lang != "en"]
     rng = np.random.default_rng(args.seed)
-    teacher = Encoder(TEACHER)
+    teacher = Encoder(TEACHER, device=args.device)
     english = load_terminology("hpo-en")
     multi = load_terminology("hpo-multilingual")
     out: dict[str, np.ndarray] = {}
@@ -113,6 +120,7 @@ def encode_batch(tokenizer, model, texts: list[str], kinds: np.ndarray, max_leng
 
     inputs = [(QUERY_PREFIX if k == 0 else "") + t for t, k in zip(texts, kinds)]
     enc = tokenizer(inputs, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    enc = enc.to(model.device)
     hidden = model(**enc).last_hidden_state
     w = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     return torch.nn.functional.normalize((hidden * w).sum(1) / w.sum(1).clamp(min=1.0), dim=-1)
@@ -122,7 +130,7 @@ def loss_terms(student, teacher):
     import torch
 
     cos = 1.0 - (student * teacher).sum(-1).mean()
-    eye = torch.eye(len(student), dtype=torch.bool)
+    eye = torch.eye(len(student), dtype=torch.bool, device=student.device)
     s = (student @ student.T / TEMPERATURE).masked_fill(eye, -1e4)
     t = (teacher @ teacher.T / TEMPERATURE).masked_fill(eye, -1e4)
     kl = torch.nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="batchmean")
@@ -139,7 +147,7 @@ def dev_agreement(tokenizer, model, data: dict, max_length: int) -> dict[str, fl
         for i in range(0, len(order) - 127, 128):  # full batches only: KL depends on the batch size
             rows = order[i:i + 128]
             s = encode_batch(tokenizer, model, data["dev_texts"][rows].tolist(), data["dev_kinds"][rows], max_length)
-            c, k = loss_terms(s, torch.from_numpy(data["dev_targets"][rows]))
+            c, k = loss_terms(s, torch.from_numpy(data["dev_targets"][rows]).to(s.device))
             cos, kl, n = cos + float(c), kl + float(k), n + 1
     model.train()
     return {"dev_1-cos": round(cos / n, 5), "dev_kl": round(kl / n, 5)}
@@ -151,7 +159,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[0, 4, 8, 11], help="teacher layers the student keeps")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=3000, help="planned steps (the LR schedule); --max-seconds may stop sooner")
+    ap.add_argument("--steps", type=int, default=3000,
+                    help="planned steps (the LR schedule); --max-seconds may stop sooner")
     ap.add_argument("--max-seconds", type=float, default=1800)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -162,8 +171,12 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if _cuda() else "cpu",
+                    help="where teacher and student run (default: a GPU when present)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/xnorm-distill"))
     ap.add_argument("--teacher-passages", help="the teacher's .npy vectors of every hpo-en name, in order")
+    ap.add_argument("--pack", metavar="NAME", help="also put the student into the user zoo ($XNORM_HOME/adapters) "
+                    "as NAME (kind distilled-encoder: loadable as Encoder(NAME) or `model: NAME`)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -174,7 +187,7 @@ def main(argv=None) -> None:
     print(f"examples: train {len(data['train_texts']):,}, dev {len(data['dev_texts']):,} ({targets_s:.0f} s)",
           flush=True)
     tokenizer, model = make_student(args.layers)
-    model.train()
+    model.to(args.device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
@@ -189,7 +202,7 @@ def main(argv=None) -> None:
         rows = rng.choice(n, args.batch_size, replace=False)
         s = encode_batch(tokenizer, model, data["train_texts"][rows].tolist(), data["train_kinds"][rows],
                          args.max_length)
-        cos, kl = loss_terms(s, torch.from_numpy(data["train_targets"][rows]))
+        cos, kl = loss_terms(s, torch.from_numpy(data["train_targets"][rows]).to(s.device))
         (cos + kl).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -205,6 +218,7 @@ def main(argv=None) -> None:
         history.append({"step": step, "seconds": round(train_s),
                         **dev_agreement(tokenizer, model, data, args.max_length)})
 
+    model.to("cpu")
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -218,10 +232,18 @@ def main(argv=None) -> None:
         "best_step": step, "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"]))},
         "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
-        "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}", "history": history}, indent=1))
+        "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}",
+        "history": history}, indent=1))
     shutil.rmtree(args.out, ignore_errors=True)
     tmp.rename(args.out)
     print(f"saved {args.out}: {step} steps in {train_s:.0f} s, {trained:,} trained parameters", flush=True)
+    if args.pack:
+        from xnorm import zoo
+        from xnorm.models import distilled
+
+        entry = distilled.pack(args.out, zoo.user_zoo_dir() / args.pack, name=args.pack, teacher=TEACHER,
+                               layers=args.layers, steps=step, trained_params=trained)
+        print(f"packed into the zoo: {entry}", flush=True)
 
 
 if __name__ == "__main__":
