@@ -100,17 +100,19 @@ def build_examples(args: argparse.Namespace) -> dict[str, np.ndarray]:
     return out
 
 
-def make_student(layers: list[int]):
+def make_student(layers: list[int], init: Path | None = None):
+    """The base cut to ``layers``, or (``init``) a student saved by an earlier run, to train further."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     from xnorm.models.registry import model_path
 
-    base = model_path("multilingual-e5-small")
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModel.from_pretrained(base, add_pooling_layer=False)
-    model.encoder.layer = torch.nn.ModuleList([model.encoder.layer[i] for i in layers])
-    model.config.num_hidden_layers = len(layers)
+    source = init or model_path("multilingual-e5-small")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModel.from_pretrained(source, add_pooling_layer=False)
+    if init is None:
+        model.encoder.layer = torch.nn.ModuleList([model.encoder.layer[i] for i in layers])
+        model.config.num_hidden_layers = len(layers)
     model.embeddings.word_embeddings.weight.requires_grad_(False)
     return tokenizer, model
 
@@ -159,6 +161,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[0, 4, 8, 11], help="teacher layers the student keeps")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--init", type=Path, help="continue from a student folder of an earlier run (its layers)")
     ap.add_argument("--steps", type=int, default=3000,
                     help="planned steps (the LR schedule); --max-seconds may stop sooner")
     ap.add_argument("--max-seconds", type=float, default=1800)
@@ -186,7 +189,10 @@ def main(argv=None) -> None:
     targets_s = time.perf_counter() - t0
     print(f"examples: train {len(data['train_texts']):,}, dev {len(data['dev_texts']):,} ({targets_s:.0f} s)",
           flush=True)
-    tokenizer, model = make_student(args.layers)
+    earlier = json.loads((args.init / "manifest.json").read_text()) if args.init else {}
+    if earlier:
+        args.layers = earlier["layers"]
+    tokenizer, model = make_student(args.layers, args.init)
     model.to(args.device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -227,9 +233,12 @@ def main(argv=None) -> None:
         {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": args.max_length}))
     shutil.copy(REPO / "adapters_zoo" / TEACHER / "split.json", tmp / "split.json")
     trained = sum(p.numel() for p in params)
+    total = step + earlier.get("steps", 0)  # with an --init run's steps
     (tmp / "manifest.json").write_text(json.dumps({
-        "kind": "distilled-encoder", "teacher": TEACHER, "layers": args.layers, "steps": step,
-        "best_step": step, "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "kind": "distilled-encoder", "teacher": TEACHER, "layers": args.layers,
+        "steps": total, "best_step": total,
+        "init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
+        "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"]))},
         "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
         "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}",
@@ -242,7 +251,7 @@ def main(argv=None) -> None:
         from xnorm.models import distilled
 
         entry = distilled.pack(args.out, zoo.user_zoo_dir() / args.pack, name=args.pack, teacher=TEACHER,
-                               layers=args.layers, steps=step, trained_params=trained)
+                               layers=args.layers, steps=total, trained_params=trained)
         print(f"packed into the zoo: {entry}", flush=True)
 
 
