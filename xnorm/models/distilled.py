@@ -35,8 +35,7 @@ def pack(student_dir: str | Path, out: str | Path, *, name: str, base_model: str
 
     student_dir, base = Path(student_dir), Path(registry.resolve_model(base_model))
     state = load_file(str(student_dir / "model.safetensors"))
-    base_words = load_file(str(base / "model.safetensors"))[SHARED]
-    if not torch.equal(state[SHARED], base_words):
+    if not torch.equal(state[SHARED], _base_word_embeddings(base)):
         raise ArtifactError("the student's word embeddings differ from its base model's.", file=str(student_dir),
                             fix="distil with the word embeddings frozen (benchmarks/distill_encoder.py does).")
     with atomic_dir(out) as tmp:
@@ -86,6 +85,14 @@ def materialize(entry: str | Path) -> Path:
     return target
 
 
+def _base_word_embeddings(base: Path) -> Any:
+    """The one tensor a student shares with its base, read without loading the base's other weights."""
+    from safetensors import safe_open
+
+    with safe_open(str(base / "model.safetensors"), "pt") as f:
+        return f.get_tensor(SHARED)
+
+
 def _build(entry: Path, base: Path, out: Path) -> None:
     """Student tensors (fp32) + the base's word embeddings, loaded strictly into a BertModel and saved."""
     import torch
@@ -94,7 +101,7 @@ def _build(entry: Path, base: Path, out: Path) -> None:
 
     config = AutoConfig.from_pretrained(entry)
     state = {k: v.to(torch.float32) for k, v in load_file(str(entry / WEIGHTS)).items()}
-    state[SHARED] = load_file(str(base / "model.safetensors"))[SHARED]
+    state[SHARED] = _base_word_embeddings(base)
     model = AutoModel.from_config(config, add_pooling_layer=False)
     try:
         model.load_state_dict(state, strict=True)
