@@ -35,7 +35,8 @@ LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl", "nna"]
 def paired_lines(rows: dict, reference: str, others: list[str], langs: list[str]) -> list[str]:
     """acc@1 of each later adapter against the first one on the same queries: difference, approximate-
     randomization p (10,000 shuffles, seed 0), queries won / lost."""
-    from xnorm.eval.stats import approximate_randomization, format_p, won_lost
+    from xnorm.eval.documents import compare_ranks
+    from xnorm.eval.stats import format_p
 
     lines = ["", f"Paired against `{reference}` on the same queries (acc@1 difference, two-sided approximate-"
              "randomization p, 10,000 shuffles, seed 0; won / lost = queries whose top concept turned right / wrong):",
@@ -44,11 +45,9 @@ def paired_lines(rows: dict, reference: str, others: list[str], langs: list[str]
     for label in others:
         cells = []
         for lang in langs:
-            a = np.asarray(rows[reference][lang]["ranks"]) == 1
-            b = np.asarray(rows[label][lang]["ranks"]) == 1
-            t = approximate_randomization(a, b, 10_000)
-            won, lost = won_lost(a, b)
-            cells.append(f"{t.delta:+.3f}, p {format_p(t.p_value)} ({won} / {lost})")
+            t = compare_ranks(np.asarray(rows[reference][lang]["ranks"]), np.asarray(rows[label][lang]["ranks"]),
+                              test="randomization")["accuracy@1"]
+            cells.append(f"{t['delta']:+.3f}, p {format_p(t['p_value'])} ({t['won']} / {t['lost']})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
