@@ -19,6 +19,11 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def file_record(path: str | os.PathLike) -> dict:
+    """What a manifest records of one file: its sha256 and size (a changed or truncated file is told apart)."""
+    return {"sha256": sha256_file(path), "size": os.stat(path).st_size}
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only if the block finishes.

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from xnorm._io import atomic_dir, atomic_write, read_folder_manifest, sha256_file
+from xnorm._io import atomic_dir, atomic_write, file_record, read_folder_manifest, sha256_file
 from xnorm.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -178,8 +178,7 @@ def write_manifest(folder: str | os.PathLike, **fields: Any) -> Path:
     _check_fields(fields, where=str(folder / MANIFEST))
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **fields, "xnorm_version": __version__,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "files": {rel: {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
-                          for rel in _files_of(folder)}}
+                "files": {rel: file_record(folder / rel) for rel in _files_of(folder)}}
     path = folder / MANIFEST
     with atomic_write(path) as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False)

