@@ -118,14 +118,13 @@ def make_student(layers: list[int], init: Path | None = None):
 
 
 def encode_batch(tokenizer, model, texts: list[str], kinds: np.ndarray, max_length: int):
-    import torch
+    """L2-normalised mean-pooled vectors, with gradients (the encoder trainer's pooling)."""
+    from xnorm.training.encoder_trainer import _pool
 
     inputs = [(QUERY_PREFIX if k == 0 else "") + t for t, k in zip(texts, kinds)]
     enc = tokenizer(inputs, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     enc = enc.to(model.device)
-    hidden = model(**enc).last_hidden_state
-    w = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    return torch.nn.functional.normalize((hidden * w).sum(1) / w.sum(1).clamp(min=1.0), dim=-1)
+    return _pool(model, enc["input_ids"], enc["attention_mask"], "mean")
 
 
 def loss_terms(student, teacher):
@@ -157,6 +156,8 @@ def dev_agreement(tokenizer, model, data: dict, max_length: int) -> dict[str, fl
 
 def main(argv=None) -> None:
     import torch
+
+    from xnorm._io import atomic_dir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[0, 4, 8, 11], help="teacher layers the student keeps")
@@ -225,26 +226,23 @@ def main(argv=None) -> None:
                         **dev_agreement(tokenizer, model, data, args.max_length)})
 
     model.to("cpu")
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "xnorm_encoder.json").write_text(json.dumps(
-        {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": args.max_length}))
-    shutil.copy(REPO / "adapters_zoo" / TEACHER / "split.json", tmp / "split.json")
     trained = sum(p.numel() for p in params)
     total = step + earlier.get("steps", 0)  # with an --init run's steps
-    (tmp / "manifest.json").write_text(json.dumps({
-        "kind": "distilled-encoder", "teacher": TEACHER, "layers": args.layers,
-        "steps": total, "best_step": total,
-        "init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
-        "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"]))},
-        "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
-        "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}",
-        "history": history}, indent=1))
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
+    with atomic_dir(args.out) as tmp:  # the folder appears complete or not at all
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "xnorm_encoder.json").write_text(json.dumps(
+            {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": args.max_length}))
+        shutil.copy(REPO / "adapters_zoo" / TEACHER / "split.json", tmp / "split.json")
+        (tmp / "manifest.json").write_text(json.dumps({
+            "kind": "distilled-encoder", "teacher": TEACHER, "layers": args.layers,
+            "steps": total, "best_step": total,
+            "init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
+            "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+            "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"]))},
+            "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
+            "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}",
+            "history": history}, indent=1))
     print(f"saved {args.out}: {step} steps in {train_s:.0f} s, {trained:,} trained parameters", flush=True)
     if args.pack:
         from xnorm import zoo
