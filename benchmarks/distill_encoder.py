@@ -15,6 +15,12 @@ Loss per batch: mean (1 - cos(student, teacher)) + KL(teacher || student) over t
 (temperature 0.05, self-pairs masked): the first matches each vector, the second the neighbourhoods retrieval
 ranks by.
 
+``--role query`` distils a QUERY encoder instead: a student that encodes mentions into the space of an index the
+teacher built (names stay the teacher's vectors; only link-time encoding gets faster). Its examples are queries
+only (English and other-language names of the training concepts) and its KL runs over the teacher's vectors of ALL
+41,494 English names (temperature 0.02): the student learns the teacher's ranking of the very index it will search.
+Dev also reports acc@1 / recall@64 of the dev concepts against that index, the student's beside the teacher's.
+
     XNORM_HOME=... XNORM_HPO_TRANSLATIONS=/work/shared/data/hpo-translations \\
         python benchmarks/distill_encoder.py --layers 0 4 8 11 --out /work/runs/student-4l --max-seconds 1800
 
@@ -29,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEACHER = "hpo-align-e5small"
 QUERY_PREFIX = "query: "
 TEMPERATURE = 0.05
+INDEX_TEMPERATURE = 0.02  # --role query: KL over the whole index, sharper so the top of the ranking dominates
 
 
 def _cuda() -> bool:
@@ -50,14 +58,29 @@ def sample(rng: np.random.Generator, rows: np.ndarray, n: int) -> np.ndarray:
     return rows if len(rows) <= n else np.sort(rng.choice(rows, n, replace=False))
 
 
+def teacher_passages(args: argparse.Namespace, teacher, english) -> np.ndarray:
+    """The teacher's vectors of every hpo-en name, in order (given, cached, or encoded once)."""
+    from xnorm.models.registry import weights_fingerprint
+
+    given = Path(args.teacher_passages) if args.teacher_passages else None
+    cache = given or args.cache / f"passages-{weights_fingerprint(TEACHER)}.npy"
+    if cache.is_file():
+        return np.load(cache, allow_pickle=False)
+    vecs = teacher.encode(english.name_texts.tolist(), kind="passage", show_progress=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vecs)
+    return vecs
+
+
 def build_examples(args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """texts, kinds (0 query, 1 passage) and teacher target vectors for train and dev concepts (cached)."""
+    """texts, kinds (0 query, 1 passage), gold concept ids and teacher target vectors for train and dev concepts
+    (cached); with ``--role query`` also ``index`` (the teacher's vectors of every hpo-en name) and its concepts."""
     from xnorm.models import Encoder
     from xnorm.models.registry import weights_fingerprint
     from xnorm.terminology import load_terminology
 
-    cache = args.cache / f"targets-{weights_fingerprint(TEACHER)}-{args.en_queries}-{args.other_queries}-" \
-                         f"{args.other_passages}-{args.seed}.npz"
+    cache = args.cache / f"targets-{weights_fingerprint(TEACHER)}-{args.role}-{args.en_queries}-" \
+                         f"{args.other_queries}-{args.other_passages}-{args.seed}.npz"
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         return {k: data[k] for k in data.files}
@@ -68,33 +91,36 @@ def build_examples(args: argparse.Namespace) -> dict[str, np.ndarray]:
     teacher = Encoder(TEACHER, device=args.device)
     english = load_terminology("hpo-en")
     multi = load_terminology("hpo-multilingual")
+    index = teacher_passages(args, teacher, english)
+    en_concepts = english.concept_ids[english.name_concepts]
+    multi_concepts = multi.concept_ids[multi.name_concepts]
     out: dict[str, np.ndarray] = {}
+    if args.role == "query":
+        out["index"], out["index_concepts"] = index.astype(np.float32), en_concepts.astype(str)
     for part in ("train", "dev"):
-        keep = set(split[part])
+        keep = list(split[part])
         scale = 1 if part == "train" else 0.05
-        en_rows = np.flatnonzero(np.isin(english.concept_ids[english.name_concepts], list(keep)))
-        other_rows = np.flatnonzero(np.isin(multi.concept_ids[multi.name_concepts], list(keep))
-                                    & np.isin(multi.name_langs, other_langs))
-        en_texts = english.name_texts[en_rows]
-        if part == "train" and args.teacher_passages and Path(args.teacher_passages).is_file():
-            # the teacher's vectors of every hpo-en name (encoder_full_index.py --cache): no need to re-encode
-            en_passages = np.load(args.teacher_passages, allow_pickle=False)[en_rows]
-        else:
-            en_passages = teacher.encode(en_texts.tolist(), kind="passage", show_progress=True)
-        q_en = sample(rng, np.arange(len(en_rows)), int(args.en_queries * scale))
+        en_rows = np.flatnonzero(np.isin(en_concepts, keep))
+        other_rows = np.flatnonzero(np.isin(multi_concepts, keep) & np.isin(multi.name_langs, other_langs))
+        q_en = sample(rng, en_rows, int(args.en_queries * scale))
         q_other = sample(rng, other_rows, int(args.other_queries * scale))
-        p_other = sample(rng, other_rows, int(args.other_passages * scale))
-        groups = [
-            (en_texts, 1, en_passages),
-            (en_texts[q_en], 0, teacher.encode(en_texts[q_en].tolist(), kind="query", show_progress=True)),
-            (multi.name_texts[q_other], 0,
+        # (texts, kind, gold concepts, teacher vectors); groups in the order of the first runs (same batches)
+        groups = [(english.name_texts[en_rows], 1, en_concepts[en_rows], index[en_rows])] if args.role == "both" \
+            else []
+        groups += [
+            (english.name_texts[q_en], 0, en_concepts[q_en],
+             teacher.encode(english.name_texts[q_en].tolist(), kind="query", show_progress=True)),
+            (multi.name_texts[q_other], 0, multi_concepts[q_other],
              teacher.encode(multi.name_texts[q_other].tolist(), kind="query", show_progress=True)),
-            (multi.name_texts[p_other], 1,
-             teacher.encode(multi.name_texts[p_other].tolist(), kind="passage", show_progress=True)),
         ]
+        if args.role == "both":
+            p_other = sample(rng, other_rows, int(args.other_passages * scale))
+            groups.append((multi.name_texts[p_other], 1, multi_concepts[p_other],
+                           teacher.encode(multi.name_texts[p_other].tolist(), kind="passage", show_progress=True)))
         out[f"{part}_texts"] = np.concatenate([g[0].astype(str) for g in groups])
         out[f"{part}_kinds"] = np.concatenate([np.full(len(g[0]), g[1], dtype=np.int8) for g in groups])
-        out[f"{part}_targets"] = np.concatenate([g[2] for g in groups]).astype(np.float32)
+        out[f"{part}_concepts"] = np.concatenate([g[2].astype(str) for g in groups])
+        out[f"{part}_targets"] = np.concatenate([g[3] for g in groups]).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
@@ -127,31 +153,51 @@ def encode_batch(tokenizer, model, texts: list[str], kinds: np.ndarray, max_leng
     return _pool(model, enc["input_ids"], enc["attention_mask"], "mean")
 
 
-def loss_terms(student, teacher):
+def loss_terms(student, teacher, index=None):
+    """1 - cos to the teacher's vectors, and the KL of the teacher's similarity distribution to the student's:
+    over the batch itself (self-pairs masked) or, given ``index`` (--role query), over every name of the index."""
     import torch
 
     cos = 1.0 - (student * teacher).sum(-1).mean()
-    eye = torch.eye(len(student), dtype=torch.bool, device=student.device)
-    s = (student @ student.T / TEMPERATURE).masked_fill(eye, -1e4)
-    t = (teacher @ teacher.T / TEMPERATURE).masked_fill(eye, -1e4)
+    if index is None:
+        eye = torch.eye(len(student), dtype=torch.bool, device=student.device)
+        s = (student @ student.T / TEMPERATURE).masked_fill(eye, -1e4)
+        t = (teacher @ teacher.T / TEMPERATURE).masked_fill(eye, -1e4)
+    else:
+        s, t = student @ index.T / INDEX_TEMPERATURE, teacher @ index.T / INDEX_TEMPERATURE
     kl = torch.nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="batchmean")
     return cos, kl
 
 
-def dev_agreement(tokenizer, model, data: dict, max_length: int) -> dict[str, float]:
+def index_recall(vectors: np.ndarray, data: dict) -> dict[str, float]:
+    """acc@1 and recall@64 of dev queries' gold concepts against the teacher's index (--role query)."""
+    from train_encoder import concept_ranks
+
+    ranks = concept_ranks(vectors, data["index"], data["index_concepts"], data["dev_concepts"])
+    return {"acc1": round(float((ranks == 1).mean()), 4), "r64": round(float((ranks <= 64).mean()), 4)}
+
+
+def dev_agreement(tokenizer, model, data: dict, max_length: int, index=None) -> dict[str, float]:
     import torch
 
     model.eval()
-    cos, kl, n = 0.0, 0.0, 0
+    cos, kl, n, vectors = 0.0, 0.0, 0, []
     with torch.inference_mode():
         order = np.random.default_rng(0).permutation(len(data["dev_texts"]))
         for i in range(0, len(order) - 127, 128):  # full batches only: KL depends on the batch size
             rows = order[i:i + 128]
             s = encode_batch(tokenizer, model, data["dev_texts"][rows].tolist(), data["dev_kinds"][rows], max_length)
-            c, k = loss_terms(s, torch.from_numpy(data["dev_targets"][rows]).to(s.device))
+            c, k = loss_terms(s, torch.from_numpy(data["dev_targets"][rows]).to(s.device), index)
             cos, kl, n = cos + float(c), kl + float(k), n + 1
+            vectors.append((rows, s.float().cpu().numpy()))
     model.train()
-    return {"dev_1-cos": round(cos / n, 5), "dev_kl": round(kl / n, 5)}
+    out = {"dev_1-cos": round(cos / n, 5), "dev_kl": round(kl / n, 5)}
+    if index is not None:
+        rows = np.concatenate([r for r, _ in vectors])
+        sub = {**data, "dev_concepts": data["dev_concepts"][rows]}
+        out.update({f"dev_{k}": v for k, v in index_recall(np.concatenate([v for _, v in vectors]), sub).items()})
+        out.update({f"dev_teacher_{k}": v for k, v in index_recall(data["dev_targets"][rows], sub).items()})
+    return out
 
 
 def main(argv=None) -> None:
@@ -161,6 +207,8 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[0, 4, 8, 11], help="teacher layers the student keeps")
+    ap.add_argument("--role", choices=["both", "query"], default="both",
+                    help="both: encode names and mentions; query: encode mentions into the teacher's index")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--init", type=Path, help="continue from a student folder of an earlier run (its layers)")
     ap.add_argument("--steps", type=int, default=3000,
@@ -182,6 +230,7 @@ def main(argv=None) -> None:
     ap.add_argument("--pack", metavar="NAME", help="also put the student into the user zoo ($XNORM_HOME/adapters) "
                     "as NAME (kind distilled-encoder: loadable as Encoder(NAME) or `model: NAME`)")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO / "benchmarks"))  # train_encoder's concept_ranks for the dev recall
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -193,8 +242,11 @@ def main(argv=None) -> None:
     earlier = json.loads((args.init / "manifest.json").read_text()) if args.init else {}
     if earlier:
         args.layers = earlier["layers"]
+        if earlier.get("role", "both") != args.role:
+            sys.exit(f"--init {args.init} is a student of role {earlier.get('role', 'both')!r}, not {args.role!r}")
     tokenizer, model = make_student(args.layers, args.init)
     model.to(args.device).train()
+    index = torch.from_numpy(data["index"]).to(args.device) if args.role == "query" else None
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
@@ -202,14 +254,14 @@ def main(argv=None) -> None:
         opt, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
     rng = np.random.default_rng(args.seed)
     n = len(data["train_texts"])
-    history = [{"step": 0, **dev_agreement(tokenizer, model, data, args.max_length)}]
+    history = [{"step": 0, **dev_agreement(tokenizer, model, data, args.max_length, index)}]
     print(history[-1], flush=True)
     start, step = time.perf_counter(), 0
     while step < args.steps and time.perf_counter() - start < args.max_seconds:
         rows = rng.choice(n, args.batch_size, replace=False)
         s = encode_batch(tokenizer, model, data["train_texts"][rows].tolist(), data["train_kinds"][rows],
                          args.max_length)
-        cos, kl = loss_terms(s, torch.from_numpy(data["train_targets"][rows]).to(s.device))
+        cos, kl = loss_terms(s, torch.from_numpy(data["train_targets"][rows]).to(s.device), index)
         (cos + kl).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -218,12 +270,12 @@ def main(argv=None) -> None:
         step += 1
         if step % args.eval_every == 0:
             history.append({"step": step, "seconds": round(time.perf_counter() - start), "train_1-cos": cos.item(),
-                            "train_kl": kl.item(), **dev_agreement(tokenizer, model, data, args.max_length)})
+                            "train_kl": kl.item(), **dev_agreement(tokenizer, model, data, args.max_length, index)})
             print(history[-1], flush=True)
     train_s = time.perf_counter() - start
     if history[-1]["step"] != step:
         history.append({"step": step, "seconds": round(train_s),
-                        **dev_agreement(tokenizer, model, data, args.max_length)})
+                        **dev_agreement(tokenizer, model, data, args.max_length, index)})
 
     model.to("cpu")
     trained = sum(p.numel() for p in params)
@@ -231,11 +283,15 @@ def main(argv=None) -> None:
     with atomic_dir(args.out) as tmp:  # the folder appears complete or not at all
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "xnorm_encoder.json").write_text(json.dumps(
-            {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": args.max_length}))
+        settings = {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": args.max_length}
+        if args.role == "query":  # mentions only, into the teacher's index: pinned to the teacher's weights
+            from xnorm.models.registry import weights_fingerprint
+
+            settings.update(role="query", index_model=TEACHER, index_fingerprint=weights_fingerprint(TEACHER))
+        (tmp / "xnorm_encoder.json").write_text(json.dumps(settings))
         shutil.copy(REPO / "adapters_zoo" / TEACHER / "split.json", tmp / "split.json")
         (tmp / "manifest.json").write_text(json.dumps({
-            "kind": "distilled-encoder", "teacher": TEACHER, "layers": args.layers,
+            "kind": "distilled-encoder", "teacher": TEACHER, "role": args.role, "layers": args.layers,
             "steps": total, "best_step": total,
             "init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
             "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
@@ -249,7 +305,7 @@ def main(argv=None) -> None:
         from xnorm.models import distilled
 
         entry = distilled.pack(args.out, zoo.user_zoo_dir() / args.pack, name=args.pack, teacher=TEACHER,
-                               layers=args.layers, steps=total, trained_params=trained)
+                               role=args.role, layers=args.layers, steps=total, trained_params=trained)
         print(f"packed into the zoo: {entry}", flush=True)
 
 

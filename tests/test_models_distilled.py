@@ -114,3 +114,58 @@ def test_cli_lists_and_prepares_a_distilled_encoder(tmp_path, tiny_model_dir, ca
     out = capsys.readouterr().out.splitlines()
     assert "tiny-student" in out[1] and "distilled-encoder" in out[1] and "1k" in out[1]
     assert Path(out[-1].split("\t")[0]).name == "tiny-student"
+
+
+def _query_student(tiny_model_dir: Path, out: Path, *, index_fingerprint: str | None = None, seed: int = 1) -> Path:
+    """A 1-layer QUERY encoder of the tiny model: pinned to the tiny model's weights unless told otherwise."""
+    from xnorm.models.registry import weights_fingerprint
+
+    _student(tiny_model_dir, out, seed=seed)
+    settings = json.loads((out / "xnorm_encoder.json").read_text())
+    settings.update(role="query", index_model=str(tiny_model_dir),
+                    index_fingerprint=index_fingerprint or weights_fingerprint(tiny_model_dir))
+    (out / "xnorm_encoder.json").write_text(json.dumps(settings))
+    return out
+
+
+def test_query_encoder_encodes_the_mentions_of_its_teachers_index(tmp_path, tiny_model_dir):
+    from test_candidates_core import hpo_terminology
+
+    from xnorm import Mentions
+    from xnorm.candidates import CandidateIndex
+    from xnorm.models import Encoder
+
+    term = hpo_terminology()
+    student = _query_student(tiny_model_dir, tmp_path / "q")
+    mentions = Mentions(texts=["seizure", "short stature", "convulsiones"], langs=["en", "en", "es"])
+    dense = {"type": "dense", "model": str(tiny_model_dir)}
+    plain = CandidateIndex.build(term, {"generators": [dense]})
+    fast = CandidateIndex.build(term, {"generators": [{**dense, "query_model": str(student)}]})
+    gen = fast.generators[0]
+    np.testing.assert_allclose(gen.encode_queries(mentions.texts), Encoder(student).encode(mentions.texts), atol=1e-5)
+    # Same name vectors (the teacher's), other query vectors: other scores over the same index.
+    assert not np.allclose(plain.candidates(mentions, k=5).scores, fast.candidates(mentions, k=5).scores)
+
+    fast.save(tmp_path / "idx")
+    loaded = CandidateIndex.load(tmp_path / "idx")
+    assert loaded.config["generators"][0]["query_model"] == str(student)
+    np.testing.assert_array_equal(loaded.candidates(mentions, k=5).concepts, fast.candidates(mentions, k=5).concepts)
+
+
+def test_query_encoder_misuse_is_refused_with_the_field_named(tmp_path, tiny_model_dir):
+    from test_candidates_core import hpo_terminology
+
+    from xnorm.candidates import CandidateIndex
+    from xnorm.errors import ConfigError
+
+    term = hpo_terminology()
+    student = _query_student(tiny_model_dir, tmp_path / "q")
+    with pytest.raises(ConfigError, match="is a query encoder") as e:  # it never encodes names
+        CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(student)}]})
+    assert str(tiny_model_dir) in e.value.fix
+    foreign = _query_student(tiny_model_dir, tmp_path / "foreign", index_fingerprint="0123456789abcdef")
+    for query_model, match in ((foreign, "encodes into the space of"), (tiny_model_dir, "is not a query encoder")):
+        with pytest.raises(ConfigError, match=match) as e:
+            CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(tiny_model_dir),
+                                                        "query_model": str(query_model)}]})
+        assert e.value.field == "generators.dense.query_model"

@@ -57,6 +57,10 @@ DENSE_DEFAULTS: dict[str, Any] = {
     # backend it used, so one built with torch keeps torch.
     "backend": "auto",
     "device": None,
+    # A query encoder for the mentions (a distilled student of `model`, role query; None: `model` itself) and its
+    # precision. It must have been distilled from these very weights: checked when the generator is built.
+    "query_model": None,
+    "query_precision": "fp32",
     "index": "Flat",  # FAISS factory string: Flat, HNSW32, IVF1024,PQ16, ...
     "train_size": 100_000,  # names sampled to train IVF / PQ indexes
     "names_per_concept": 4,  # k_names = this x k: names -> concepts dedup needs more names than concepts
@@ -139,6 +143,9 @@ def _generator(raw: Any, i: int, source: str) -> dict:
         if not isinstance(g["index"], str) or not g["index"]:
             raise ConfigError(f"index must be a FAISS factory string, got {g['index']!r}.", file=source,
                               field=f"{where}.index", fix="e.g. index: Flat (exact), HNSW32 or IVF1024,PQ16.")
+        if g["query_model"] is not None and (not isinstance(g["query_model"], str) or not g["query_model"]):
+            raise ConfigError("query_model must be a model name or folder.", file=source,
+                              field=f"{where}.query_model", fix="e.g. query_model: hpo-align-e5small-4l-query.")
         if g["search_params"] is not None and not isinstance(g["search_params"], str):
             raise ConfigError("search_params must be a FAISS parameter string.", file=source,
                               field=f"{where}.search_params", fix='e.g. search_params: "efSearch=128".')

@@ -4,7 +4,8 @@ The index type is a FAISS factory string (``Flat`` = exact inner product, the de
 for very large terminologies, trained on a sample of names). Embeddings are L2-normalised, so inner product is
 cosine. Indexes are written with ``faiss.write_index`` and read back memory-mapped where the index type allows.
 The encoder is an ordinary object held by the generator: two dense generators with different models can live in
-one process.
+one process. An optional query encoder (``query_model``: a distilled student of the index's model, role "query")
+encodes the mentions instead, into the same vector space: names keep the index model's vectors, linking gets faster.
 """
 from __future__ import annotations
 
@@ -32,6 +33,30 @@ def make_encoder(cfg: dict):
     return Encoder(cfg["model"], **{k: cfg[k] for k in ENCODER_KEYS if k in cfg})
 
 
+def make_query_encoder(cfg: dict):
+    """The ``query_model`` encoder of a dense generator config (None when it names none)."""
+    if not cfg.get("query_model"):
+        return None
+    from ..models.encoder import Encoder
+
+    return Encoder(cfg["query_model"], precision=cfg.get("query_precision", "fp32"), backend=cfg["backend"],
+                   device=cfg.get("device"), batch_size=cfg["batch_size"])
+
+
+def check_query_encoder(query_encoder: Any, encoder: Any, field: str) -> None:
+    """A query encoder must have been made for the weights that encoded the names: same vector space."""
+    wanted, have = getattr(query_encoder, "index_fingerprint", None), encoder.weights_fingerprint()
+    if getattr(query_encoder, "role", None) != "query" or wanted is None:
+        raise ConfigError(f"{query_encoder.config()['model']!r} is not a query encoder (it declares no index model).",
+                          field=field, fix="use a query encoder (`xnorm adapters list --kind distilled-encoder`, "
+                          "role query), or drop query_model.")
+    if wanted != have:
+        raise ConfigError(f"{query_encoder.config()['model']!r} encodes into the space of "
+                          f"{query_encoder.index_model!r} (weights {wanted}), but the names were encoded by "
+                          f"{encoder.config()['model']!r} (weights {have}).", field=field,
+                          fix=f"build the index with model: {query_encoder.index_model}, or drop query_model.")
+
+
 def _read_index(path: Path):
     """Read a FAISS index memory-mapped where its type supports it, else into memory."""
     import faiss
@@ -54,9 +79,12 @@ class DenseGenerator(CandidateGenerator):
 
     def __init__(self, encoder: Any, name: str = "dense", index: str = "Flat", train_size: int = 100_000,
                  names_per_concept: int = 4, search_batch: int = 4096, search_params: str | None = None,
-                 settings: dict | None = None) -> None:
+                 settings: dict | None = None, query_encoder: Any = None) -> None:
         super().__init__(name, names_per_concept)
         self.encoder = encoder
+        if query_encoder is not None:
+            check_query_encoder(query_encoder, encoder, f"generators.{name}.query_model")
+        self.query_encoder = query_encoder  # encodes the mentions when given (else the encoder does)
         self.factory = index
         self.train_size = train_size
         self.search_batch = search_batch
@@ -69,7 +97,8 @@ class DenseGenerator(CandidateGenerator):
         """From a validated config entry; ``encoder`` overrides the one the config names."""
         return cls(encoder if encoder is not None else make_encoder(cfg), name=cfg["name"], index=cfg["index"],
                    train_size=cfg["train_size"], names_per_concept=cfg["names_per_concept"],
-                   search_batch=cfg["search_batch"], search_params=cfg.get("search_params"), settings=cfg)
+                   search_batch=cfg["search_batch"], search_params=cfg.get("search_params"), settings=cfg,
+                   query_encoder=make_query_encoder(cfg))
 
     def config(self) -> dict:
         cfg = dict(self.settings)
@@ -133,7 +162,8 @@ class DenseGenerator(CandidateGenerator):
 
     # ---- searching ---------------------------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return np.ascontiguousarray(self.encoder.encode(list(texts), kind="query"), dtype=np.float32)
+        encoder = self.query_encoder if self.query_encoder is not None else self.encoder
+        return np.ascontiguousarray(encoder.encode(list(texts), kind="query"), dtype=np.float32)
 
     def search(self, queries: np.ndarray, lang: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         index = self.indexes[lang]

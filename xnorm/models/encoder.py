@@ -28,6 +28,11 @@ PRECISIONS = ("fp32", "int8", "int8-full")
 # applies (CPU, a local model folder without adapter, onnxruntime and onnx installed), else torch.
 BACKENDS = ("auto", "torch", "onnx")
 KINDS = ("query", "passage")
+# A query encoder (role "query", benchmarks/distill_encoder.py --role query) encodes mentions into the vector space
+# of another model's index (index_model, pinned by its weights fingerprint); it never encodes names itself.
+ROLES = ("both", "query")
+SETTINGS_KEYS = {"pooling", "query_prefix", "passage_prefix", "max_length", "role", "index_model",
+                 "index_fingerprint"}
 DEFAULT_MAX_LENGTH = 32
 # Texts are tokenized this many batches at a time: enough to make length sorting pay off, little enough that
 # encoding millions of names never holds all their token lists in memory at once.
@@ -53,10 +58,13 @@ def read_model_settings(model_dir: str | Path) -> dict[str, Any]:
         except json.JSONDecodeError as e:
             raise ArtifactError(f"not valid JSON ({e.msg}).", file=str(own), line=e.lineno,
                                 fix="repair or delete the file.") from None
-        unknown = set(data) - {"pooling", "query_prefix", "passage_prefix", "max_length"}
+        unknown = set(data) - SETTINGS_KEYS
         if unknown:
             raise ArtifactError(f"unknown settings {sorted(unknown)}.", file=str(own),
-                                fix="keep only pooling, query_prefix, passage_prefix and max_length.")
+                                fix=f"keep only {', '.join(sorted(SETTINGS_KEYS))}.")
+        if data.get("role", "both") not in ROLES or (data.get("role") == "query" and not data.get("index_model")):
+            raise ArtifactError(f"role must be one of {ROLES}, and a query encoder must name its index_model.",
+                                file=str(own), field="role", fix="re-pack the model (benchmarks/distill_encoder.py).")
         return data
     modules = model_dir / "modules.json"
     if not modules.is_file():
@@ -166,6 +174,9 @@ class Encoder:
         self.query_prefix: str = pick("query_prefix", query_prefix)
         self.passage_prefix: str = pick("passage_prefix", passage_prefix)
         self.max_length: int = int(pick("max_length", max_length))
+        self.role: str = declared.get("role", "both")
+        self.index_model: str | None = declared.get("index_model")
+        self.index_fingerprint: str | None = declared.get("index_fingerprint")
         self.batch_size = batch_size
         self.precision = precision
         self.normalize = normalize
@@ -276,6 +287,11 @@ class Encoder:
                              fix="wrap the text in a list: encode([text]).")
         if kind not in KINDS:
             raise ConfigError(f"unknown kind {kind!r}.", field="kind", fix=f"use one of {KINDS}.")
+        if kind == "passage" and self.role == "query":
+            raise ConfigError(f"{self._model_ref} is a query encoder: it encodes mentions into an index of "
+                              f"{self.index_model!r}, not names.", field="model",
+                              fix=f"build the index with model: {self.index_model} and give this one as "
+                              f"query_model.")
         prefix = self.query_prefix if kind == "query" else self.passage_prefix
         n = len(texts)
         out = np.empty((n, self.dim), dtype=np.float32)
