@@ -184,7 +184,8 @@ def dev_agreement(tokenizer, model, data: dict, max_length: int, index=None) -> 
     cos, kl, n, vectors = 0.0, 0.0, 0, []
     with torch.inference_mode():
         order = np.random.default_rng(0).permutation(len(data["dev_texts"]))
-        for i in range(0, len(order) - 127, 128):  # full batches only: KL depends on the batch size
+        # in-batch KL depends on the batch size: full batches only; the KL over the index does not
+        for i in range(0, len(order) - (127 if index is None else 0), 128):
             rows = order[i:i + 128]
             s = encode_batch(tokenizer, model, data["dev_texts"][rows].tolist(), data["dev_kinds"][rows], max_length)
             c, k = loss_terms(s, torch.from_numpy(data["dev_targets"][rows]).to(s.device), index)

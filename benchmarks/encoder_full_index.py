@@ -83,18 +83,23 @@ def main(argv=None) -> None:
     timings = {}
     encoders = [("base e5-small", lambda: Encoder("multilingual-e5-small", backend="auto"))]
     keys = {"base e5-small": weights_fingerprint("multilingual-e5-small")}  # cache keys: they change with weights
+    index_models: dict[str, str] = {}  # label of a query encoder -> the model whose name vectors it searches
     for a in args.adapters:
         path = Path(a)
         if path.is_dir() and json.loads((path / "split.json").read_text())["test"] != split["test"]:
             sys.exit(f"{a}: trained on another split than hpo-align-e5small (its test concepts would leak)")
         m = json.loads((path / "manifest.json").read_text()) if path.is_dir() else {}
-        if m.get("kind") == "distilled-encoder":  # benchmarks/distill_encoder.py
+        if m.get("kind") == "distilled-encoder" and m.get("role") == "query":  # distill_encoder.py --role query
+            label = f"{path.name} ({len(m['layers'])}-layer query encoder, {m['steps']} steps, over the index of " \
+                    f"{m['teacher']})"
+            index_models[label] = m["teacher"]
+        elif m.get("kind") == "distilled-encoder":  # benchmarks/distill_encoder.py
             label = f"{path.name} ({len(m['layers'])}-layer student, {m['steps']} steps)"
         else:
             steps = f" (best of {m['steps']} steps: {m['best_step']})" if m else ""
             label = f"{path.name} adapter{steps}"
         encoders.append((label, lambda a=a: Encoder(a)))
-        keys[label] = weights_fingerprint(a)
+        keys[label] = weights_fingerprint(index_models.get(label, a))
     for label, make in encoders:
         enc = make()
         cached = args.cache / f"{keys[label]}.npy" if args.cache else None
@@ -102,7 +107,9 @@ def main(argv=None) -> None:
             vecs = np.load(cached, allow_pickle=False)
         else:
             t = time.perf_counter()
-            vecs = enc.encode(names, kind="passage", show_progress=True)
+            # a query encoder searches the names as its index model encoded them
+            index_encoder = Encoder(index_models[label]) if label in index_models else enc
+            vecs = index_encoder.encode(names, kind="passage", show_progress=True)
             timings[label] = round(time.perf_counter() - t, 1)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)

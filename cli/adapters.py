@@ -35,7 +35,8 @@ def list_cmd(kind: str | None, verify: bool, as_json: bool) -> None:
         return
     table = [("NAME", "KIND", "LANG", "BASE MODEL", "PARAMS", "SIZE", "ORIGIN")]
     for i in infos:
-        table.append((i.name, i.kind, i.language or "-", i.base_model,
+        kind = f"{i.kind} (query)" if i.manifest.get("role") == "query" else i.kind  # encodes mentions only
+        table.append((i.name, kind, i.language or "-", i.base_model,
                       "-" if i.n_params is None else f"{i.n_params / 1e3:.0f}k", _mb(i.size_bytes), i.origin))
     widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
     for row in table:

@@ -43,6 +43,8 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Documents per batch.")
 @click.option("--reranker", "reranker_dir", help="Rerank the top candidates with this reranker folder "
               "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
+@click.option("--query-model", help="Encode the mentions with this query encoder (a zoo name or folder distilled "
+              "from the index's dense model: faster linking, same index).")
 @engine_options("local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
                 "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.",
                 workers_of="linker")
@@ -50,7 +52,7 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               help="--engine ray: documents per output part file.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
          output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size,
-         reranker_dir, engine, address, workers, part_docs):
+         reranker_dir, query_model, engine, address, workers, part_docs):
     """Normalize entity mentions in INPUT and write OUTPUT.
 
     INPUT holds documents with entity mentions: BigBIO kb JSONL, a BRAT folder (.txt + .ann), PubTator, or a
@@ -92,6 +94,8 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         built = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
         if reranker_dir:
             built.set_reranker(reranker_dir)
+        if query_model:
+            built.set_query_model(query_model)
         if db_name:
             built.config.db_name = db_name
         return built
@@ -101,7 +105,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
             raise click.UsageError("--engine ray links INPUT files; quick use (--text/--terms) runs locally.")
         if output_format == "brat":
             raise click.UsageError("--engine ray writes a folder of BigBIO JSONL parts; drop --output-format brat.")
-        saved = linker_dir if linker_dir and not reranker_dir else None
+        saved = linker_dir if linker_dir and not (reranker_dir or query_model) else None
         _link_ray(input_path, output, fmt_in, lang, db_name, threshold, saved, build, address, workers,
                   batch_size, dict(top_k=top_k, field=field, overwrite=overwrite, explain=explain, lang=lang,
                                    docs_per_part=part_docs))

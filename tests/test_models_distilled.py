@@ -169,3 +169,52 @@ def test_query_encoder_misuse_is_refused_with_the_field_named(tmp_path, tiny_mod
             CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(tiny_model_dir),
                                                         "query_model": str(query_model)}]})
         assert e.value.field == "generators.dense.query_model"
+
+
+def test_link_with_a_query_model_from_the_cli_and_the_api(tmp_path, tiny_model_dir):
+    from test_candidates_core import hpo_terminology
+    from test_link import run
+
+    from xnorm.candidates import CandidateIndex
+    from xnorm.errors import EXIT_BAD_INPUT
+    from xnorm.linker import Linker
+    from xnorm.types import Mentions
+
+    index = tmp_path / "idx"
+    dense = {"generators": [{"type": "dense", "model": str(tiny_model_dir)}]}
+    CandidateIndex.build(hpo_terminology(), dense).save(index)
+    student = _query_student(tiny_model_dir, tmp_path / "q")
+    terms = ["seizure", "short stature"]
+
+    linker = Linker.from_config({"index": str(index), "query_model": str(student)})  # API: the linker config
+    expected = linker.predict(Mentions.from_texts(terms), top_k=2)
+    res = run("link", "--index", str(index), "--query-model", str(student), "--terms", "--top-k", "2",
+              input="\n".join(terms) + "\n")
+    assert res.exit_code == 0, res.output
+    rows = [line.split("\t") for line in res.stdout.strip().splitlines()[1:]]
+    assert [r[2] for r in rows] == linker.terminology.concept_ids[expected.concepts.ravel()].tolist()
+    np.testing.assert_allclose([float(r[3]) for r in rows], expected.scores.ravel(), atol=1e-4)
+    plain = Linker.from_config({"index": str(index)}).predict(Mentions.from_texts(terms), top_k=2)
+    assert not np.allclose(plain.scores, expected.scores)  # the student, not the index's model, encoded them
+
+    saved = Linker.load(linker.save(tmp_path / "linker"))  # the query model is part of the saved linker
+    np.testing.assert_allclose(saved.predict(Mentions.from_texts(terms), top_k=2).scores, expected.scores, atol=1e-5)
+
+    res = run("link", "--index", str(index), "--query-model", str(tiny_model_dir), "--terms", input="seizure\n")
+    assert res.exit_code == EXIT_BAD_INPUT and "not a query encoder" in res.output and "query_model" in res.output
+
+
+def test_a_packed_query_encoder_keeps_its_role_and_is_listed_as_such(tmp_path, tiny_model_dir, capsys):
+    from xnorm import zoo
+    from xnorm.cli.main import main
+    from xnorm.models import Encoder, distilled
+
+    student = _query_student(tiny_model_dir, tmp_path / "q")
+    distilled.pack(student, zoo.user_zoo_dir() / "tiny-query", name="tiny-query", base_model=str(tiny_model_dir),
+                   role="query")
+    enc = Encoder("tiny-query")
+    assert (enc.role, enc.index_model) == ("query", str(tiny_model_dir))
+    with pytest.raises(SystemExit) as e:
+        main(["adapters", "list", "--kind", "distilled-encoder"])
+    assert e.value.code == 0
+    assert "distilled-encoder (query)" in capsys.readouterr().out

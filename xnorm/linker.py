@@ -73,6 +73,7 @@ class LinkerConfig:
     reranker: str | None = None  # a reranker folder (`xnorm train-reranker`), CrossEncoder folder or zoo name
     rerank_k: int | None = None  # candidates the reranker re-scores (the rest keep their order, score 0);
     # None: the k it was trained with (16 for a reranker that does not record it)
+    query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "LinkerConfig":
@@ -102,6 +103,14 @@ class Linker:
         self.reranker = reranker
         if reranker is None and self.config.reranker:
             self.set_reranker(self.config.reranker)
+        if self.config.query_model:
+            self.set_query_model(self.config.query_model)
+
+    def set_query_model(self, model: str | None) -> None:
+        """Encode mentions with ``model``, a query encoder distilled from the model that encoded the index's names
+        (faster linking, same index); ``None`` = the index's own model."""
+        self.index.set_query_model(model)
+        self.config.query_model = model
 
     def set_reranker(self, reranker) -> None:
         """Use a reranker: a ``Reranker``, its folder, a CrossEncoder folder or an adapter-zoo name; ``None`` = off."""

@@ -25,7 +25,7 @@ from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
 from .base import CandidateGenerator, merge_best
 from .config import normalize_config
-from .dense import DenseGenerator, make_encoder
+from .dense import DenseGenerator, check_query_encoder, make_encoder, make_query_encoder
 from .filters import SemanticTypeFilter, allowed_per_mention
 from .fusion import fuse_by_config
 from .sparse import SparseGenerator
@@ -80,6 +80,24 @@ class CandidateIndex:
                 gen = DenseGenerator.from_config(g, encoder=_encoder_for(g, encoders))
             generators.append(gen.fit(terminology, show_progress=show_progress))
         return cls(terminology, cfg, generators, time.perf_counter() - start)
+
+    def set_query_model(self, model: str | None, *, generator: str | None = None, precision: str = "fp32") -> None:
+        """Encode the mentions of a dense generator with ``model``, a query encoder distilled from the model that
+        encoded its names (``None``: that model again). The names' vectors stay as they are: no rebuild."""
+        dense = [(i, g) for i, g in enumerate(self.generators) if isinstance(g, DenseGenerator)
+                 and generator in (None, g.name)]
+        if len(dense) != 1:
+            names = [g.name for g in self.generators if isinstance(g, DenseGenerator)]
+            raise ConfigError(f"{'no' if not dense else 'more than one'} dense generator to give a query model "
+                              f"(dense generators: {', '.join(names) or 'none'}).", field="query_model",
+                              fix="name one with generator=..." if dense else "use an index with a dense generator.")
+        i, gen = dense[0]
+        cfg = {**gen.settings, "query_model": model, "query_precision": precision}
+        query_encoder = make_query_encoder(cfg)
+        if query_encoder is not None:
+            check_query_encoder(query_encoder, gen.encoder, f"generators.{gen.name}.query_model")
+        gen.query_encoder, gen.settings = query_encoder, cfg
+        self.config["generators"][i].update(query_model=model, query_precision=precision)
 
     # ---- candidates --------------------------------------------------------------------------------------
     def generator_candidates(self, mentions: Mentions, k: int = 64) -> dict[str, Candidates]:
