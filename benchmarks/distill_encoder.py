@@ -284,7 +284,8 @@ def main(argv=None) -> None:
     with atomic_dir(args.out) as tmp:  # the folder appears complete or not at all
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        settings = {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": args.max_length}
+        settings = {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "",
+                    "max_length": args.max_length}
         if args.role == "query":  # mentions only, into the teacher's index: pinned to the teacher's weights
             from xnorm.models.registry import weights_fingerprint
 

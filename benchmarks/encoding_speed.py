@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{onnxruntime.__version__} (CPUExecutionProvider, intra-op threads = usable cores)",
         f"- command: `python benchmarks/encoding_speed.py{''.join(' ' + a for a in cli_args)}`",
         f"- speed: {len(names)} English HPO labels per round (seeded sample of the {len(labels):,} current terms' "
-        "preferred labels, `hpo-en`), each model's passage prefix (a query encoder's: query prefix; \"(queries)\" rows), "
-        "max_length 32, batch 128 (baseline 256); "
+        "preferred labels, `hpo-en`), each model's passage prefix (a query encoder's query prefix: "
+        "\"(queries)\" rows), max_length 32, batch 128 (baseline 256); "
         f"{args.repeats} rounds, interleaved across variants; names/s is the median, range is min–max",
         f"- quality: index of {len(qs.names):,} English labels (the queries' gold concepts + seeded random others), "
         f"queries: OFFICIAL labels ({n_q}; hpo-labels, seed 0), each variant encoding both sides; exact search; "
