@@ -80,7 +80,8 @@ def build_examples(args: argparse.Namespace) -> dict[str, np.ndarray]:
     from xnorm.terminology import load_terminology
 
     cache = args.cache / f"targets-{weights_fingerprint(TEACHER)}-{args.role}-{args.en_queries}-" \
-                         f"{args.other_queries}-{args.other_passages}-{args.seed}.npz"
+                         f"{args.other_queries}-{args.other_passages}-{args.seed}" \
+                         f"{f'-perlang{args.per_lang_queries}' if args.per_lang_queries else ''}.npz"
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         return {k: data[k] for k in data.files}
@@ -103,7 +104,11 @@ def build_examples(args: argparse.Namespace) -> dict[str, np.ndarray]:
         en_rows = np.flatnonzero(np.isin(en_concepts, keep))
         other_rows = np.flatnonzero(np.isin(multi_concepts, keep) & np.isin(multi.name_langs, other_langs))
         q_en = sample(rng, en_rows, int(args.en_queries * scale))
-        q_other = sample(rng, other_rows, int(args.other_queries * scale))
+        if args.per_lang_queries:  # every language its share, however few names it has
+            q_other = np.concatenate([sample(rng, other_rows[multi.name_langs[other_rows] == lang],
+                                             int(args.per_lang_queries * scale)) for lang in other_langs])
+        else:
+            q_other = sample(rng, other_rows, int(args.other_queries * scale))
         # (texts, kind, gold concepts, teacher vectors); groups in the order of the first runs (same batches)
         groups = [(english.name_texts[en_rows], 1, en_concepts[en_rows], index[en_rows])] if args.role == "both" \
             else []
@@ -221,6 +226,8 @@ def main(argv=None) -> None:
     ap.add_argument("--en-queries", type=int, default=8000)
     ap.add_argument("--other-queries", type=int, default=14000)
     ap.add_argument("--other-passages", type=int, default=6000)
+    ap.add_argument("--per-lang-queries", type=int, help="instead of --other-queries: up to N queries of EACH "
+                    "other language (small languages such as de / it are otherwise a few %% of the queries)")
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -297,7 +304,8 @@ def main(argv=None) -> None:
             "steps": total, "best_step": total,
             "init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
             "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"]))},
+            "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"])),
+                                                         "per_lang_queries": args.per_lang_queries},
             "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
             "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}",
             "history": history}, indent=1))
