@@ -169,6 +169,9 @@ def test_query_encoder_misuse_is_refused_with_the_field_named(tmp_path, tiny_mod
             CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(tiny_model_dir),
                                                         "query_model": str(query_model)}]})
         assert e.value.field == "generators.dense.query_model"
+    sparse_only = CandidateIndex.build(term, {"generators": [{"type": "sparse"}]})
+    with pytest.raises(ConfigError, match="no dense generator"):
+        sparse_only.set_query_model(str(student))
 
 
 def test_link_with_a_query_model_from_the_cli_and_the_api(tmp_path, tiny_model_dir):

@@ -82,9 +82,7 @@ class DenseGenerator(CandidateGenerator):
                  settings: dict | None = None, query_encoder: Any = None) -> None:
         super().__init__(name, names_per_concept)
         self.encoder = encoder
-        if query_encoder is not None:
-            check_query_encoder(query_encoder, encoder, f"generators.{name}.query_model")
-        self.query_encoder = query_encoder  # encodes the mentions when given (else the encoder does)
+        self.set_query_encoder(query_encoder)
         self.factory = index
         self.train_size = train_size
         self.search_batch = search_batch
@@ -99,6 +97,12 @@ class DenseGenerator(CandidateGenerator):
                    train_size=cfg["train_size"], names_per_concept=cfg["names_per_concept"],
                    search_batch=cfg["search_batch"], search_params=cfg.get("search_params"), settings=cfg,
                    query_encoder=make_query_encoder(cfg))
+
+    def set_query_encoder(self, query_encoder: Any) -> None:
+        """Encode the mentions with ``query_encoder`` (distilled for this generator's encoder; None: the encoder)."""
+        if query_encoder is not None:
+            check_query_encoder(query_encoder, self.encoder, f"generators.{self.name}.query_model")
+        self.query_encoder = query_encoder
 
     def config(self) -> dict:
         cfg = dict(self.settings)

@@ -25,7 +25,7 @@ from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
 from .base import CandidateGenerator, merge_best
 from .config import normalize_config
-from .dense import DenseGenerator, check_query_encoder, make_encoder, make_query_encoder
+from .dense import DenseGenerator, make_encoder, make_query_encoder
 from .filters import SemanticTypeFilter, allowed_per_mention
 from .fusion import fuse_by_config
 from .sparse import SparseGenerator
@@ -93,10 +93,8 @@ class CandidateIndex:
                               fix="name one with generator=..." if dense else "use an index with a dense generator.")
         i, gen = dense[0]
         cfg = {**gen.settings, "query_model": model, "query_precision": precision}
-        query_encoder = make_query_encoder(cfg)
-        if query_encoder is not None:
-            check_query_encoder(query_encoder, gen.encoder, f"generators.{gen.name}.query_model")
-        gen.query_encoder, gen.settings = query_encoder, cfg
+        gen.set_query_encoder(make_query_encoder(cfg))
+        gen.settings = cfg
         self.config["generators"][i].update(query_model=model, query_precision=precision)
 
     # ---- candidates --------------------------------------------------------------------------------------
