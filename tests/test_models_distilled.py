@@ -169,6 +169,15 @@ def test_query_encoder_misuse_is_refused_with_the_field_named(tmp_path, tiny_mod
             CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(tiny_model_dir),
                                                         "query_model": str(query_model)}]})
         assert e.value.field == "generators.dense.query_model"
+    from xnorm.models import Encoder
+
+    unpinned = _query_student(tiny_model_dir, tmp_path / "unpinned")
+    settings = json.loads((unpinned / "xnorm_encoder.json").read_text())
+    del settings["index_fingerprint"]
+    (unpinned / "xnorm_encoder.json").write_text(json.dumps(settings))
+    with pytest.raises(ArtifactError, match="must name its index_model and index_fingerprint") as e:
+        Encoder(unpinned)
+    assert e.value.file.endswith("xnorm_encoder.json")
     sparse_only = CandidateIndex.build(term, {"generators": [{"type": "sparse"}]})
     with pytest.raises(ConfigError, match="no dense generator"):
         sparse_only.set_query_model(str(student))

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ArtifactError, ConfigError
 from ..terminology.core import Terminology
 from .base import CandidateGenerator
+from .config import DENSE_DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,19 @@ def make_query_encoder(cfg: dict):
         return None
     from ..models.encoder import Encoder
 
-    return Encoder(cfg["query_model"], precision=cfg.get("query_precision", "fp32"), backend=cfg["backend"],
-                   device=cfg.get("device"), batch_size=cfg["batch_size"])
+    cfg = {**DENSE_DEFAULTS, **cfg}  # a generator built in code may carry no (or partial) settings
+    return Encoder(cfg["query_model"], precision=cfg["query_precision"], backend=cfg["backend"],
+                   device=cfg["device"], batch_size=cfg["batch_size"])
 
 
 def check_query_encoder(query_encoder: Any, encoder: Any, field: str) -> None:
     """A query encoder must have been made for the weights that encoded the names: same vector space."""
-    wanted, have = getattr(query_encoder, "index_fingerprint", None), encoder.weights_fingerprint()
-    if getattr(query_encoder, "role", None) != "query" or wanted is None:
+    # read_model_settings makes sure a query encoder names its index model and that model's fingerprint
+    if getattr(query_encoder, "role", None) != "query":
         raise ConfigError(f"{query_encoder.config()['model']!r} is not a query encoder (it declares no index model).",
                           field=field, fix="use a query encoder (`xnorm adapters list --kind distilled-encoder`, "
                           "role query), or drop query_model.")
+    wanted, have = query_encoder.index_fingerprint, encoder.weights_fingerprint()
     if wanted != have:
         raise ConfigError(f"{query_encoder.config()['model']!r} encodes into the space of "
                           f"{query_encoder.index_model!r} (weights {wanted}), but the names were encoded by "

@@ -62,9 +62,11 @@ def read_model_settings(model_dir: str | Path) -> dict[str, Any]:
         if unknown:
             raise ArtifactError(f"unknown settings {sorted(unknown)}.", file=str(own),
                                 fix=f"keep only {', '.join(sorted(SETTINGS_KEYS))}.")
-        if data.get("role", "both") not in ROLES or (data.get("role") == "query" and not data.get("index_model")):
-            raise ArtifactError(f"role must be one of {ROLES}, and a query encoder must name its index_model.",
-                                file=str(own), field="role", fix="re-pack the model (benchmarks/distill_encoder.py).")
+        if data.get("role", "both") not in ROLES or \
+                (data.get("role") == "query" and not (data.get("index_model") and data.get("index_fingerprint"))):
+            raise ArtifactError(f"role must be one of {ROLES}, and a query encoder must name its index_model and "
+                                "index_fingerprint.", file=str(own), field="role",
+                                fix="re-pack the model (benchmarks/distill_encoder.py).")
         return data
     modules = model_dir / "modules.json"
     if not modules.is_file():
