@@ -195,7 +195,8 @@ def dev_agreement(tokenizer, model, data: dict, max_length: int, index=None) -> 
             s = encode_batch(tokenizer, model, data["dev_texts"][rows].tolist(), data["dev_kinds"][rows], max_length)
             c, k = loss_terms(s, torch.from_numpy(data["dev_targets"][rows]).to(s.device), index)
             cos, kl, n = cos + float(c), kl + float(k), n + 1
-            vectors.append((rows, s.float().cpu().numpy()))
+            if index is not None:  # for the dev recall against the index
+                vectors.append((rows, s.float().cpu().numpy()))
     model.train()
     out = {"dev_1-cos": round(cos / n, 5), "dev_kl": round(kl / n, 5)}
     if index is not None:

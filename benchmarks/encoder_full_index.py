@@ -100,10 +100,13 @@ def main(argv=None) -> None:
             label = f"{path.name} adapter{steps}"
         encoders.append((label, lambda a=a: Encoder(a)))
         keys[label] = weights_fingerprint(index_models.get(label, a))
+    index_vectors: dict[str, np.ndarray] = {}  # by weights key: a query encoder reuses its teacher's row's vectors
     for label, make in encoders:
         enc = make()
         cached = args.cache / f"{keys[label]}.npy" if args.cache else None
-        if cached is not None and cached.is_file():
+        if keys[label] in index_vectors:
+            vecs = index_vectors[keys[label]]
+        elif cached is not None and cached.is_file():
             vecs = np.load(cached, allow_pickle=False)
         else:
             t = time.perf_counter()
@@ -114,6 +117,7 @@ def main(argv=None) -> None:
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cached, vecs)
+        index_vectors[keys[label]] = vecs
         rows[label] = {}
         for lang, (texts, gold_idx) in queries.items():
             if not texts:

@@ -175,10 +175,12 @@ def build_variants(model: str, selected: list[str], workdir: Path) -> list[Varia
     return variants
 
 
-def other_model_variants(model: str, selected: list[str]) -> list[Variant]:
+def other_model_variants(model: str, selected: list[str], main_model: str) -> list[Variant]:
     """Rows for another model (e.g. a distilled student) in the same rounds, named ``<model>: <variant>``; their
-    ratios and quality deltas are against the main model's baseline and torch fp32."""
+    ratios and quality deltas are against the main model's baseline and torch fp32. A query encoder is searched
+    against the main model's name vectors, so it must have been distilled from ``main_model``."""
     from xnorm.models import Encoder
+    from xnorm.models.registry import weights_fingerprint
 
     backends = {FP32_SORTED: ("torch", "fp32"), "onnx fp32": ("onnx", "fp32"), "onnx int8": ("onnx", "int8"),
                 "onnx int8-full": ("onnx", "int8-full")}
@@ -187,6 +189,8 @@ def other_model_variants(model: str, selected: list[str]) -> list[Variant]:
         backend, precision = backends[key]
         t0 = time.perf_counter()
         e = Encoder(model, device="cpu", batch_size=128, backend=backend, precision=precision)
+        if e.role == "query" and e.index_fingerprint != weights_fingerprint(main_model):
+            sys.exit(f"{model} is a query encoder of {e.index_model}, not of --model {main_model}")
         kind = "query" if e.role == "query" else "passage"
         variants.append(Variant(f"{Path(model).name}: {key}" + (" (queries)" if kind == "query" else ""),
                                 (lambda e: (lambda t, kind="passage": e.encode(t, kind=kind)))(e),
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="xnorm-encoding-speed-") as tmp:
         variants = build_variants(args.model, args.variants, Path(tmp))
         for other in args.others:
-            variants += other_model_variants(other, args.other_variants)
+            variants += other_model_variants(other, args.other_variants, args.model)
         for v in variants:  # warm-up: first calls allocate and pick kernels
             v.encode(names[:256], v.kind)
         load_before = os.getloadavg()
