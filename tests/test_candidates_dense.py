@@ -63,6 +63,26 @@ def test_dense_flat_is_exact_vs_brute_force(term, encoder, mentions):
             assert c.routes[i, j] == expected_route
 
 
+def test_repeated_mentions_are_encoded_once_and_share_their_rows(term, encoder, mentions):
+    gen = DenseGenerator(encoder, index="Flat").fit(term)
+    # Each text three times, shuffled; "seizure" also as a Spanish mention (another route plan: kept apart).
+    order = np.random.default_rng(0).permutation(np.repeat(np.arange(len(mentions)), 3))
+    texts = np.r_[mentions.texts[order], ["seizure"]]
+    langs = np.r_[mentions.langs[order], ["es"]]
+    encoded: list[str] = []
+    original = gen.encode_queries
+    gen.encode_queries = lambda batch: (encoded.extend(batch), original(batch))[1]
+    c = gen.candidates(Mentions(texts=texts, langs=langs), k=10, routing="fallback")
+    assert sorted(encoded) == sorted(list(mentions.texts) + ["seizure"])  # once per (language, text)
+    one = gen._candidates_per_row(langs, texts, 10)  # the per-row path: every row encoded and searched
+    np.testing.assert_array_equal(c.concepts, one.concepts)
+    np.testing.assert_array_equal(c.routes, one.routes)
+    np.testing.assert_allclose(c.scores, one.scores, atol=1e-5)
+    seizure = texts == "seizure"
+    assert set(c.routes[seizure & (langs == "en")].ravel()) == {ROUTE_SAME_LANGUAGE}
+    assert ROUTE_ENGLISH_FALLBACK in set(c.routes[seizure & (langs == "es")].ravel())
+
+
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF8,Flat"])
 def test_other_faiss_factories_build_and_search(term, encoder, mentions, factory):
     gen = DenseGenerator(encoder, index=factory, search_params="nprobe=8" if "IVF" in factory else "efSearch=256")
