@@ -40,7 +40,8 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--text", help="Quick use: link mention(s) in this text (with --mention START:END).")
 @click.option("--mention", "spans", multiple=True, help="START:END character span in --text (repeatable).")
 @click.option("--terms", is_flag=True, help="Quick use: read one term per line from stdin, print a TSV.")
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Documents per batch; a mention text repeated within a batch is searched once.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
+              help="Documents per batch; a mention text repeated within a batch is searched once.")
 @click.option("--reranker", "reranker_dir", help="Rerank the top candidates with this reranker folder "
               "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
 @click.option("--query-model", help="Encode the mentions with this query encoder (a zoo name or folder distilled "
