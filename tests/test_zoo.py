@@ -9,6 +9,7 @@ import pytest
 
 from xnorm import zoo
 from xnorm.errors import ArtifactError, ConfigError
+from xnorm.models.registry import weights_fingerprint
 
 
 def _adapter(root: Path, name: str, *, kind: str = "language-adapter", language: str | None = "es",
@@ -172,3 +173,8 @@ def test_shipped_zoo_manifests_are_valid():
         if m["kind"] == "language-adapter":
             assert "HPO" in m["license"] and m["metrics"]["heldout_mlm_loss_after"] < \
                 m["metrics"]["heldout_mlm_loss_before"]
+        if m["kind"] == "distilled-encoder" and m.get("role") == "query":
+            # a query encoder searches names its teacher encoded: pinned to the teacher shipped beside it
+            settings = json.loads((folder / "xnorm_encoder.json").read_text())
+            assert settings["index_model"] == m["teacher"] and (root / m["teacher"]).is_dir()
+            assert settings["index_fingerprint"] == weights_fingerprint(m["teacher"])
