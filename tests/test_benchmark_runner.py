@@ -237,12 +237,15 @@ def test_dataset_without_terminology_is_a_config_error(tmp_path):
 
 def test_shipped_configs_load():
     names = sorted(p.name for p in (REPO / "benchmarks" / "configs").glob("*.yaml"))
-    assert names == ["gsc-plus.yaml", "hpo-labels.yaml", "mantra-hpo.yaml", "smoke.yaml"]
+    assert names == ["gsc-plus.yaml", "hpo-labels.yaml", "mantra-hpo.yaml", "query-encoder.yaml", "smoke.yaml"]
     for name in names:
         cfg = load_config(REPO / "benchmarks" / "configs" / name)
         assert cfg.pipelines and cfg.datasets
     hpo = load_config(REPO / "benchmarks" / "configs" / "hpo-labels.yaml")
     assert {p.linker["candidates"]["routing"] for p in hpo.pipelines} == {"fallback", "same"}
+    query = load_config(REPO / "benchmarks" / "configs" / "query-encoder.yaml")
+    assert [p.linker.get("query_model") for p in query.pipelines] == [None, "hpo-align-e5small-4l-query"]
+    assert (REPO / "adapters_zoo" / "hpo-align-e5small-4l-query" / "manifest.json").is_file()
 
 
 def test_language_order():

@@ -160,7 +160,7 @@ class CandidateGenerator(abc.ABC):
         return self._candidates_per_row(langs[first], texts[first], k, routing, default_lang)[inverse.ravel()]
 
     def _candidates_per_row(self, langs: np.ndarray, texts: np.ndarray, k: int, routing: str = "fallback",
-                        default_lang: str = FALLBACK_LANG) -> Candidates:
+                            default_lang: str = FALLBACK_LANG) -> Candidates:
         """``candidates`` for every row as given, repeated texts included (benchmarks time it as the baseline)."""
         n = len(texts)
         k_names = max(k * self.names_per_concept, k)
