@@ -46,6 +46,8 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
 @click.option("--query-model", help="Encode the mentions with this query encoder (a zoo name or folder distilled "
               "from the index's dense model: faster linking, same index).")
+@click.option("--query-precision", type=click.Choice(["fp32", "int8", "int8-full"]), default="fp32",
+              show_default=True, help="With --query-model: its precision (int8: ONNX Runtime, faster still).")
 @engine_options("local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
                 "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.",
                 workers_of="linker")
@@ -53,7 +55,7 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               help="--engine ray: documents per output part file.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
          output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size,
-         reranker_dir, query_model, engine, address, workers, part_docs):
+         reranker_dir, query_model, query_precision, engine, address, workers, part_docs):
     """Normalize entity mentions in INPUT and write OUTPUT.
 
     INPUT holds documents with entity mentions: BigBIO kb JSONL, a BRAT folder (.txt + .ann), PubTator, or a
@@ -83,6 +85,8 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         raise click.UsageError("--mention needs --text.")
     if sum(x is not None for x in (index_dir, terminology, linker_dir, config_path)) > 1:
         raise click.UsageError("give at most one of --index, --terminology, --linker, --config.")
+    if query_precision != "fp32" and not query_model:
+        raise click.UsageError("--query-precision applies to --query-model.")
 
     if not quick:  # check the input before the (slower) linker is built
         from xnorm.data import detect_format
@@ -96,7 +100,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         if reranker_dir:
             built.set_reranker(reranker_dir)
         if query_model:
-            built.set_query_model(query_model)
+            built.set_query_model(query_model, query_precision)
         if db_name:
             built.config.db_name = db_name
         return built

@@ -244,7 +244,7 @@ def test_shipped_configs_load():
     hpo = load_config(REPO / "benchmarks" / "configs" / "hpo-labels.yaml")
     assert {p.linker["candidates"]["routing"] for p in hpo.pipelines} == {"fallback", "same"}
     query = load_config(REPO / "benchmarks" / "configs" / "query-encoder.yaml")
-    assert [p.linker.get("query_model") for p in query.pipelines] == [None, "hpo-align-e5small-4l-query"]
+    assert [p.linker.get("query_model") for p in query.pipelines] == [None] + ["hpo-align-e5small-4l-query"] * 2
     assert (REPO / "adapters_zoo" / "hpo-align-e5small-4l-query" / "manifest.json").is_file()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xnorm.errors import ArtifactError
+from xnorm.errors import ArtifactError, ConfigError
 
 TEXTS = ["seizure", "short stature", "convulsión", "発作"]
 
@@ -214,6 +214,23 @@ def test_link_with_a_query_model_from_the_cli_and_the_api(tmp_path, tiny_model_d
 
     res = run("link", "--index", str(index), "--query-model", str(tiny_model_dir), "--terms", input="seizure\n")
     assert res.exit_code == EXIT_BAD_INPUT and "not a query encoder" in res.output and "query_model" in res.output
+
+    # int8: the API (linker config) and the CLI give the same ranking; the precision is checked and needs a model
+    fast = Linker.from_config({"index": str(index), "query_model": str(student), "query_precision": "int8"})
+    int8 = fast.predict(Mentions.from_texts(terms), top_k=2)
+    assert not np.array_equal(int8.scores, expected.scores)  # quantized: not the fp32 vectors
+    res = run("link", "--index", str(index), "--query-model", str(student), "--query-precision", "int8", "--terms",
+              "--top-k", "2", "--explain", input="\n".join(terms) + "\n")
+    assert res.exit_code == 0, res.output
+    assert f"mentions by {student} int8" in res.output  # --explain names the query encoder and its precision
+    rows = [line.split("\t") for line in res.stdout.strip().splitlines() if line.split("\t")[0] in terms]
+    assert [r[2] for r in rows] == fast.terminology.concept_ids[int8.concepts.ravel()].tolist()
+    np.testing.assert_allclose([float(r[3]) for r in rows], int8.scores.ravel(), atol=1e-4)
+    with pytest.raises(ConfigError) as e:
+        Linker.from_config({"index": str(index), "query_model": str(student), "query_precision": "fp16"})
+    assert e.value.field == "query_precision"
+    res = run("link", "--index", str(index), "--query-precision", "int8", "--terms", input="seizure\n")
+    assert res.exit_code == 2 and "--query-model" in res.output
 
 
 def test_a_packed_query_encoder_keeps_its_role_and_is_listed_as_such(tmp_path, tiny_model_dir, capsys):

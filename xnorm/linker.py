@@ -20,6 +20,7 @@ import yaml
 from . import __version__
 from ._io import atomic_dir, read_yaml_mapping, sha256_file
 from .errors import ArtifactError, ConfigError
+from .models.encoder import PRECISIONS
 from .paths import indexes_dir
 from .terminology.core import read_manifest, verify_checksums
 from .types import ROUTE_NAMES, Candidates, Mentions
@@ -74,6 +75,7 @@ class LinkerConfig:
     rerank_k: int | None = None  # candidates the reranker re-scores (the rest keep their order, score 0);
     # None: the k it was trained with (16 for a reranker that does not record it)
     query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
+    query_precision: str = "fp32"  # the query encoder's: fp32, int8 or int8-full (ONNX Runtime on the CPU)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "LinkerConfig":
@@ -91,6 +93,9 @@ class LinkerConfig:
         if cfg.rerank_k is not None and cfg.rerank_k < 1:
             raise ConfigError(f"rerank_k must be >= 1, got {cfg.rerank_k}.", file=source, field="rerank_k",
                               fix="use e.g. 16.")
+        if cfg.query_precision not in PRECISIONS:
+            raise ConfigError(f"unknown query_precision {cfg.query_precision!r}.", file=source,
+                              field="query_precision", fix=f"use one of {', '.join(PRECISIONS)}.")
         return cfg
 
 
@@ -104,13 +109,14 @@ class Linker:
         if reranker is None and self.config.reranker:
             self.set_reranker(self.config.reranker)
         if self.config.query_model:
-            self.set_query_model(self.config.query_model)
+            self.set_query_model(self.config.query_model, self.config.query_precision)
 
-    def set_query_model(self, model: str | None) -> None:
+    def set_query_model(self, model: str | None, precision: str = "fp32") -> None:
         """Encode mentions with ``model``, a query encoder distilled from the model that encoded the index's names
-        (faster linking, same index); ``None`` = the index's own model."""
-        self.index.set_query_model(model)
-        self.config.query_model = model
+        (faster linking, same index), at ``precision`` (``int8``: ONNX Runtime, faster still); ``None`` = the
+        index's own model."""
+        self.index.set_query_model(model, precision=precision)
+        self.config.query_model, self.config.query_precision = model, precision
 
     def set_reranker(self, reranker) -> None:
         """Use a reranker: a ``Reranker``, its folder, a CrossEncoder folder or an adapter-zoo name; ``None`` = off."""

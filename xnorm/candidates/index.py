@@ -159,7 +159,9 @@ class CandidateIndex:
             if isinstance(g, SparseGenerator):
                 gens.append(f"{g.name}(tfidf {g.analyzer} {g.ngram_range[0]}-{g.ngram_range[1]})")
             else:
-                gens.append(f"{g.name}({g.settings.get('model', '?')}, faiss {g.factory})")
+                queries = g.settings.get("query_model")
+                queries = f", mentions by {queries} {g.settings.get('query_precision', 'fp32')}" if queries else ""
+                gens.append(f"{g.name}({g.settings.get('model', '?')}{queries}, faiss {g.factory})")
         fusion = f" fused by {self.config['fusion']['method']}" if len(gens) > 1 else ""
         return (f"{' + '.join(gens)}{fusion}, routing {self.config['routing']}, "
                 f"{len(self.terminology)} concepts / {self.terminology.n_names} names")
