@@ -206,8 +206,11 @@ def test_link_with_a_query_model_from_the_cli_and_the_api(tmp_path, tiny_model_d
     rows = [line.split("\t") for line in res.stdout.strip().splitlines()[1:]]
     assert [r[2] for r in rows] == linker.terminology.concept_ids[expected.concepts.ravel()].tolist()
     np.testing.assert_allclose([float(r[3]) for r in rows], expected.scores.ravel(), atol=1e-4)
-    plain = Linker.from_config({"index": str(index)}).predict(Mentions.from_texts(terms), top_k=2)
+    plain_linker = Linker.from_config({"index": str(index)})
+    plain = plain_linker.predict(Mentions.from_texts(terms), top_k=2)
     assert not np.allclose(plain.scores, expected.scores)  # the student, not the index's model, encoded them
+    # the index's own encoder is loaded on first use only: never with a query encoder, at the first query without
+    assert not linker.index.generators[0].encoder.loaded and plain_linker.index.generators[0].encoder.loaded
 
     saved = Linker.load(linker.save(tmp_path / "linker"))  # the query model is part of the saved linker
     np.testing.assert_allclose(saved.predict(Mentions.from_texts(terms), top_k=2).scores, expected.scores, atol=1e-5)

@@ -25,7 +25,7 @@ from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
 from .base import CandidateGenerator, merge_best
 from .config import normalize_config
-from .dense import DenseGenerator, make_encoder, make_query_encoder
+from .dense import DenseGenerator, LazyEncoder, make_encoder, make_query_encoder
 from .filters import SemanticTypeFilter, allowed_per_mention
 from .fusion import fuse_by_config
 from .sparse import SparseGenerator
@@ -43,7 +43,7 @@ def _encoder_for(cfg: dict, encoders: Mapping[str, Any] | None, saved: dict | No
     if saved:
         from ..models.encoder import Encoder
 
-        return Encoder.from_config(saved)
+        return LazyEncoder(lambda: Encoder.from_config(saved), saved)
     return make_encoder(cfg)
 
 
