@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from xnorm.models.encoder import PRECISIONS  # already imported by `xnorm` itself: no start-up cost
+
 from .engine_options import engine_options
 
 FORMATS = ["bigbio", "brat", "pubtator", "hf"]
@@ -46,7 +48,7 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
 @click.option("--query-model", help="Encode the mentions with this query encoder (a zoo name or folder distilled "
               "from the index's dense model: faster linking, same index).")
-@click.option("--query-precision", type=click.Choice(["fp32", "int8", "int8-full"]), default="fp32",
+@click.option("--query-precision", type=click.Choice(PRECISIONS), default="fp32",
               show_default=True, help="With --query-model: its precision (int8: ONNX Runtime, faster still).")
 @engine_options("local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
                 "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.",

@@ -154,8 +154,6 @@ class CandidateGenerator(abc.ABC):
         langs = mention_langs(mentions, default_lang)
         texts = np.asarray(mentions.texts, dtype=object)
         keys = np.asarray([f"{lang}\x00{text}" for lang, text in zip(langs, texts)], dtype=object)
-        if len(keys) == 0:
-            return Candidates.empty(0, k, self.name)
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         return self._candidates_per_row(langs[first], texts[first], k, routing, default_lang)[inverse.ravel()]
 

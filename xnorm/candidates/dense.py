@@ -66,15 +66,16 @@ class LazyEncoder:
     mentions a query encoder encodes never loads the encoder of its names (~0.9 GB less for the default)."""
 
     def __init__(self, make: Callable[[], Any], config: dict) -> None:
+        from ..models.registry import weights_fingerprint
+
         self._make, self._config, self._encoder = make, dict(config), None
+        self._fingerprint = weights_fingerprint(config["model"])  # asked at every load: once, as Encoder does
 
     def config(self) -> dict:
         return dict(self._config)
 
     def weights_fingerprint(self) -> str | None:
-        from ..models.registry import weights_fingerprint
-
-        return weights_fingerprint(self._config["model"])
+        return self._fingerprint
 
     @property
     def loaded(self) -> bool:

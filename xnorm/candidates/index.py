@@ -159,9 +159,10 @@ class CandidateIndex:
             if isinstance(g, SparseGenerator):
                 gens.append(f"{g.name}(tfidf {g.analyzer} {g.ngram_range[0]}-{g.ngram_range[1]})")
             else:
-                queries = g.settings.get("query_model")
-                queries = f", mentions by {queries} {g.settings.get('query_precision', 'fp32')}" if queries else ""
-                gens.append(f"{g.name}({g.settings.get('model', '?')}{queries}, faiss {g.factory})")
+                query_model = g.settings.get("query_model")
+                mentions_by = f", mentions by {query_model} {g.settings.get('query_precision', 'fp32')}" \
+                    if query_model else ""
+                gens.append(f"{g.name}({g.settings.get('model', '?')}{mentions_by}, faiss {g.factory})")
         fusion = f" fused by {self.config['fusion']['method']}" if len(gens) > 1 else ""
         return (f"{' + '.join(gens)}{fusion}, routing {self.config['routing']}, "
                 f"{len(self.terminology)} concepts / {self.terminology.n_names} names")
