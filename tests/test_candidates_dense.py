@@ -11,10 +11,11 @@ from test_candidates_core import HELD_OUT_ES, hpo_terminology, obo_terms, offici
 
 from xnorm import Mentions
 from xnorm.candidates import CandidateIndex, DenseGenerator
+from xnorm.candidates.cache import ROW_OVERHEAD, RowCache
 from xnorm.cli.main import main
 from xnorm.errors import ArtifactError, ConfigError
 from xnorm.models.encoder import Encoder
-from xnorm.types import ROUTE_ENGLISH_FALLBACK, ROUTE_SAME_LANGUAGE
+from xnorm.types import ROUTE_ENGLISH_FALLBACK, ROUTE_SAME_LANGUAGE, Candidates
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,47 @@ def test_repeated_mentions_are_encoded_once_and_share_their_rows(term, encoder, 
     seizure = texts == "seizure"
     assert set(c.routes[seizure & (langs == "en")].ravel()) == {ROUTE_SAME_LANGUAGE}
     assert ROUTE_ENGLISH_FALLBACK in set(c.routes[seizure & (langs == "es")].ravel())
+
+
+def test_cache_answers_texts_of_earlier_batches_without_searching(term, encoder, mentions):
+    gen = DenseGenerator(encoder, index="Flat").fit(term)
+    plain = gen.candidates(mentions, k=10)
+    gen.cache = RowCache(2**20)
+    encoded: list[str] = []
+    original = gen.encode_queries
+    gen.encode_queries = lambda batch: (encoded.extend(batch), original(batch))[1]
+    half = len(mentions) // 2
+    gen.candidates(mentions[:half], k=10)
+    encoded.clear()
+    c = gen.candidates(mentions, k=10)  # the first half was answered in the earlier batch
+    assert sorted(encoded) == sorted(set(mentions.texts[half:]) - set(mentions.texts[:half]))
+    for attr in ("concepts", "names", "routes"):
+        np.testing.assert_array_equal(getattr(c, attr), getattr(plain, attr))
+    np.testing.assert_allclose(c.scores, plain.scores, atol=1e-5)
+    encoded.clear()
+    gen.candidates(mentions[:1], k=5)  # another k is another row: searched again
+    assert encoded == mentions.texts[:1].tolist()
+    # Anything that changes what a query returns empties the cache.
+    assert len(gen.cache) > 0
+    gen.set_query_encoder(None)
+    assert len(gen.cache) == 0
+    gen.candidates(mentions, k=10)
+    gen.fit(term)
+    assert len(gen.cache) == 0
+
+
+def test_row_cache_drops_least_recently_used_rows_beyond_its_bound():
+    row_bytes = 4 * 13 + ROW_OVERHEAD
+    cache = RowCache(3 * row_bytes)
+    rows = Candidates(np.arange(20).reshape(5, 4), np.ones((5, 4)), np.zeros((5, 4)), np.zeros((5, 4)))
+    cache.put(["a", "b", "c"], rows[:3])
+    cache.get(["a"], 4, "")  # "a" used: "b" is now the oldest
+    cache.put(["d", "e"], rows[3:])
+    assert len(cache) == 3 and cache.nbytes == 3 * row_bytes
+    found, got = cache.get(["a", "b", "c", "d", "e"], 4, "")
+    assert found.tolist() == [True, False, False, True, True]
+    np.testing.assert_array_equal(got.concepts[[0, 3, 4]], rows.concepts[[0, 3, 4]])
+    assert (got.concepts[1] == -1).all() and np.isneginf(got.scores[2]).all()
 
 
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF8,Flat"])

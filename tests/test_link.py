@@ -247,6 +247,27 @@ def test_linker_save_load_and_config(hpo_index, tmp_path):
         Linker.from_config(cfg)
 
 
+def test_linker_keeps_candidates_across_batches_unless_told_not_to(hpo_index, tmp_path):
+    from xnorm.linker import Linker
+
+    docs = _read(EXAMPLE)
+    linker = Linker.from_config({"index": str(hpo_index)})
+    cache = linker.index.generators[0].cache
+    first = list(linker.link(json.loads(json.dumps(docs)), overwrite=True, batch_size=1))
+    misses = cache.misses
+    again = list(linker.link(json.loads(json.dumps(docs)), overwrite=True, batch_size=2))
+    assert cache.misses == misses and cache.hits >= misses  # every mention answered from the cache
+    assert again == first
+    off = Linker.from_config({"index": str(hpo_index), "candidate_cache_mb": 0})
+    assert off.index.generators[0].cache is None
+    assert list(off.link(json.loads(json.dumps(docs)), overwrite=True)) == first
+    for bad in (-1, "lots"):
+        (tmp_path / "bad.yaml").write_text(f"index: {hpo_index}\ncandidate_cache_mb: {bad}\n")
+        res = run("link", str(EXAMPLE), "-o", str(tmp_path / "o.jsonl"), "--config", str(tmp_path / "bad.yaml"))
+        assert res.exit_code != 0 and "candidate_cache_mb" in res.output and "Traceback" not in res.output
+        assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_dense_fusion_linker_with_tiny_model(tiny_model_dir, tmp_path):
     """The fusion pipeline (TF-IDF + a dense encoder) through the same CLI, on a small custom terminology."""
     terms = tmp_path / "terms.tsv"

@@ -76,6 +76,7 @@ class LinkerConfig:
     # None: the k it was trained with (16 for a reranker that does not record it)
     query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
     query_precision: str = "fp32"  # the query encoder's: fp32, int8 or int8-full (ONNX Runtime on the CPU)
+    candidate_cache_mb: float = 64  # candidate rows kept across batches (a repeated mention is searched once); 0: off
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "LinkerConfig":
@@ -96,6 +97,10 @@ class LinkerConfig:
         if cfg.query_precision not in PRECISIONS:
             raise ConfigError(f"unknown query_precision {cfg.query_precision!r}.", file=source,
                               field="query_precision", fix=f"use one of {', '.join(PRECISIONS)}.")
+        if isinstance(cfg.candidate_cache_mb, bool) or not isinstance(cfg.candidate_cache_mb, (int, float)) \
+                or not cfg.candidate_cache_mb >= 0:
+            raise ConfigError(f"candidate_cache_mb must be >= 0, got {cfg.candidate_cache_mb}.", file=source,
+                              field="candidate_cache_mb", fix="use e.g. 64, or 0 to turn the cache off.")
         return cfg
 
 
@@ -106,6 +111,7 @@ class Linker:
         self.index = index
         self.config = config or LinkerConfig()
         self.reranker = reranker
+        self.index.set_cache(self.config.candidate_cache_mb)
         if reranker is None and self.config.reranker:
             self.set_reranker(self.config.reranker)
         if self.config.query_model:

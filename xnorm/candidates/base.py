@@ -20,6 +20,7 @@ import numpy as np
 
 from ..terminology.core import Terminology
 from ..types import (ROUTE_ANY_LANGUAGE, ROUTE_ENGLISH_FALLBACK, ROUTE_SAME_LANGUAGE, Candidates, Mentions)
+from .cache import RowCache
 
 FALLBACK_LANG = "en"
 
@@ -105,6 +106,7 @@ class CandidateGenerator(abc.ABC):
         self.names_per_concept = names_per_concept
         self.terminology: Terminology | None = None
         self.lang_rows: dict[str, np.ndarray] = {}  # name language -> global name rows (int64)
+        self.cache: RowCache | None = None  # rows kept across batches (CandidateIndex.set_cache); None: off
 
     # ---- to implement ------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -133,7 +135,13 @@ class CandidateGenerator(abc.ABC):
     def languages(self) -> list[str]:
         return sorted(self.lang_rows)
 
+    def clear_cache(self) -> None:
+        """Forget cached rows: called whenever what a query returns may change (fit, load, query encoder)."""
+        if self.cache is not None:
+            self.cache.clear()
+
     def _set_languages(self, terminology: Terminology) -> None:
+        self.clear_cache()
         self.terminology = terminology
         langs = np.asarray(terminology.name_langs, dtype=object)
         order = np.argsort(langs, kind="stable")
@@ -148,14 +156,26 @@ class CandidateGenerator(abc.ABC):
 
         A (language, text) pair that occurs several times in the batch — common in corpora: a mention repeated
         in an abstract, the same finding in many notes — is encoded and searched once; its rows share the result.
+        With a ``cache``, a pair answered in an earlier batch is not searched again either.
         """
         if self.terminology is None:
             raise RuntimeError(f"generator {self.name!r} is not fitted; call fit(terminology) first")
         langs = mention_langs(mentions, default_lang)
         texts = np.asarray(mentions.texts, dtype=object)
         keys = np.asarray([f"{lang}\x00{text}" for lang, text in zip(langs, texts)], dtype=object)
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        return self._candidates_per_row(langs[first], texts[first], k, routing, default_lang)[inverse.ravel()]
+        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        langs, texts = langs[first], texts[first]
+        if self.cache is None:
+            return self._candidates_per_row(langs, texts, k, routing, default_lang)[inverse.ravel()]
+        cache_keys = [(self.name, k, routing, default_lang, key) for key in distinct]
+        found, rows = self.cache.get(cache_keys, k, self.name)
+        missing = np.flatnonzero(~found)
+        if len(missing):
+            fresh = self._candidates_per_row(langs[missing], texts[missing], k, routing, default_lang)
+            for attr in ("concepts", "scores", "names", "routes"):
+                getattr(rows, attr)[missing] = getattr(fresh, attr)
+            self.cache.put([cache_keys[i] for i in missing], fresh)
+        return rows[inverse.ravel()]
 
     def _candidates_per_row(self, langs: np.ndarray, texts: np.ndarray, k: int, routing: str = "fallback",
                             default_lang: str = FALLBACK_LANG) -> Candidates:

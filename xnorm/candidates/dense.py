@@ -135,6 +135,7 @@ class DenseGenerator(CandidateGenerator):
         if query_encoder is not None:
             check_query_encoder(query_encoder, self.encoder, f"generators.{self.name}.query_model")
         self.query_encoder = query_encoder
+        self.clear_cache()
 
     def config(self) -> dict:
         cfg = dict(self.settings)

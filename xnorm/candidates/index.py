@@ -24,6 +24,7 @@ from ..terminology.core import Terminology, read_manifest, verify_checksums
 from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
 from .base import CandidateGenerator, merge_best
+from .cache import RowCache
 from .config import normalize_config
 from .dense import DenseGenerator, LazyEncoder, make_encoder, make_query_encoder
 from .filters import SemanticTypeFilter, allowed_per_mention
@@ -96,6 +97,18 @@ class CandidateIndex:
         gen.set_query_encoder(make_query_encoder(cfg))
         gen.settings = cfg
         self.config["generators"][i].update(query_model=model, query_precision=precision)
+
+    def set_cache(self, max_mb: float) -> None:
+        """Keep up to ``max_mb`` MB of candidate rows across calls, shared by the generators (0: off): a
+        (language, text) answered before is not encoded or searched again. Results are the same either way."""
+        cache = RowCache(int(max_mb * 2**20)) if max_mb > 0 else None
+        for g in self.generators:
+            g.cache = cache
+
+    def clear_cache(self) -> None:
+        """Forget the cached rows (e.g. to time a cold start)."""
+        for g in self.generators:
+            g.clear_cache()
 
     # ---- candidates --------------------------------------------------------------------------------------
     def generator_candidates(self, mentions: Mentions, k: int = 64) -> dict[str, Candidates]:
