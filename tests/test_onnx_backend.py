@@ -76,15 +76,20 @@ def test_cached_graph_is_reused(model_dir: Path, monkeypatch: pytest.MonkeyPatch
 def test_corrupted_graph_is_rebuilt(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     ref = Encoder(model_dir, device="cpu", backend="onnx").encode(TEXTS)
     (graph,) = _graphs(model_dir)
-    data = bytearray(graph.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
-    graph.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="xnorm.models.onnx_backend"):
-        got = Encoder(model_dir, device="cpu", backend="onnx").encode(TEXTS)
-    assert "stale or corrupted" in caplog.text
-    assert np.allclose(got, ref, atol=1e-6)
-    manifest = json.loads(graph.with_suffix(".json").read_text())
-    assert manifest["sha256"] == onnx_backend.sha256_file(graph)
+    weights = onnx_backend.data_file(graph)  # the weights live beside the graph, memory-mapped by ONNX Runtime
+    assert weights.stat().st_size > 10 * graph.stat().st_size
+    for damaged in (weights, graph):
+        data = bytearray(damaged.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one flipped byte
+        damaged.write_bytes(bytes(data))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="xnorm.models.onnx_backend"):
+            got = Encoder(model_dir, device="cpu", backend="onnx").encode(TEXTS)
+        assert "stale or corrupted" in caplog.text, damaged.name
+        assert np.allclose(got, ref, atol=1e-6)
+        manifest = json.loads(graph.with_suffix(".json").read_text())
+        assert manifest["sha256"] == onnx_backend.sha256_file(graph)
+        assert manifest["data_sha256"] == onnx_backend.sha256_file(weights)
 
 
 def test_unloadable_graph_with_matching_checksum_is_a_clear_error(model_dir: Path) -> None:
@@ -138,7 +143,7 @@ def test_fp32_graph_is_fused_and_verified(model_dir: Path) -> None:
     graph = onnx_backend.ensure_graph(model_dir)
     manifest = json.loads(graph.with_suffix(".json").read_text())
     # The tiny BERT has 2 layers: one Attention op and two skip-LayerNorms per layer, embeddings fused.
-    assert manifest["format"] == onnx_backend.GRAPH_FORMAT == 2
+    assert manifest["format"] == onnx_backend.GRAPH_FORMAT == 3
     assert manifest["fused"] == {"EmbedLayerNormalization": 1, "Attention": 2, "BiasGelu": 2,
                                  "SkipLayerNormalization": 4}
     ops = {n.op_type for n in onnx.load(str(graph)).graph.node}
