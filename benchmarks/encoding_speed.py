@@ -148,6 +148,7 @@ def build_variants(model: str, selected: list[str], workdir: Path) -> list[Varia
     makers: dict[str, Callable[[], object]] = {
         BASELINE: enc(backend="torch"),
         FP32_SORTED: enc(backend="torch"),
+        "torch bf16": enc(backend="torch", precision="bf16"),
         "torch int8 (attention)": enc(backend="torch", precision="int8"),
         "torch int8-full": enc(backend="torch", precision="int8-full"),
         UNFUSED: lambda: unfused_encoder(model, workdir),
@@ -182,7 +183,8 @@ def other_model_variants(model: str, selected: list[str], main_model: str) -> li
     from xnorm.models import Encoder
     from xnorm.models.registry import weights_fingerprint
 
-    backends = {FP32_SORTED: ("torch", "fp32"), "onnx fp32": ("onnx", "fp32"), "onnx int8": ("onnx", "int8"),
+    backends = {FP32_SORTED: ("torch", "fp32"), "torch bf16": ("torch", "bf16"), "onnx fp32": ("onnx", "fp32"),
+                "onnx int8": ("onnx", "int8"),
                 "onnx int8-full": ("onnx", "int8-full")}
     variants = []
     for key in selected:
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="multilingual-e5-small")
     ap.add_argument("--variants", nargs="*", default=[],
                     help="variants to run besides the baseline and torch fp32 (default: "
-                    f"{', '.join(DEFAULT_VARIANTS)}; also: 'torch int8 (attention)', 'torch int8-full')")
+                    f"{', '.join(DEFAULT_VARIANTS)}; also: 'torch bf16', 'torch int8 (attention)', 'torch int8-full')")
     ap.add_argument("--others", nargs="*", default=[],
                     help="other models (e.g. distilled students) measured in the same rounds against this one")
     ap.add_argument("--other-variants", nargs="*", default=[FP32_SORTED, "onnx fp32", "onnx int8"],

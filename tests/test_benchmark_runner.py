@@ -237,7 +237,8 @@ def test_dataset_without_terminology_is_a_config_error(tmp_path):
 
 def test_shipped_configs_load():
     names = sorted(p.name for p in (REPO / "benchmarks" / "configs").glob("*.yaml"))
-    assert names == ["gsc-plus.yaml", "hpo-labels.yaml", "mantra-hpo.yaml", "query-encoder.yaml", "smoke.yaml"]
+    assert names == ["bf16.yaml", "gsc-plus.yaml", "hpo-labels.yaml", "mantra-hpo.yaml", "query-encoder.yaml",
+                     "smoke.yaml"]
     for name in names:
         cfg = load_config(REPO / "benchmarks" / "configs" / name)
         assert cfg.pipelines and cfg.datasets
@@ -246,6 +247,8 @@ def test_shipped_configs_load():
     query = load_config(REPO / "benchmarks" / "configs" / "query-encoder.yaml")
     assert [p.linker.get("query_model") for p in query.pipelines] == [None] + ["hpo-align-e5small-4l-query"] * 2
     assert (REPO / "adapters_zoo" / "hpo-align-e5small-4l-query" / "manifest.json").is_file()
+    bf16 = load_config(REPO / "benchmarks" / "configs" / "bf16.yaml")
+    assert bf16.pipelines[1].linker["candidates"]["generators"][1]["precision"] == "bf16"
 
 
 def test_language_order():

@@ -184,6 +184,46 @@ def test_int8_precision_stays_close(tiny_model_dir, precision):
     assert any("intermediate" in n for n in quantized) == (precision == "int8-full")
 
 
+def test_bf16_precision_stays_close_and_runs_on_torch(tiny_model_dir):
+    import torch
+
+    fp32 = Encoder(tiny_model_dir, device="cpu").encode(TEXTS)
+    enc = Encoder(tiny_model_dir, precision="bf16", device="cpu", backend="auto")  # auto: torch for bf16
+    calls = []
+    original = torch.autocast.__init__
+
+    def spy(self, device_type, *args, **kwargs):
+        calls.append((device_type, kwargs.get("dtype"), kwargs.get("enabled", True)))
+        original(self, device_type, *args, **kwargs)
+
+    torch.autocast.__init__ = spy
+    try:
+        bf16 = enc.encode(TEXTS)
+    finally:
+        torch.autocast.__init__ = original
+    assert calls and all(c == ("cpu", torch.bfloat16, True) for c in calls)
+    assert bf16.dtype == np.float32 and np.allclose(np.linalg.norm(bf16, axis=1), 1, atol=1e-5)
+    cos = (fp32 * bf16).sum(1)
+    assert cos.min() > 0.99 and not np.array_equal(fp32, bf16)  # bfloat16 products: close, not equal
+    assert enc.config()["precision"] == "bf16" and enc.config()["backend"] == "torch"
+    assert np.array_equal(Encoder.from_config(enc.config()).encode(TEXTS), bf16)
+    with pytest.raises(ConfigError) as e:
+        Encoder(tiny_model_dir, precision="bf16", device="cpu", backend="onnx")
+    assert e.value.field == "precision"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_where_native_and_stays_auto_in_the_config(tiny_model_dir, monkeypatch, native):
+    from xnorm.models import encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "_native_bf16", lambda: native)
+    enc = Encoder(tiny_model_dir, precision="auto", device="cpu", backend="auto")
+    assert enc.precision == ("bf16" if native else "fp32")
+    assert enc.backend == "torch" if native else enc.backend in ("torch", "onnx")
+    assert enc.config()["precision"] == "auto"  # a saved index decides again on the machine that loads it
+    assert Encoder(tiny_model_dir, precision="auto", device="cpu", backend="onnx").precision == "fp32"
+
+
 def test_bad_arguments_are_user_errors(tiny_model_dir, enc):
     with pytest.raises(ConfigError, match="pooling"):
         Encoder(tiny_model_dir, pooling="max")

@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "xnorm_encoder.json"
 POOLINGS = ("mean", "cls")
-PRECISIONS = ("fp32", "int8", "int8-full")
+# bf16: torch autocast (weights stay fp32, matrix products in bfloat16), fast where the CPU has native bf16
+# (AVX512-BF16 / AMX) or on a GPU; auto: bf16 where the device has it natively, else fp32; int8 / int8-full:
+# dynamic quantization (torch or ONNX Runtime, CPU only).
+PRECISIONS = ("fp32", "bf16", "auto", "int8", "int8-full")
 # onnx: ONNX Runtime on the CPU, fused graph cached beside the model (onnx_backend.py); auto: onnx where it
 # applies (CPU, a local model folder without adapter, onnxruntime and onnx installed), else torch.
 BACKENDS = ("auto", "torch", "onnx")
@@ -180,13 +183,21 @@ class Encoder:
         self.index_model: str | None = declared.get("index_model")
         self.index_fingerprint: str | None = declared.get("index_fingerprint")
         self.batch_size = batch_size
-        self.precision = precision
         self.normalize = normalize
         self._requested_device = device
+        self._requested_precision = precision
+        if precision == "auto":  # config() keeps "auto": a saved index picks again on each machine
+            on_gpu = device.startswith("cuda") if device else torch.cuda.is_available() and backend != "onnx"
+            native = torch.cuda.is_bf16_supported() if on_gpu else _native_bf16()
+            precision = "bf16" if native and backend != "onnx" else "fp32"
+        self.precision = precision
         # `auto` keeps adapter encoders on torch: their fp32 graph measured 1.05x torch (benchmarks/results/
         # encoding_speed_adapter.md), too little for the one-off export (~35 s) and a 470 MB graph.
+        if precision == "bf16" and backend == "onnx":
+            raise ConfigError("precision 'bf16' runs on the torch backend.", field="precision",
+                              fix="use backend='torch' (or 'auto') with bf16, or fp32 / int8 with 'onnx'.")
         if backend == "auto":
-            backend = _auto_backend(device, is_local and adapter is None)
+            backend = "torch" if precision == "bf16" else _auto_backend(device, is_local and adapter is None)
         elif backend == "onnx" and precision == "fp32" and not _onnx_runtime_installed():
             # Same vectors either way (fp32), so an index built with ONNX Runtime still loads without it.
             logger.warning("onnxruntime is not installed: encoding with torch instead (same fp32 vectors)")
@@ -205,7 +216,7 @@ class Encoder:
                               f"`xnorm train-encoder` or none) and runs on the CPU{why}.", field="backend",
                               fix="use device='cpu' and a model folder, registry or zoo name with backend='onnx'; "
                               "else backend='torch'.")
-        if precision != "fp32" and not self.device.startswith("cpu"):
+        if precision.startswith("int8") and not self.device.startswith("cpu"):
             raise ConfigError(f"precision {precision!r} (dynamic quantization) runs on the CPU only.",
                               field="precision",
                               fix="use device='cpu' with int8, or precision='fp32' on the GPU.")
@@ -221,8 +232,11 @@ class Encoder:
 
             self._onnx = OnnxPooledEncoder.for_model(_transformer_dir(Path(location)), self.pooling, precision,
                                                      adapter_dir=adapter_dir if adapter is not None else None)
-        elif precision != "fp32":
+        elif precision.startswith("int8"):
             self.model = _quantize(self.model, full=precision == "int8-full")
+        elif precision == "bf16" and self.device.startswith("cpu") and not _native_bf16():
+            logger.warning("this CPU has no native bfloat16 (AVX512-BF16 / AMX): precision 'bf16' will be slower "
+                           "than fp32 here")
         self.model.to(self.device)
         self.model.eval()
         if self._onnx is not None:
@@ -257,7 +271,7 @@ class Encoder:
             "max_length": self.max_length,
             "batch_size": self.batch_size,
             "device": self._requested_device,
-            "precision": self.precision,
+            "precision": self._requested_precision,
             "normalize": self.normalize,
             "backend": self.backend,
         }
@@ -350,15 +364,28 @@ class Encoder:
             return (torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.normalize else pooled).numpy()
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = hidden.float()  # pooling and normalisation in fp32 whatever the precision
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         if self.normalize:
-            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
-        return pooled.float().cpu().numpy()
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+        return pooled.cpu().numpy()
+
+
+def _native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 products natively (else oneDNN emulates them, slower than fp32); True
+    where the CPU flags cannot be read (no warning on platforms we cannot inspect)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _onnx_runtime_installed() -> bool:
