@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .. import __version__
 from .._io import atomic_dir, sha256_file
 from ..errors import ArtifactError, ConfigError
+from ..models.encoder import resolve_precision
 from ..terminology.core import Terminology, read_manifest, verify_checksums
 from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
@@ -175,7 +176,10 @@ class CandidateIndex:
                 query_model = g.settings.get("query_model")
                 mentions_by = f", mentions by {query_model} {g.settings.get('query_precision', 'fp32')}" \
                     if query_model else ""
-                gens.append(f"{g.name}({g.settings.get('model', '?')}{mentions_by}, faiss {g.factory})")
+                asked = g.settings.get("precision", "fp32")
+                runs = resolve_precision(asked, g.settings.get("device"), g.settings.get("backend", "auto"))
+                precision = "" if asked == "fp32" else f" {runs}" + (" (auto)" if asked == "auto" else "")
+                gens.append(f"{g.name}({g.settings.get('model', '?')}{precision}{mentions_by}, faiss {g.factory})")
         fusion = f" fused by {self.config['fusion']['method']}" if len(gens) > 1 else ""
         return (f"{' + '.join(gens)}{fusion}, routing {self.config['routing']}, "
                 f"{len(self.terminology)} concepts / {self.terminology.n_names} names")

@@ -185,12 +185,8 @@ class Encoder:
         self.batch_size = batch_size
         self.normalize = normalize
         self._requested_device = device
-        self._requested_precision = precision
-        if precision == "auto":  # config() keeps "auto": a saved index picks again on each machine
-            on_gpu = device.startswith("cuda") if device else torch.cuda.is_available() and backend != "onnx"
-            native = torch.cuda.is_bf16_supported() if on_gpu else _native_bf16()
-            precision = "bf16" if native and backend != "onnx" else "fp32"
-        self.precision = precision
+        self._requested_precision = precision  # config() keeps "auto": a saved index picks again on each machine
+        self.precision = precision = resolve_precision(precision, device, backend)
         # `auto` keeps adapter encoders on torch: their fp32 graph measured 1.05x torch (benchmarks/results/
         # encoding_speed_adapter.md), too little for the one-off export (~35 s) and a 470 MB graph.
         if precision == "bf16" and backend == "onnx":
@@ -376,6 +372,18 @@ class Encoder:
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
         return pooled.cpu().numpy()
+
+
+def resolve_precision(precision: str, device: str | None = None, backend: str = "auto") -> str:
+    """The precision an encoder runs at: ``auto`` is bf16 where the device computes it natively (a CUDA GPU with
+    bf16, a CPU with AVX512-BF16 / AMX) and the backend is torch, else fp32; any other value stays as it is."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    on_gpu = device.startswith("cuda") if device else torch.cuda.is_available() and backend != "onnx"
+    native = torch.cuda.is_bf16_supported() if on_gpu else _native_bf16()
+    return "bf16" if native and backend != "onnx" else "fp32"
 
 
 def _native_bf16() -> bool:
