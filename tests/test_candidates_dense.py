@@ -11,7 +11,7 @@ from test_candidates_core import HELD_OUT_ES, hpo_terminology, obo_terms, offici
 
 from xnorm import Mentions
 from xnorm.candidates import CandidateIndex, DenseGenerator
-from xnorm.candidates.cache import ROW_OVERHEAD, RowCache
+from xnorm.candidates.cache import ROW_OVERHEAD, RowCache, row_bytes
 from xnorm.cli.main import main
 from xnorm.errors import ArtifactError, ConfigError
 from xnorm.models.encoder import Encoder
@@ -112,13 +112,12 @@ def test_cache_answers_texts_of_earlier_batches_without_searching(term, encoder,
 
 
 def test_row_cache_drops_least_recently_used_rows_beyond_its_bound():
-    row_bytes = 4 * 13 + ROW_OVERHEAD
-    cache = RowCache(3 * row_bytes)
+    cache = RowCache(3 * row_bytes(4))
     rows = Candidates(np.arange(20).reshape(5, 4), np.ones((5, 4)), np.zeros((5, 4)), np.zeros((5, 4)))
     cache.put(["a", "b", "c"], rows[:3])
     cache.get(["a"], 4, "")  # "a" used: "b" is now the oldest
     cache.put(["d", "e"], rows[3:])
-    assert len(cache) == 3 and cache.nbytes == 3 * row_bytes
+    assert len(cache) == 3 and cache.nbytes == 3 * row_bytes(4) == 3 * (4 * 13 + ROW_OVERHEAD)
     found, got = cache.get(["a", "b", "c", "d", "e"], 4, "")
     assert found.tolist() == [True, False, False, True, True]
     np.testing.assert_array_equal(got.concepts[[0, 3, 4]], rows.concepts[[0, 3, 4]])

@@ -21,6 +21,11 @@ from ..types import Candidates
 ROW_OVERHEAD = 600
 
 
+def row_bytes(k: int) -> int:
+    """What one cached row of ``k`` slots counts against the bound (int32 + float32 + int32 + int8 per slot)."""
+    return k * 13 + ROW_OVERHEAD
+
+
 class RowCache:
     """Least-recently-used candidate rows by key, at most ``max_bytes`` (counted as data + ``ROW_OVERHEAD``)."""
 
@@ -64,14 +69,14 @@ class RowCache:
         """Store row i of ``rows`` under ``keys[i]``, dropping the least recently used rows beyond the bound."""
         if self.max_bytes <= 0:
             return
-        row_bytes = rows.shape[1] * 13 + ROW_OVERHEAD  # int32 + float32 + int32 + int8 per slot
+        size = row_bytes(rows.shape[1])
         with self._lock:
             for i, key in enumerate(keys):
                 if key not in self._rows:
-                    self._bytes += row_bytes
+                    self._bytes += size
                 self._rows[key] = (rows.concepts[i].copy(), rows.scores[i].copy(), rows.names[i].copy(),
                                    rows.routes[i].copy())
                 self._rows.move_to_end(key)
             while self._bytes > self.max_bytes and self._rows:
                 _, old = self._rows.popitem(last=False)
-                self._bytes -= len(old[0]) * 13 + ROW_OVERHEAD
+                self._bytes -= row_bytes(len(old[0]))

@@ -5,6 +5,7 @@ inside. An encoder is an ordinary object: several may live in one process (no gl
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import warnings
@@ -386,6 +387,7 @@ def resolve_precision(precision: str, device: str | None = None, backend: str = 
     return "bf16" if native and backend != "onnx" else "fp32"
 
 
+@functools.lru_cache(maxsize=1)
 def _native_bf16() -> bool:
     """Whether this CPU computes bfloat16 products natively (else oneDNN emulates them, slower than fp32); True
     where the CPU flags cannot be read (no warning on platforms we cannot inspect)."""
