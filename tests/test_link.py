@@ -382,7 +382,6 @@ def test_default_encoder_follows_the_terminology(tmp_path, monkeypatch):
     hpo = load_terminology("hpo-en")
     dense = [g for g in default_candidates(hpo)["generators"] if g["type"] == "dense"]
     assert dense[0]["model"] == DOMAIN_ENCODERS["HPO"] == "hpo-align-e5small"
-    assert dense[0]["precision"] == "auto"  # bf16 where native (benchmarks/results/encoding_speed_bf16.md)
     shipped = {a.name: a for a in zoo.list_adapters("encoder-adapter")}
     assert shipped["hpo-align-e5small"].manifest["base_model"] == "multilingual-e5-small"
     terms = tmp_path / "terms.tsv"
@@ -390,8 +389,8 @@ def test_default_encoder_follows_the_terminology(tmp_path, monkeypatch):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: r\nsources:\n  - type: tsv\n    path: {terms}\n")
     custom = load_terminology(str(recipe))
-    assert [(g["model"], g.get("precision", "fp32")) for g in default_candidates(custom)["generators"]
-            if g["type"] == "dense"] == [("multilingual-e5-small", "fp32")]
+    assert [g["model"] for g in default_candidates(custom)["generators"] if g["type"] == "dense"] == [
+        "multilingual-e5-small"]
     # The resolution happens where the index is built: swap the default for a TF-IDF-only one to stay fast.
     seen = []
     monkeypatch.setattr(linker_mod, "default_candidates", lambda t: seen.append(t.metadata.get("db_name")) or SPARSE)

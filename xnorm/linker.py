@@ -45,8 +45,6 @@ DEFAULT_CANDIDATES: dict[str, Any] = {
 # The encoder of the default pipeline per terminology (its db_name): an encoder adapter of the zoo trained on that
 # terminology's names where one ships (HPO: ja acc@1 0.21 -> 0.42, zh 0.13 -> 0.38, GSC+ 0.715 -> 0.745 on concepts
 # it never saw; benchmarks/results/fusion_aligned/), else the embedded e5-small above.
-# It encodes with precision "auto": bf16 where the device computes it natively (1.9x the names/s of fp32, recall and
-# in-context accuracy unchanged: benchmarks/results/encoding_speed_bf16.md), fp32 elsewhere.
 DOMAIN_ENCODERS = {"HPO": "hpo-align-e5small"}
 
 
@@ -55,7 +53,7 @@ def default_candidates(terminology=None) -> dict[str, Any]:
     cfg = json.loads(json.dumps(DEFAULT_CANDIDATES))
     db_name = terminology.metadata.get("db_name") if terminology is not None else None
     if db_name in DOMAIN_ENCODERS:
-        cfg["generators"][1].update(model=DOMAIN_ENCODERS[db_name], precision="auto")
+        cfg["generators"][1]["model"] = DOMAIN_ENCODERS[db_name]
     return cfg
 
 
