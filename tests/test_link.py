@@ -354,7 +354,7 @@ def test_language_detection_per_document(tmp_path):
     assert "lang" not in _read(out)[0]  # the document itself is unchanged
 
 
-def test_index_cache_follows_terminology_content(tmp_path):
+def test_index_cache_follows_terminology_content(tmp_path, monkeypatch):
     """A linker built from a recipe caches its index; editing the source file gives a new index."""
     from xnorm.linker import Linker
 
@@ -369,6 +369,14 @@ def test_index_cache_follows_terminology_content(tmp_path):
     again = Linker.from_config(cfg)
     preds = again.predict(Mentions.from_texts(["pyrexia"]))
     assert preds.concept_ids(again.terminology)[0, 0] == "X:2" and preds.scores[0, 0] > 0.99
+    # A changed default (not written in the config) gives a new index too, never the stale one.
+    from xnorm.candidates.config import SPARSE_DEFAULTS
+    from xnorm.paths import indexes_dir
+
+    cached = len(list(indexes_dir().iterdir()))
+    monkeypatch.setitem(SPARSE_DEFAULTS, "strip_accents", not SPARSE_DEFAULTS["strip_accents"])
+    Linker.from_config(cfg)
+    assert len(list(indexes_dir().iterdir())) == cached + 1
 
 
 def test_default_encoder_follows_the_terminology(tmp_path, monkeypatch):

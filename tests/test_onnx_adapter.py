@@ -112,7 +112,8 @@ def test_a_dense_index_runs_the_adapter_graph_on_request(trained: Path, tmp_path
     mentions = Mentions.from_texts(["fiebre corazón", "cefalea"], lang="es")
     config = {"generators": [{"type": "dense", "model": str(trained), "backend": "onnx"}]}
     index = CandidateIndex.build(term, config)
-    reference = CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(trained)}]})
+    reference = CandidateIndex.build(term, {"generators": [{"type": "dense", "model": str(trained),
+                                                            "precision": "fp32"}]})  # torch fp32
     got, ref = index.candidates(mentions, k=3), reference.candidates(mentions, k=3)
     np.testing.assert_array_equal(got.concepts, ref.concepts)
     np.testing.assert_allclose(got.scores, ref.scores, atol=1e-5)

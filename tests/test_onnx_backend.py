@@ -226,11 +226,15 @@ def test_onnx_fp32_without_onnxruntime_falls_back_to_torch(model_dir: Path, monk
     assert not (model_dir / "onnx").exists()
 
 
-def test_dense_generator_defaults_to_onnx_on_the_cpu_and_old_torch_indexes_keep_torch(
-        model_dir: Path, tmp_path: Path) -> None:
+def test_dense_generator_defaults_to_onnx_on_a_cpu_without_bf16_and_old_torch_indexes_keep_torch(
+        model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnx")
     from xnorm.candidates.index import CandidateIndex
+    from xnorm.models import encoder as encoder_module
     from xnorm.terminology import TerminologyBuilder
+
+    # precision auto: bf16 in torch where the CPU has it natively (test_models_encoder), else ONNX fp32 (here).
+    monkeypatch.setattr(encoder_module, "_native_bf16", lambda: False)
 
     b = TerminologyBuilder()
     for i, name in enumerate(t for t in TEXTS if t):

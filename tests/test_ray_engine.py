@@ -67,7 +67,10 @@ def _documents(path: Path) -> list[dict]:
 def test_link_ray_equals_local_and_reads_back_as_one_dataset(ray_cluster, data, tiny_model_dir, tmp_path):
     root = data["root"]
     cfg = tmp_path / "candidates.yaml"
-    cfg.write_text(f"generators:\n  - {{type: sparse}}\n  - {{type: dense, model: {tiny_model_dir}}}\n"
+    # fp32: equal scores need equal vectors, and a text's bf16 vector moves ~1e-3 with the batch it is encoded in
+    # (workers batch other documents together than the local run does).
+    cfg.write_text(f"generators:\n  - {{type: sparse}}\n"
+                   f"  - {{type: dense, model: {tiny_model_dir}, precision: fp32}}\n"
                    "fusion: {method: minmax, weights: [1, 2]}\n")
     index = tmp_path / "index"
     assert run("index", "--terminology", str(data["recipe"]), "--config", str(cfg), "-o", str(index),

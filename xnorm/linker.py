@@ -433,14 +433,15 @@ def _cached_index(terminology_spec: str, candidates_config: dict | None, show_pr
     terminology = load_terminology(terminology_spec)
     if candidates_config is None:
         candidates_config = default_candidates(terminology)
-    # The key covers the terminology's content, not its name: an edited source gives a new index; and the dense
-    # models' weights, not their names: an adapter retrained under the same name gives a new index too.
+    # The key covers the terminology's content, not its name: an edited source gives a new index; the dense
+    # models' weights, not their names: an adapter retrained under the same name gives a new index too; and the
+    # config with its defaults filled in: a changed default (e.g. precision) gives a new index, not a stale one.
     from .candidates.config import normalize_config
     from .models.registry import weights_fingerprint
 
-    generators = normalize_config(candidates_config, source=f"{terminology_spec} candidates")["generators"]
-    weights = [weights_fingerprint(g["model"]) for g in generators if g["type"] == "dense"]
-    h = hashlib.sha256(json.dumps({"candidates": candidates_config, "xnorm": __version__, "weights": weights},
+    full = normalize_config(candidates_config, source=f"{terminology_spec} candidates")
+    weights = [weights_fingerprint(g["model"]) for g in full["generators"] if g["type"] == "dense"]
+    h = hashlib.sha256(json.dumps({"candidates": full, "xnorm": __version__, "weights": weights},
                                   sort_keys=True, default=str).encode())
     for column in (terminology.concept_ids, terminology.name_texts, terminology.name_langs):
         h.update("\x1f".join(column.tolist()).encode())
