@@ -48,8 +48,9 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
 @click.option("--query-model", help="Encode the mentions with this query encoder (a zoo name or folder distilled "
               "from the index's dense model: faster linking, same index).")
-@click.option("--query-precision", type=click.Choice(PRECISIONS), default="fp32",
-              show_default=True, help="With --query-model: its precision (int8: ONNX Runtime, faster still).")
+@click.option("--query-precision", type=click.Choice(PRECISIONS),
+              help="With --query-model: its precision (default auto: bf16 where the CPU has it, else fp32 in ONNX "
+              "Runtime; int8: ONNX Runtime, faster still).")
 @engine_options("local: this process. ray: Ray Data workers, each holding the loaded linker (needs "
                 "`pip install \"xnorm[ray]\"`); OUTPUT is then a folder of BigBIO JSONL parts + manifest.",
                 workers_of="linker")
@@ -87,7 +88,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         raise click.UsageError("--mention needs --text.")
     if sum(x is not None for x in (index_dir, terminology, linker_dir, config_path)) > 1:
         raise click.UsageError("give at most one of --index, --terminology, --linker, --config.")
-    if query_precision != "fp32" and not query_model:
+    if query_precision is not None and not query_model:
         raise click.UsageError("--query-precision applies to --query-model.")
 
     if not quick:  # check the input before the (slower) linker is built
@@ -102,7 +103,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         if reranker_dir:
             built.set_reranker(reranker_dir)
         if query_model:
-            built.set_query_model(query_model, query_precision)
+            built.set_query_model(query_model, query_precision or "auto")
         if db_name:
             built.config.db_name = db_name
         return built

@@ -142,7 +142,8 @@ def test_query_encoder_encodes_the_mentions_of_its_teachers_index(tmp_path, tiny
     plain = CandidateIndex.build(term, {"generators": [dense]})
     fast = CandidateIndex.build(term, {"generators": [{**dense, "query_model": str(student)}]})
     gen = fast.generators[0]
-    np.testing.assert_allclose(gen.encode_queries(mentions.texts), Encoder(student).encode(mentions.texts), atol=1e-5)
+    same = Encoder(student, precision="auto", backend="auto")  # the generator's defaults
+    np.testing.assert_allclose(gen.encode_queries(mentions.texts), same.encode(mentions.texts), atol=1e-5)
     # Same name vectors (the teacher's), other query vectors: other scores over the same index.
     assert not np.allclose(plain.candidates(mentions, k=5).scores, fast.candidates(mentions, k=5).scores)
 

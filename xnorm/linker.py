@@ -75,7 +75,7 @@ class LinkerConfig:
     rerank_k: int | None = None  # candidates the reranker re-scores (the rest keep their order, score 0);
     # None: the k it was trained with (16 for a reranker that does not record it)
     query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
-    query_precision: str = "fp32"  # the query encoder's: fp32, int8 or int8-full (ONNX Runtime on the CPU)
+    query_precision: str = "auto"  # the query encoder's: auto (bf16 where native, else fp32), fp32, bf16, int8(-full)
     candidate_cache_mb: float = 64  # candidate rows kept across batches (a repeated mention is searched once); 0: off
 
     @classmethod
@@ -117,7 +117,7 @@ class Linker:
         if self.config.query_model:
             self.set_query_model(self.config.query_model, self.config.query_precision)
 
-    def set_query_model(self, model: str | None, precision: str = "fp32") -> None:
+    def set_query_model(self, model: str | None, precision: str = "auto") -> None:
         """Encode mentions with ``model``, a query encoder distilled from the model that encoded the index's names
         (faster linking, same index), at ``precision`` (``int8``: ONNX Runtime, faster still); ``None`` = the
         index's own model."""

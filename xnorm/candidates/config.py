@@ -63,7 +63,7 @@ DENSE_DEFAULTS: dict[str, Any] = {
     # A query encoder for the mentions (a distilled student of `model`, role query; None: `model` itself) and its
     # precision. It must have been distilled from these very weights: checked when the generator is built.
     "query_model": None,
-    "query_precision": "fp32",
+    "query_precision": "auto",  # bf16 where native (encoding_speed_bf16.md, third rule), else fp32 (ONNX)
     "index": "Flat",  # FAISS factory string: Flat, HNSW32, IVF1024,PQ16, ...
     "train_size": 100_000,  # names sampled to train IVF / PQ indexes
     "names_per_concept": 4,  # k_names = this x k: names -> concepts dedup needs more names than concepts

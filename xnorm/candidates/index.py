@@ -49,6 +49,13 @@ def _encoder_for(cfg: dict, encoders: Mapping[str, Any] | None, saved: dict | No
     return make_encoder(cfg)
 
 
+def _precision(settings: dict, key: str = "precision") -> str:
+    """What a dense generator's encoder runs at, e.g. ``bf16 (auto)``, for ``describe``."""
+    asked = settings.get(key, "fp32")
+    runs = resolve_precision(asked, settings.get("device"), settings.get("backend", "auto"))
+    return f"{runs} (auto)" if asked == "auto" else runs
+
+
 class CandidateIndex:
     """Generators fitted on one terminology, with routing, fusion and filters from one config."""
 
@@ -83,7 +90,7 @@ class CandidateIndex:
             generators.append(gen.fit(terminology, show_progress=show_progress))
         return cls(terminology, cfg, generators, time.perf_counter() - start)
 
-    def set_query_model(self, model: str | None, *, generator: str | None = None, precision: str = "fp32") -> None:
+    def set_query_model(self, model: str | None, *, generator: str | None = None, precision: str = "auto") -> None:
         """Encode the mentions of a dense generator with ``model``, a query encoder distilled from the model that
         encoded its names (``None``: that model again). The names' vectors stay as they are: no rebuild."""
         dense = [(i, g) for i, g in enumerate(self.generators) if isinstance(g, DenseGenerator)
@@ -174,11 +181,9 @@ class CandidateIndex:
                 gens.append(f"{g.name}(tfidf {g.analyzer} {g.ngram_range[0]}-{g.ngram_range[1]})")
             else:
                 query_model = g.settings.get("query_model")
-                mentions_by = f", mentions by {query_model} {g.settings.get('query_precision', 'fp32')}" \
+                mentions_by = f", mentions by {query_model} {_precision(g.settings, 'query_precision')}" \
                     if query_model else ""
-                asked = g.settings.get("precision", "fp32")
-                runs = resolve_precision(asked, g.settings.get("device"), g.settings.get("backend", "auto"))
-                precision = "" if asked == "fp32" else f" {runs}" + (" (auto)" if asked == "auto" else "")
+                precision = "" if g.settings.get("precision", "fp32") == "fp32" else f" {_precision(g.settings)}"
                 gens.append(f"{g.name}({g.settings.get('model', '?')}{precision}{mentions_by}, faiss {g.factory})")
         fusion = f" fused by {self.config['fusion']['method']}" if len(gens) > 1 else ""
         return (f"{' + '.join(gens)}{fusion}, routing {self.config['routing']}, "
