@@ -188,11 +188,11 @@ class Encoder:
         self._requested_device = device
         self._requested_precision = precision  # config() keeps "auto": a saved index picks again on each machine
         self.precision = precision = resolve_precision(precision, device, backend)
-        # `auto` keeps adapter encoders on torch: their fp32 graph measured 1.05x torch (benchmarks/results/
-        # encoding_speed_adapter.md), too little for the one-off export (~35 s) and a 470 MB graph.
         if precision == "bf16" and backend == "onnx":
             raise ConfigError("precision 'bf16' runs on the torch backend.", field="precision",
                               fix="use backend='torch' (or 'auto') with bf16, or fp32 / int8 with 'onnx'.")
+        # `auto` keeps adapter encoders on torch: their fp32 graph measured 1.05x torch (benchmarks/results/
+        # encoding_speed_adapter.md), too little for the one-off export (~35 s) and a 470 MB graph; bf16 is torch's.
         if backend == "auto":
             backend = "torch" if precision == "bf16" else _auto_backend(device, is_local and adapter is None)
         elif backend == "onnx" and precision == "fp32" and not _onnx_runtime_installed():
