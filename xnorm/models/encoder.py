@@ -383,7 +383,10 @@ def resolve_precision(precision: str, device: str | None = None, backend: str = 
     import torch
 
     on_gpu = device.startswith("cuda") if device else torch.cuda.is_available() and backend != "onnx"
-    native = torch.cuda.is_bf16_supported() if on_gpu else _native_bf16()
+    try:
+        native = torch.cuda.is_bf16_supported() if on_gpu else _native_bf16()
+    except (RuntimeError, AssertionError):  # CUDA asked for but absent: the device error comes later, clearer
+        native = False
     return "bf16" if native and backend != "onnx" else "fp32"
 
 
