@@ -258,6 +258,17 @@ def test_linker_keeps_candidates_across_batches_unless_told_not_to(hpo_index, tm
     again = list(linker.link(json.loads(json.dumps(docs)), overwrite=True, batch_size=2))
     assert cache.misses == misses and cache.hits >= misses  # every mention answered from the cache
     assert again == first
+    def renamed(x, suffix):  # every id made unique for the copy
+        if isinstance(x, dict):
+            return {k: f"{v}{suffix}" if k in ("id", "document_id") else renamed(v, suffix) for k, v in x.items()}
+        return [renamed(v, suffix) for v in x] if isinstance(x, list) else x
+
+    twice = tmp_path / "twice.jsonl"  # the notes, then the same notes again as other documents
+    twice.write_text("".join(json.dumps(renamed(d, copy)) + "\n" for copy in ("", "-again") for d in docs))
+    res = run("link", str(twice), "-o", str(tmp_path / "t.jsonl"), "--index", str(hpo_index), "--explain",
+              "--batch-size", "3")
+    distinct = len({e["text"][0] for d in docs for e in d["entities"]})
+    assert res.exit_code == 0 and f"candidate cache: {distinct} of {2 * distinct} distinct" in res.output, res.output
     off = Linker.from_config({"index": str(hpo_index), "candidate_cache_mb": 0})
     assert off.index.generators[0].cache is None
     assert list(off.link(json.loads(json.dumps(docs)), overwrite=True)) == first

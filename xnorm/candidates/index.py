@@ -118,6 +118,15 @@ class CandidateIndex:
         for g in self.generators:
             g.clear_cache()
 
+    def describe_cache(self) -> str | None:
+        """One line on the candidate cache since it was set (None when off), for ``xnorm link --explain``."""
+        cache = self.generators[0].cache
+        if cache is None:
+            return None
+        looked = cache.hits + cache.misses
+        return (f"candidate cache: {cache.hits:,} of {looked:,} distinct (generator, text) lookups answered from "
+                f"earlier batches; {cache.nbytes / 2**20:.1f} MB held")
+
     # ---- candidates --------------------------------------------------------------------------------------
     def generator_candidates(self, mentions: Mentions, k: int = 64) -> dict[str, Candidates]:
         """Each generator's own ranked list (before fusion and filters), by generator name.
