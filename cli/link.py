@@ -147,8 +147,9 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
                              batch_size=batch_size, lang=lang, progress=progress)
         n_docs = write_documents(linked, output, format=fmt)
     click.echo(f"linked {done[0]} mentions in {n_docs} documents -> {output}", err=True)
-    if explain and linker.index.describe_cache():
-        click.echo(linker.index.describe_cache(), err=True)
+    cache_line = linker.index.describe_cache() if explain else None
+    if cache_line:
+        click.echo(cache_line, err=True)
     if done[0] == 0:
         click.echo(f"xnorm: warning: {input_path} holds no entity mentions; the documents were copied unchanged.",
                    err=True)
