@@ -269,6 +269,10 @@ def test_linker_keeps_candidates_across_batches_unless_told_not_to(hpo_index, tm
               "--batch-size", "3")
     distinct = len({e["text"][0] for d in docs for e in d["entities"]})
     assert res.exit_code == 0 and f"candidate cache: {distinct} of {2 * distinct} distinct" in res.output, res.output
+    res = run("link", str(EXAMPLE), "-o", str(tmp_path / "q.jsonl"), "--index", str(hpo_index),
+              "--query-precision", "int8")  # a query encoder's precision without a query encoder
+    assert res.exit_code == 2 and "--query-precision applies to --query-model" in res.output
+    assert not (tmp_path / "q.jsonl").exists()
     off = Linker.from_config({"index": str(hpo_index), "candidate_cache_mb": 0})
     assert off.index.generators[0].cache is None
     assert list(off.link(json.loads(json.dumps(docs)), overwrite=True)) == first
