@@ -6,6 +6,7 @@ import sys
 import click
 
 from xnorm.models.encoder import PRECISIONS  # already imported by `xnorm` itself: no start-up cost
+from xnorm.rerank.model import PRECISIONS as RERANK_PRECISIONS
 
 from .engine_options import engine_options
 
@@ -46,6 +47,9 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               help="Documents per batch; a mention text repeated within a batch is searched once.")
 @click.option("--reranker", "reranker_dir", help="Rerank the top candidates with this reranker folder "
               "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
+@click.option("--rerank-precision", type=click.Choice(RERANK_PRECISIONS),
+              help="The reranker's precision: auto (bf16 where the CPU/GPU has it natively), fp32 or bf16 "
+              "[default: the linker config's rerank_precision].")
 @click.option("--query-model", help="Encode the mentions with this query encoder (a zoo name or folder distilled "
               "from the index's dense model: faster linking, same index).")
 @click.option("--query-precision", type=click.Choice(PRECISIONS),
@@ -58,7 +62,7 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               help="--engine ray: documents per output part file.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
          output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size,
-         reranker_dir, query_model, query_precision, engine, address, workers, part_docs):
+         reranker_dir, rerank_precision, query_model, query_precision, engine, address, workers, part_docs):
     """Normalize entity mentions in INPUT and write OUTPUT.
 
     INPUT holds documents with entity mentions: BigBIO kb JSONL, a BRAT folder (.txt + .ann), PubTator, or a
@@ -100,8 +104,11 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
 
     def build():  # the linker the options describe (Ray workers get it saved, the local engine uses it directly)
         built = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
-        if reranker_dir:
-            built.set_reranker(reranker_dir)
+        if reranker_dir or rerank_precision:
+            if not (reranker_dir or built.reranker):
+                raise click.UsageError("--rerank-precision applies to a reranker (--reranker, or one in the "
+                                       "linker or config).")
+            built.set_reranker(reranker_dir or built.reranker, rerank_precision)
         if query_model:
             built.set_query_model(query_model, query_precision or "auto")
         if db_name:
@@ -113,7 +120,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
             raise click.UsageError("--engine ray links INPUT files; quick use (--text/--terms) runs locally.")
         if output_format == "brat":
             raise click.UsageError("--engine ray writes a folder of BigBIO JSONL parts; drop --output-format brat.")
-        saved = linker_dir if linker_dir and not (reranker_dir or query_model) else None
+        saved = linker_dir if linker_dir and not (reranker_dir or rerank_precision or query_model) else None
         _link_ray(input_path, output, fmt_in, lang, db_name, threshold, saved, build, address, workers,
                   batch_size, dict(top_k=top_k, field=field, overwrite=overwrite, explain=explain, lang=lang,
                                    docs_per_part=part_docs))

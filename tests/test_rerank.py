@@ -618,3 +618,64 @@ def test_language_adapter_found_in_the_zoo(index, stacked, es_adapter, tiny_mode
     rr.use_zoo = False
     without = rr.logits(m, cands, index.terminology)
     assert not np.allclose(with_zoo, without)
+
+
+def test_bf16_precision_scores_close_to_fp32_and_trains(index, trained, tiny_model_dir, monkeypatch):
+    import torch
+
+    from xnorm.errors import ConfigError
+    from xnorm.models import encoder
+    from xnorm.rerank import Reranker, train_reranker
+
+    _, _, out, ex = trained
+    cands = index.candidates(ex.mentions, 4)
+    fp32 = Reranker.load(out, precision="fp32")
+    bf16 = Reranker.load(out, precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    a = fp32.logits(ex.mentions, cands, index.terminology)
+    b = bf16.logits(ex.mentions, cands, index.terminology)
+    finite = np.isfinite(a)
+    assert (finite == np.isfinite(b)).all() and not np.array_equal(a[finite], b[finite])  # bf16 really ran
+    np.testing.assert_allclose(b[finite], a[finite], atol=0.1 * np.abs(a[finite]).max())
+    # auto: bf16 only where the CPU computes it natively; a bad value names the field.
+    monkeypatch.setattr(encoder, "_native_bf16", lambda: False)
+    assert fp32.set_precision("auto").precision == "fp32" and fp32.requested_precision == "auto"
+    monkeypatch.setattr(encoder, "_native_bf16", lambda: True)
+    assert fp32.set_precision("auto").precision == "bf16"
+    with pytest.raises(ConfigError, match="precision"):
+        fp32.set_precision("fp16")
+    # Training under bf16 autocast: the trained tensors stay fp32, the loss falls, the manifest records it.
+    rr, report = train_reranker(index, ex, out.parent / "bf16", k=4, base_model=str(tiny_model_dir), steps=30,
+                                batch_size=5, lr=3e-2, warmup=0.0, adapter_config=SMALL_ADAPTER, prior_weight=None,
+                                pair_settings={"max_length": 24}, precision="bf16", show_progress=False)
+    assert report["precision"] == "bf16"
+    assert np.mean(report["losses"][-5:]) < np.mean(report["losses"][:5])
+    assert all(p.dtype == torch.float32 for p in rr.trainable_parameters())
+    manifest = json.loads((out.parent / "bf16" / "manifest.json").read_text())
+    assert manifest["training"]["precision"] == "bf16"
+
+
+def test_linker_rerank_precision_config_and_cli(index_dir, trained, tmp_path):
+    from xnorm.errors import ConfigError
+    from xnorm.linker import Linker
+
+    _, _, out, _ = trained
+    linker = Linker.from_config({"index": str(index_dir), "reranker": str(out), "rerank_precision": "bf16",
+                                 "abbreviations": False})
+    assert linker.reranker.precision == "bf16"
+    linker.save(tmp_path / "linker")
+    assert Linker.load(tmp_path / "linker").reranker.precision == "bf16"  # the saved config keeps it
+    linker.set_reranker(linker.reranker, "fp32")
+    assert linker.reranker.precision == "fp32" and linker.config.rerank_precision == "fp32"
+    with pytest.raises(ConfigError, match="rerank_precision"):
+        Linker.from_config({"index": str(index_dir), "rerank_precision": "half"})
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("\n".join(json.dumps(d) for d in DOCS) + "\n")
+    r = _run("link", str(plain), "-o", str(tmp_path / "l.jsonl"), "--index", str(index_dir), "--reranker", str(out),
+             "--rerank-precision", "bf16", "--explain")
+    assert r.exit_code == 0, r.output
+    assert "bf16" in r.output  # --explain names the reranker's precision
+    r = _run("link", str(plain), "-o", str(tmp_path / "l2.jsonl"), "--index", str(index_dir),
+             "--rerank-precision", "bf16")
+    assert r.exit_code == 2 and "--rerank-precision applies to a reranker" in r.output
+    assert not (tmp_path / "l2.jsonl").exists()

@@ -21,6 +21,7 @@ from . import __version__
 from ._io import atomic_dir, read_yaml_mapping, sha256_file
 from .errors import ArtifactError, ConfigError
 from .models.encoder import PRECISIONS
+from .rerank.model import DEFAULT_PRECISION as RERANK_PRECISION, PRECISIONS as RERANK_PRECISIONS
 from .paths import indexes_dir
 from .terminology.core import read_manifest, verify_checksums
 from .types import ROUTE_NAMES, Candidates, Mentions
@@ -74,6 +75,7 @@ class LinkerConfig:
     reranker: str | None = None  # a reranker folder (`xnorm train-reranker`), CrossEncoder folder or zoo name
     rerank_k: int | None = None  # candidates the reranker re-scores (the rest keep their order, score 0);
     # None: the k it was trained with (16 for a reranker that does not record it)
+    rerank_precision: str = RERANK_PRECISION  # the reranker's forward pass: auto (bf16 where native), fp32, bf16
     query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
     query_precision: str = "auto"  # the query encoder's: auto (bf16 where native, else fp32), fp32, bf16, int8(-full)
     candidate_cache_mb: float = 64  # candidate rows kept across batches (a repeated mention is searched once); 0: off
@@ -94,6 +96,9 @@ class LinkerConfig:
         if cfg.rerank_k is not None and cfg.rerank_k < 1:
             raise ConfigError(f"rerank_k must be >= 1, got {cfg.rerank_k}.", file=source, field="rerank_k",
                               fix="use e.g. 16.")
+        if cfg.rerank_precision not in RERANK_PRECISIONS:
+            raise ConfigError(f"unknown rerank_precision {cfg.rerank_precision!r}.", file=source,
+                              field="rerank_precision", fix=f"use one of {', '.join(RERANK_PRECISIONS)}.")
         if cfg.query_precision not in PRECISIONS:
             raise ConfigError(f"unknown query_precision {cfg.query_precision!r}.", file=source,
                               field="query_precision", fix=f"use one of {', '.join(PRECISIONS)}.")
@@ -110,10 +115,10 @@ class Linker:
     def __init__(self, index, config: LinkerConfig | None = None, reranker=None) -> None:
         self.index = index
         self.config = config or LinkerConfig()
-        self.reranker = reranker
+        self.reranker = None
         self.index.set_cache(self.config.candidate_cache_mb)
-        if reranker is None and self.config.reranker:
-            self.set_reranker(self.config.reranker)
+        if reranker is not None or self.config.reranker:
+            self.set_reranker(reranker if reranker is not None else self.config.reranker)
         if self.config.query_model:
             self.set_query_model(self.config.query_model, self.config.query_precision)
 
@@ -124,17 +129,25 @@ class Linker:
         self.index.set_query_model(model, precision=precision)
         self.config.query_model, self.config.query_precision = model, precision
 
-    def set_reranker(self, reranker) -> None:
-        """Use a reranker: a ``Reranker``, its folder, a CrossEncoder folder or an adapter-zoo name; ``None`` = off."""
+    def set_reranker(self, reranker, precision: str | None = None) -> None:
+        """Use a reranker: a ``Reranker``, its folder, a CrossEncoder folder or an adapter-zoo name; ``None`` = off.
+        ``precision`` (default: the config's ``rerank_precision``): ``auto`` (bf16 where native), fp32 or bf16."""
+        precision = precision or self.config.rerank_precision
+        if precision not in RERANK_PRECISIONS:
+            raise ConfigError(f"unknown rerank_precision {precision!r}.", field="rerank_precision",
+                              fix=f"use one of {', '.join(RERANK_PRECISIONS)}.")
+        self.config.rerank_precision = precision
         if reranker is None or hasattr(reranker, "rerank"):
             self.reranker = reranker
             self.config.reranker = getattr(reranker, "path", None) if reranker is not None else None
-            return
-        from .rerank import Reranker
+        else:
+            from .rerank import Reranker
 
-        path = _resolve_reranker(str(reranker))
-        self.reranker = Reranker.load(path)
-        self.config.reranker = str(path)
+            path = _resolve_reranker(str(reranker))
+            self.reranker = Reranker.load(path)
+            self.config.reranker = str(path)
+        if hasattr(self.reranker, "set_precision"):
+            self.reranker.set_precision(precision)
 
     # ---- construction --------------------------------------------------------------------------------------
     @classmethod

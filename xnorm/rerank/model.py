@@ -64,6 +64,10 @@ POOLINGS = ("mean", "cls", "segments")
 # on held-out labels rose +0.036/+0.043 above the candidates with "segments" (2 runs) and at most +0.011 with "mean".
 DEFAULT_POOLING = "segments"
 DEFAULT_PRIOR_WEIGHT = 4.0
+# Precision of the base model's forward pass (training and inference): "bf16" runs it under torch autocast
+# (weights and gradients stay fp32, the head reads fp32), "auto" picks bf16 where the device computes it natively.
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "fp32"
 
 
 def _lang_key(lang: str) -> str:
@@ -243,6 +247,7 @@ class Reranker:
         self.path: str | None = None  # the folder it was loaded from
         self.model_dir: str | None = None  # the resolved base model folder
         self.base_adapter = False  # base_model is an encoder adapter (BASE_ADAPTER, frozen, under the task adapter)
+        self.set_precision(DEFAULT_PRECISION)  # precision: requested_precision resolved for the device
 
     # ---- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -250,12 +255,13 @@ class Reranker:
                adapter_config: Mapping | None = None, source_lang_adapter: tuple[str, str] | None = None,
                lang_adapters: Mapping[str, str] | None = None, pair_settings: Mapping | None = None,
                dropout: float = 0.1, prior_weight: float | None = DEFAULT_PRIOR_WEIGHT, pooling: str = DEFAULT_POOLING,
-               seed: int = 0) -> "Reranker":
+               seed: int = 0, precision: str = DEFAULT_PRECISION) -> "Reranker":
         """A new, untrained reranker over ``base_model`` (registry name or HF folder).
 
         ``mode="stack"`` needs ``source_lang_adapter = (lang, folder)``: the frozen language adapter trained
         under the task adapter. ``lang_adapters``: more language adapters used at inference.
         ``prior_weight``: start weight of the generator prior (see ``_scoring_head``); ``None``: no prior.
+        ``precision``: see :meth:`set_precision`.
         """
         import torch
 
@@ -292,7 +298,7 @@ class Reranker:
         rr.model_dir = path
         rr.base_adapter = base_adapter
         rr.prepare_training()
-        return rr
+        return rr.set_precision(precision)
 
     def prepare_training(self) -> None:
         """Freeze what this mode keeps frozen; activate the adapter setup used in training."""
@@ -327,11 +333,32 @@ class Reranker:
         if self.model is not None:
             self.model.to(device)
             self.head.to(device)
-        return self
+        return self.set_precision(self.requested_precision)
 
     @property
     def device(self):
+        if self.cross_encoder is not None:
+            return self.cross_encoder.model.device
         return next(self.head.parameters()).device
+
+    def set_precision(self, precision: str) -> "Reranker":
+        """Run the base model at ``precision``: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where native)."""
+        from ..models.encoder import _native_bf16, resolve_precision
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown reranker precision {precision!r}.", field="precision",
+                              fix=f"use one of {', '.join(PRECISIONS)}.")
+        self.requested_precision = precision
+        self.precision = resolve_precision(precision, str(self.device))
+        if self.precision == "bf16" and self.device.type == "cpu" and not _native_bf16():
+            log.warning("this CPU has no native bfloat16 (AVX512-BF16 / AMX): reranker precision 'bf16' will be "
+                        "slower than fp32 here")
+        return self
+
+    def _autocast(self):
+        import torch
+
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     # ---- language adapters -----------------------------------------------------------------------------------
     def _ensure_lang(self, lang: str) -> str:
@@ -397,8 +424,10 @@ class Reranker:
 
         inputs = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask",
                                                                          "token_type_ids")}
-        out = self.model(**inputs)
+        with self._autocast():
+            out = self.model(**inputs)
         hidden = out[0] if isinstance(out, tuple) else getattr(out, "last_hidden_state", out[0])
+        hidden = hidden.float()  # the head and pooling in fp32 whatever the precision
         pooling = self.info.get("pooling", "cls")
         if pooling == "mean":
             pooled = _mean(hidden, inputs["attention_mask"] > 0)
@@ -432,9 +461,10 @@ class Reranker:
         pair_adapter = np.asarray([adapter_of[langs[r]] or "" for r in rows], dtype=object)
         flat = np.empty(len(firsts), dtype=np.float32)
         if self.cross_encoder is not None:
-            flat[:] = self.cross_encoder.predict(list(zip(firsts, seconds)), batch_size=batch_size,
-                                                 activation_fn=torch.nn.Identity(), convert_to_numpy=True,
-                                                 show_progress_bar=progress)
+            with self._autocast():
+                flat[:] = self.cross_encoder.predict(list(zip(firsts, seconds)), batch_size=batch_size,
+                                                     activation_fn=torch.nn.Identity(), convert_to_numpy=True,
+                                                     show_progress_bar=progress)
         else:
             self.model.eval()
             self.head.eval()
@@ -498,11 +528,11 @@ class Reranker:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, lang_adapters: Mapping[str, str] | None = None,
-             base_model: str | None = None) -> "Reranker":
+             base_model: str | None = None, precision: str = DEFAULT_PRECISION) -> "Reranker":
         """A folder written by :meth:`save`, or a sentence-transformers ``CrossEncoder`` folder.
 
         ``lang_adapters`` adds (or overrides) language adapters; ``base_model`` overrides the stored base
-        (e.g. when the model folder moved).
+        (e.g. when the model folder moved); ``precision``: see :meth:`set_precision`.
         """
         path = Path(path)
         if not path.is_dir():
@@ -511,7 +541,7 @@ class Reranker:
         if not (path / "manifest.json").is_file() and _is_cross_encoder(path):
             ce = cls._load_cross_encoder(path)
             ce.path = str(path)
-            return ce
+            return ce.set_precision(precision)
         manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
         verify_checksums(path, manifest)
         from safetensors.torch import load_file
@@ -549,7 +579,7 @@ class Reranker:
         rr.model_dir = model_path
         rr.base_adapter = base_adapter
         rr._activate(None)
-        return rr
+        return rr.set_precision(precision)
 
     @classmethod
     def _load_cross_encoder(cls, path: Path) -> "Reranker":
@@ -563,10 +593,11 @@ class Reranker:
                    pair_settings={}, cross_encoder=ce)
 
     def describe(self) -> str:
+        precision = self.precision + (" (auto)" if self.requested_precision == "auto" else "")
         if self.cross_encoder is not None:
-            return f"CrossEncoder({self.base_model})"
+            return f"CrossEncoder({self.base_model}, {precision})"
         langs = ",".join(sorted(self.lang_adapters)) or "none"
-        return f"reranker({self.mode}, {Path(str(self.base_model)).name}, language adapters: {langs})"
+        return f"reranker({self.mode}, {Path(str(self.base_model)).name}, {precision}, language adapters: {langs})"
 
 
 _MANIFEST_CORE = {"format", "format_version", "xnorm_version", "mode", "base_model", "adapter_config",

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..types import Candidates
 from .loss import generator_distribution, generator_minmax, rank_regularized_loss
-from .model import DEFAULT_BASE, DEFAULT_POOLING, DEFAULT_PRIOR_WEIGHT, Reranker
+from .model import DEFAULT_BASE, DEFAULT_POOLING, DEFAULT_PRECISION, DEFAULT_PRIOR_WEIGHT, Reranker
 from .supervision import Examples, candidates_for
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ def train_reranker(
     prior_weight: float | None = DEFAULT_PRIOR_WEIGHT,
     pooling: str = DEFAULT_POOLING,
     device: str | None = None,
+    precision: str = DEFAULT_PRECISION,
     threads: int | None = 2,
     max_seconds: float | None = None,
     show_progress: bool = True,
@@ -131,6 +132,8 @@ def train_reranker(
     ``prior_weight``: the reranker adds ``w · minmax(generator score)`` to its score, w learned from this start
     (an untrained reranker then ranks as the generator did); ``None`` for a plain cross-encoder.
     ``pooling``: what the scoring head reads (``mean``, ``cls``, ``segments``; see :mod:`xnorm.rerank.model`).
+    ``precision``: the base model's forward and backward pass, ``fp32``, ``bf16`` (autocast; the trained tensors
+    and their optimizer state stay fp32) or ``auto`` (bf16 where the device computes it natively).
     """
     import torch
     from tqdm import tqdm
@@ -159,7 +162,7 @@ def train_reranker(
 
     reranker = Reranker.create(base_model, mode=mode, adapter_config=adapter_config, source_lang_adapter=lang_adapter,
                                lang_adapters=lang_adapters, pair_settings=pair_settings, prior_weight=prior_weight,
-                               pooling=pooling, seed=seed)
+                               pooling=pooling, seed=seed, precision=precision)
     dev_name = _device(device)
     reranker.to(dev_name)
     params = reranker.trainable_parameters()
@@ -176,7 +179,8 @@ def train_reranker(
 
     report: dict[str, Any] = {"prior_weight_init": prior_weight, "train_mentions": int(len(known)), "dropped_no_gold": int(len(train) - len(known)),
                               "k": k, "lambda": lam, "mode": mode, "pooling": pooling, "lr": lr, "batch_size": batch_size,
-                              "steps_planned": total, "seed": seed, "device": dev_name, "missing_gold": missing_gold,
+                              "steps_planned": total, "seed": seed, "device": dev_name, "precision": reranker.precision,
+                              "missing_gold": missing_gold,
                               "candidate_seconds": round(candidate_seconds, 2), "dev": [], "losses": []}
     n_dev = sum(len(ex) for ex in devs.values())
     cand_acc = {name: float((dev_cands[name].concepts[:, 0] == ex.gold).mean()) for name, ex in devs.items()}
@@ -184,8 +188,13 @@ def train_reranker(
         report["dev_acc1_candidates"] = sum(cand_acc[n] * len(ex) for n, ex in devs.items()) / n_dev
         report["dev_sets_candidates"] = cand_acc
 
+    eval_seconds = 0.0
+
     def evaluate() -> dict:
+        nonlocal eval_seconds
+        t = time.perf_counter()
         accs = {n: accuracy_at_1(reranker, ex, dev_cands[n], terminology) for n, ex in devs.items()}
+        eval_seconds += time.perf_counter() - t
         return {"step": step, "acc1": sum(accs[n] * len(ex) for n, ex in devs.items()) / n_dev,
                 "gain": min(accs[n] - cand_acc[n] for n in devs), "sets": accs}
 
@@ -253,8 +262,8 @@ def train_reranker(
                       best_step=ev["step"])
     reranker.model.eval()
     reranker.head.eval()
-    report.update({"steps": step, "train_seconds": round(train_seconds, 1),
-                   "seconds_per_mention": round(train_seconds / max(1, step * batch_size), 4),
+    report.update({"steps": step, "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
+                   "seconds_per_mention": round((train_seconds - eval_seconds) / max(1, step * batch_size), 4),
                    "parameters": reranker.parameter_counts()})
     if output_dir is not None:
         reranker.save(output_dir, lam=lam, k=k, training={
