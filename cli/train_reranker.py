@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from xnorm.rerank.model import DEFAULT_PRECISION, PRECISIONS  # light: no torch at import (as cli/link.py)
+
 
 def _lang_adapter(ctx, param, values):
     out = {}
@@ -60,9 +62,9 @@ def _lang_adapter(ctx, param, values):
 @click.option("--lang", help="Language of documents whose format has none (brat, PubTator).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", help="cpu, cuda, ... [default: cuda when present].")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
               help="The base model's forward/backward pass: bf16 autocast (trained tensors stay fp32), fp32, or "
-                   "auto (bf16 where the CPU/GPU computes it natively) [default: fp32].")
+                   "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
 def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
                    max_length, context_chars, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior,
@@ -82,7 +84,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
     from xnorm.candidates import CandidateIndex
     from xnorm.errors import ConfigError
     from xnorm.rerank import train_reranker as train
-    from xnorm.rerank.model import DEFAULT_PRECISION, DEFAULT_PRIOR_WEIGHT
+    from xnorm.rerank.model import DEFAULT_PRIOR_WEIGHT
     from xnorm.rerank.supervision import load_examples
 
     index = CandidateIndex.load(index_dir)
@@ -102,7 +104,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
                       lang_adapters={x: p for x, p in lang_adapters.items() if x != source_lang or mode != "stack"},
                       pair_settings={"max_length": max_length, "context_chars": context_chars},
                       prior_weight=None if no_prior else DEFAULT_PRIOR_WEIGHT, pooling=pooling,
-                      device=device, precision=precision or DEFAULT_PRECISION, threads=threads,
+                      device=device, precision=precision, threads=threads,
                       max_seconds=max_seconds)
     best = (f", best dev acc@1 {report['best_dev_acc1']:.4f} (worst-set gain {report['best_dev_gain']:+.4f}) at step "
             f"{report['best_step']}" if "best_dev_acc1" in report else "")

@@ -96,9 +96,7 @@ class LinkerConfig:
         if cfg.rerank_k is not None and cfg.rerank_k < 1:
             raise ConfigError(f"rerank_k must be >= 1, got {cfg.rerank_k}.", file=source, field="rerank_k",
                               fix="use e.g. 16.")
-        if cfg.rerank_precision not in RERANK_PRECISIONS:
-            raise ConfigError(f"unknown rerank_precision {cfg.rerank_precision!r}.", file=source,
-                              field="rerank_precision", fix=f"use one of {', '.join(RERANK_PRECISIONS)}.")
+        _check_rerank_precision(cfg.rerank_precision, source)
         if cfg.query_precision not in PRECISIONS:
             raise ConfigError(f"unknown query_precision {cfg.query_precision!r}.", file=source,
                               field="query_precision", fix=f"use one of {', '.join(PRECISIONS)}.")
@@ -132,10 +130,7 @@ class Linker:
     def set_reranker(self, reranker, precision: str | None = None) -> None:
         """Use a reranker: a ``Reranker``, its folder, a CrossEncoder folder or an adapter-zoo name; ``None`` = off.
         ``precision`` (default: the config's ``rerank_precision``): ``auto`` (bf16 where native), fp32 or bf16."""
-        precision = precision or self.config.rerank_precision
-        if precision not in RERANK_PRECISIONS:
-            raise ConfigError(f"unknown rerank_precision {precision!r}.", field="rerank_precision",
-                              fix=f"use one of {', '.join(RERANK_PRECISIONS)}.")
+        precision = _check_rerank_precision(precision or self.config.rerank_precision)
         self.config.rerank_precision = precision
         if reranker is None or hasattr(reranker, "rerank"):
             self.reranker = reranker
@@ -397,6 +392,13 @@ def _explanations(preds: Candidates, terminology) -> np.ndarray:
             "route": ROUTE_NAMES[preds.routes[i, j]],
         }
     return out
+
+
+def _check_rerank_precision(precision: str, source: str | None = None) -> str:
+    if precision not in RERANK_PRECISIONS:
+        raise ConfigError(f"unknown rerank_precision {precision!r}.", file=source, field="rerank_precision",
+                          fix=f"use one of {', '.join(RERANK_PRECISIONS)}.")
+    return precision
 
 
 def _resolve_reranker(spec: str) -> Path:

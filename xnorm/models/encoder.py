@@ -231,9 +231,8 @@ class Encoder:
                                                      adapter_dir=adapter_dir if adapter is not None else None)
         elif precision.startswith("int8"):
             self.model = _quantize(self.model, full=precision == "int8-full")
-        elif precision == "bf16" and self.device.startswith("cpu") and not _native_bf16():
-            logger.warning("this CPU has no native bfloat16 (AVX512-BF16 / AMX): precision 'bf16' will be slower "
-                           "than fp32 here")
+        else:
+            warn_if_emulated_bf16(precision, self.device)
         self.model.to(self.device)
         self.model.eval()
         if self._onnx is not None:
@@ -388,6 +387,13 @@ def resolve_precision(precision: str, device: str | None = None, backend: str = 
     except (RuntimeError, AssertionError):  # CUDA asked for but absent: the device error comes later, clearer
         native = False
     return "bf16" if native and backend != "onnx" else "fp32"
+
+
+def warn_if_emulated_bf16(precision: str, device: str, what: str = "precision") -> None:
+    """Warn when bf16 runs on a CPU that only emulates it (slower than fp32 there)."""
+    if precision == "bf16" and device.startswith("cpu") and not _native_bf16():
+        logger.warning("this CPU has no native bfloat16 (AVX512-BF16 / AMX): %s 'bf16' will be slower than fp32 "
+                       "here", what)
 
 
 @functools.lru_cache(maxsize=1)

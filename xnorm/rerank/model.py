@@ -343,16 +343,14 @@ class Reranker:
 
     def set_precision(self, precision: str) -> "Reranker":
         """Run the base model at ``precision``: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where native)."""
-        from ..models.encoder import _native_bf16, resolve_precision
+        from ..models.encoder import resolve_precision, warn_if_emulated_bf16
 
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown reranker precision {precision!r}.", field="precision",
                               fix=f"use one of {', '.join(PRECISIONS)}.")
         self.requested_precision = precision
         self.precision = resolve_precision(precision, str(self.device))
-        if self.precision == "bf16" and self.device.type == "cpu" and not _native_bf16():
-            log.warning("this CPU has no native bfloat16 (AVX512-BF16 / AMX): reranker precision 'bf16' will be "
-                        "slower than fp32 here")
+        warn_if_emulated_bf16(self.precision, str(self.device), "reranker precision")
         return self
 
     def _autocast(self):
