@@ -210,8 +210,6 @@ def dev_agreement(tokenizer, model, data: dict, max_length: int, index=None) -> 
 def main(argv=None) -> None:
     import torch
 
-    from xnorm._io import atomic_dir
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[0, 4, 8, 11], help="teacher layers the student keeps")
     ap.add_argument("--role", choices=["both", "query"], default="both",
@@ -287,38 +285,46 @@ def main(argv=None) -> None:
                         **dev_agreement(tokenizer, model, data, args.max_length, index)})
 
     model.to("cpu")
-    trained = sum(p.numel() for p in params)
     total = step + earlier.get("steps", 0)  # with an --init run's steps
-    with atomic_dir(args.out) as tmp:  # the folder appears complete or not at all
+    save_student(args.out, model, tokenizer, role=args.role, layers=args.layers, steps=total, pack=args.pack,
+                 max_length=args.max_length,
+                 fields={"init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
+                         "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                         "examples": {"train": int(n), "dev": int(len(data["dev_texts"])),
+                                      "per_lang_queries": args.per_lang_queries},
+                         "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
+                         "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}",
+                         "history": history})
+    print(f"saved {args.out}: {step} steps in {train_s:.0f} s", flush=True)
+
+
+def save_student(out: Path, model, tokenizer, *, role: str, layers: list[int], steps: int, fields: dict,
+                 max_length: int = 32, pack: str | None = None) -> None:
+    """The student folder (Hugging Face model + tokenizer, encoder settings, the teacher's split, a manifest with
+    ``fields``), atomically; ``pack`` also puts it into the user zoo under that name."""
+    from xnorm._io import atomic_dir
+
+    trained = sum(p.numel() for n, p in model.named_parameters() if n != "embeddings.word_embeddings.weight")
+    with atomic_dir(out) as tmp:  # the folder appears complete or not at all
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        settings = {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "",
-                    "max_length": args.max_length}
-        if args.role == "query":  # mentions only, into the teacher's index: pinned to the teacher's weights
+        settings = {"pooling": "mean", "query_prefix": QUERY_PREFIX, "passage_prefix": "", "max_length": max_length}
+        if role == "query":  # mentions only, into the teacher's index: pinned to the teacher's weights
             from xnorm.models.registry import weights_fingerprint
 
             settings.update(role="query", index_model=TEACHER, index_fingerprint=weights_fingerprint(TEACHER))
         (tmp / "xnorm_encoder.json").write_text(json.dumps(settings))
         shutil.copy(REPO / "adapters_zoo" / TEACHER / "split.json", tmp / "split.json")
         (tmp / "manifest.json").write_text(json.dumps({
-            "kind": "distilled-encoder", "teacher": TEACHER, "role": args.role, "layers": args.layers,
-            "steps": total, "best_step": total,
-            "init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
-            "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-            "trained_params": trained, "examples": {"train": int(n), "dev": int(len(data["dev_texts"])),
-                                                         "per_lang_queries": args.per_lang_queries},
-            "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
-            "machine": f"{os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}",
-            "history": history}, indent=1))
-    print(f"saved {args.out}: {step} steps in {train_s:.0f} s, {trained:,} trained parameters", flush=True)
-    if args.pack:
+            "kind": "distilled-encoder", "teacher": TEACHER, "role": role, "layers": layers, "steps": steps,
+            "best_step": steps, "trained_params": trained, **fields}, indent=1))
+    if pack:
         from xnorm import zoo
         from xnorm.models import distilled
 
-        entry = distilled.pack(args.out, zoo.user_zoo_dir() / args.pack, name=args.pack, teacher=TEACHER,
-                               role=args.role, layers=args.layers, steps=total, trained_params=trained)
+        entry = distilled.pack(out, zoo.user_zoo_dir() / pack, name=pack, teacher=TEACHER, role=role,
+                               layers=layers, steps=steps, trained_params=trained)
         print(f"packed into the zoo: {entry}", flush=True)
-
 
 if __name__ == "__main__":
     main()
