@@ -102,18 +102,25 @@ def evaluate(model, sets: dict, data) -> dict:
 
 def train(args: argparse.Namespace) -> None:
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
     from transformers import BertModel
 
     name, lr, batch = args.variant[0].split(":")
     lr, batch = float(lr), int(batch)
     torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = True
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     bundle = Path(args.bundle)
     info = json.loads((bundle / "bundle.json").read_text())
     data = np.load(bundle / "data.npz", allow_pickle=False)
     model = BertModel.from_pretrained(bundle / "model", add_pooling_layer=False).float().to(device).train()
+    if args.init:  # an earlier student's tensors (a zoo entry's student.safetensors or a variant's output)
+        state, init = model.state_dict(), load_file(args.init)
+        if set(init) != set(state) - {SHARED}:
+            sys.exit(f"--init {args.init}: its tensors are not this student's (differ in {sorted(set(init) ^ (set(state) - {SHARED}))})")
+        model.load_state_dict({**state, **{k: v.float() for k, v in init.items()}})
     model.embeddings.word_embeddings.weight.requires_grad_(False)  # the base's rows: shared, never trained
     pad = int(data["pad_id"])
     sets = {part: padded(data, part, pad, device) for part in ("train", "dev", "index")}
@@ -164,7 +171,7 @@ def train(args: argparse.Namespace) -> None:
     save_file(best, str(out / f"{name}.safetensors"), metadata={"format": "pt"})
     gpu = torch.cuda.get_device_name() if device == "cuda" else f"{os.cpu_count()} CPUs"
     (out / f"{name}.json").write_text(json.dumps({
-        "variant": name, "layers": info["layers"], "lr": lr, "batch_size": batch, "steps": step,
+        "variant": name, "init": args.init, "layers": info["layers"], "lr": lr, "batch_size": batch, "steps": step,
         "best_step": best_step, "seconds": round(seconds, 1), "eval_seconds": round(eval_seconds, 1),
         "steps_per_second": round(step / (seconds - eval_seconds), 2),  # training alone
         "examples": {"train": int(n), "dev": int(len(sets["dev"][0]))},
@@ -181,6 +188,9 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-seconds", type=float, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", help="default: cuda when present")
+    ap.add_argument("--init", help="start from an earlier student's tensors (.safetensors without word embeddings, "
+                    "e.g. adapters_zoo/hpo-align-e5small-4l-query/student.safetensors)")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = ap.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if len(args.variant) == 1:
