@@ -79,9 +79,9 @@ def evaluate(model, sets: dict, data) -> dict:
         dev, index = encode_all(model, *sets["dev"]), encode_all(model, *sets["index"])
         targets = sets["dev_targets"]
         order = torch.from_numpy(np.random.default_rng(0).permutation(len(dev))).to(dev.device)
-        cos, kl = [], []
-        for i in range(0, len(order) - 127, 128):
-            c, k = loss_terms(dev[order[i:i + 128]], targets[order[i:i + 128]])
+        cos, kl, b = [], [], min(128, len(order))
+        for i in range(0, len(order) - b + 1, b):
+            c, k = loss_terms(dev[order[i:i + b]], targets[order[i:i + b]])
             cos.append(float(c)), kl.append(float(k))
         queries = sets["dev_queries"]
         scores = dev[queries] @ index.T
@@ -142,7 +142,7 @@ def train(args: argparse.Namespace) -> None:
     history = [{"step": 0, "seconds": 0, **evaluate(model, sets, data)}]
     eval_seconds = 0.0
     print(name, history[-1], flush=True)
-    best, best_score, best_step = snapshot(), -1.0, 0
+    best, best_score, best_step = snapshot(), history[0]["acc1_all"] + history[0]["r64_all"], 0  # may stay the init
     start = time.perf_counter()
     step, next_eval = 0, args.eval_seconds
     while (elapsed := time.perf_counter() - start) < args.seconds:
