@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from xnorm.candidates.config import QUERY_PRECISION
 from xnorm.models.encoder import PRECISIONS  # already imported by `xnorm` itself: no start-up cost
 from xnorm.rerank.model import PRECISIONS as RERANK_PRECISIONS
 
@@ -110,7 +111,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
                                        "linker or config).")
             built.set_reranker(reranker_dir or built.reranker, rerank_precision)
         if query_model:
-            built.set_query_model(query_model, query_precision or "auto")
+            built.set_query_model(query_model, query_precision or QUERY_PRECISION)
         if db_name:
             built.config.db_name = db_name
         return built

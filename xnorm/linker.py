@@ -20,6 +20,7 @@ import yaml
 from . import __version__
 from ._io import atomic_dir, read_yaml_mapping, sha256_file
 from .errors import ArtifactError, ConfigError
+from .candidates.config import QUERY_PRECISION
 from .models.encoder import PRECISIONS
 from .rerank.model import DEFAULT_PRECISION as RERANK_PRECISION, PRECISIONS as RERANK_PRECISIONS
 from .paths import indexes_dir
@@ -77,7 +78,7 @@ class LinkerConfig:
     # None: the k it was trained with (16 for a reranker that does not record it)
     rerank_precision: str = RERANK_PRECISION  # the reranker's forward pass: auto (bf16 where native), fp32, bf16
     query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
-    query_precision: str = "auto"  # the query encoder's: auto (bf16 where native, else fp32), fp32, bf16, int8(-full)
+    query_precision: str = QUERY_PRECISION  # the query encoder's: auto (bf16 where native, else fp32), fp32, bf16, int8(-full)
     candidate_cache_mb: float = 64  # candidate rows kept across batches (a repeated mention is searched once); 0: off
 
     @classmethod
@@ -120,7 +121,7 @@ class Linker:
         if self.config.query_model:
             self.set_query_model(self.config.query_model, self.config.query_precision)
 
-    def set_query_model(self, model: str | None, precision: str = "auto") -> None:
+    def set_query_model(self, model: str | None, precision: str = QUERY_PRECISION) -> None:
         """Encode mentions with ``model``, a query encoder distilled from the model that encoded the index's names
         (faster linking, same index), at ``precision`` (``int8``: ONNX Runtime, faster still); ``None`` = the
         index's own model."""

@@ -42,6 +42,8 @@ SPARSE_DEFAULTS: dict[str, Any] = {
     "prune_min_names": 200_000,
     "prune_rescore": 16,
 }
+# a query encoder's precision: bf16 where native (encoding_speed_bf16.md, third rule), else fp32 (ONNX)
+QUERY_PRECISION = "auto"
 DENSE_DEFAULTS: dict[str, Any] = {
     "type": "dense",
     "name": None,
@@ -63,7 +65,7 @@ DENSE_DEFAULTS: dict[str, Any] = {
     # A query encoder for the mentions (a distilled student of `model`, role query; None: `model` itself) and its
     # precision. It must have been distilled from these very weights: checked when the generator is built.
     "query_model": None,
-    "query_precision": "auto",  # bf16 where native (encoding_speed_bf16.md, third rule), else fp32 (ONNX)
+    "query_precision": QUERY_PRECISION,
     "index": "Flat",  # FAISS factory string: Flat, HNSW32, IVF1024,PQ16, ...
     "train_size": 100_000,  # names sampled to train IVF / PQ indexes
     "names_per_concept": 4,  # k_names = this x k: names -> concepts dedup needs more names than concepts

@@ -26,7 +26,7 @@ from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
 from .base import CandidateGenerator, merge_best
 from .cache import RowCache
-from .config import normalize_config
+from .config import QUERY_PRECISION, normalize_config
 from .dense import DenseGenerator, LazyEncoder, make_encoder, make_query_encoder
 from .filters import SemanticTypeFilter, allowed_per_mention
 from .fusion import fuse_by_config
@@ -90,7 +90,7 @@ class CandidateIndex:
             generators.append(gen.fit(terminology, show_progress=show_progress))
         return cls(terminology, cfg, generators, time.perf_counter() - start)
 
-    def set_query_model(self, model: str | None, *, generator: str | None = None, precision: str = "auto") -> None:
+    def set_query_model(self, model: str | None, *, generator: str | None = None, precision: str = QUERY_PRECISION) -> None:
         """Encode the mentions of a dense generator with ``model``, a query encoder distilled from the model that
         encoded its names (``None``: that model again). The names' vectors stay as they are: no rebuild."""
         dense = [(i, g) for i, g in enumerate(self.generators) if isinstance(g, DenseGenerator)
