@@ -437,12 +437,12 @@ def _load_adapter_model(base_dir: Path) -> tuple[Any, Any]:
     """A ``BertAdapterModel`` (flexible heads) over the base weights, and its tokenizer."""
     import adapters  # noqa: F401 - registers the adapter model classes
     from adapters import AutoAdapterModel
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from .models.tokenizers import load_tokenizer
+
     try:
-        # fix_mistral_regex=False: see xnorm.models.encoder._load (a spurious warning for 4.57-written folders).
-        tokenizer = AutoTokenizer.from_pretrained(str(base_dir), trust_remote_code=False, fix_mistral_regex=False)
+        tokenizer = load_tokenizer(base_dir)
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "some weights not used/initialized": the base has no heads, by design
         try:

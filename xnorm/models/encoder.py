@@ -451,15 +451,13 @@ def _quantize(model: Any, full: bool) -> Any:
 
 def _load(location: str, is_local: bool) -> tuple[Any, Any]:
     """Tokenizer and model from a folder or the hub; failures become ``ArtifactError`` with a fix."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel
+
+    from .tokenizers import load_tokenizer
 
     source = str(_transformer_dir(Path(location))) if is_local else location
     try:
-        # fix_mistral_regex=False: transformers 4.57.3+ warns about an "incorrect regex pattern" for every local
-        # folder whose config.json was written by a 4.57.x release, mistral or not. Our tokenizers are BERT
-        # WordPiece / XLM-R Unigram (no such regex; ids were checked identical to transformers 5), so the
-        # warning is spurious and the flag changes nothing but the log.
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, fix_mistral_regex=False)
+        tokenizer = load_tokenizer(source)  # shared with other encoders / rerankers of the same tokenizer
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         # Pooling is ours: skip the BERT-family pooler (unused weights, and a "newly initialized" warning for
         # checkpoints saved without it).

@@ -34,6 +34,7 @@ from .. import __version__
 from .._io import atomic_dir, sha256_file
 from ..errors import ArtifactError, ConfigError
 from ..models.registry import weights_fingerprint
+from ..models.tokenizers import load_tokenizer
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
 from .loss import generator_minmax
@@ -87,13 +88,6 @@ class _QuietAdapters:
         self.logger.setLevel(self.level)
 
 
-def _load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    # fix_mistral_regex=False: see xnorm.models.encoder._load (a spurious warning for local 4.57 folders).
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=False, fix_mistral_regex=False)
-
-
 def _load_adapter_model(path: str):
     """The base model with adapter support; ``BertAdapterModel`` for BERT-type bases (no noisy log line)."""
     import transformers
@@ -129,7 +123,7 @@ def _load_base(base_model: str) -> tuple[str, Any, Any, bool]:
     path = resolve_model(str(base_model))
     encoder_adapter = adapter_manifest(path) if Path(path).is_dir() else None
     model_path = resolve_model(encoder_adapter["base_model"]) if encoder_adapter else path
-    tokenizer = _load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path)  # shared with the encoders of the same base
     model = _load_adapter_model(model_path)
     if encoder_adapter:
         from .. import zoo
