@@ -31,7 +31,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = [0, 4, 8, 11]
 MAX_LENGTH = 32
-BUNDLE_LIMIT = 64 * 2**20  # what the device tool carries, the repository included
 
 
 def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,11 +50,10 @@ def flat_ids(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def export(args: argparse.Namespace) -> None:
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoModel, AutoTokenizer
 
-    from distill_encoder import QUERY_PREFIX, TEACHER, sample
+    from distill_encoder import QUERY_PREFIX, TEACHER, make_student, sample
     from xnorm.models import Encoder
-    from xnorm.models.registry import model_path, weights_fingerprint
+    from xnorm.models.registry import weights_fingerprint
     from xnorm.terminology import load_terminology
 
     t0 = time.perf_counter()
@@ -66,6 +64,7 @@ def export(args: argparse.Namespace) -> None:
     other_langs = [lang for lang in manifest["languages"] if lang != "en"]
     english, multi = load_terminology("hpo-en"), load_terminology("hpo-multilingual")
     en_concepts = english.concept_ids[english.name_concepts].astype(str)
+    multi_concepts = multi.concept_ids[multi.name_concepts].astype(str)
     index_vectors = np.load(args.cache / f"passages-{fingerprint}.npy", allow_pickle=False)
 
     # cached teacher query vectors (distill_encoder --role query runs), one row per distinct text
@@ -96,7 +95,6 @@ def export(args: argparse.Namespace) -> None:
         per_lang = args.queries // (len(other_langs) + 1) if part == "train" else len(langs)
         chosen = np.concatenate([sample(rng, np.flatnonzero(langs == lang), per_lang)
                                  for lang in ["en", *other_langs]])
-        multi_concepts = multi.concept_ids[multi.name_concepts].astype(str)
         other_rows = np.flatnonzero(np.isin(multi_concepts, keep) & np.isin(multi.name_langs, other_langs))
         p_other = sample(rng, other_rows, args.other_passages if part == "train" else args.other_passages // 20)
         p_other_vectors = teacher.encode(multi.name_texts[p_other].tolist(), kind="passage", show_progress=True)
@@ -112,8 +110,7 @@ def export(args: argparse.Namespace) -> None:
         data[f"{part}_langs"] = np.concatenate([np.full(len(en_rows), "en"), langs[chosen],
                                                 multi.name_langs[p_other].astype(str)])
 
-    source = model_path("multilingual-e5-small")
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer, model = make_student(LAYERS)
     inputs = {part: [(QUERY_PREFIX if k == 0 else "") + t
                      for t, k in zip(data[f"{part}_texts"], data[f"{part}_kinds"])] for part in ("train", "dev")}
     inputs["index"] = english.name_texts.tolist()  # passages: no prefix
@@ -122,9 +119,6 @@ def export(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = AutoModel.from_pretrained(source, add_pooling_layer=False)
-    model.encoder.layer = torch.nn.ModuleList([model.encoder.layer[i] for i in LAYERS])
-    model.config.num_hidden_layers = len(LAYERS)
     model.config.vocab_size = len(vocab)
     state = {k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     state["embeddings.word_embeddings.weight"] = state["embeddings.word_embeddings.weight"][torch.from_numpy(vocab)]
@@ -161,7 +155,8 @@ def export(args: argparse.Namespace) -> None:
             "index_names": len(english.name_texts), "teacher_dev": teacher_dev, "seconds": round(time.perf_counter() - t0, 1)}
     (out / "bundle.json").write_text(json.dumps(info, indent=1))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(json.dumps(info, indent=1), f"\nbundle {size / 2**20:.1f} MiB", flush=True)
+    print(json.dumps(info, indent=1), f"\nbundle {size / 2**20:.1f} MiB (the device tool carries 64 MiB, the "
+          "repository's tracked files included)", flush=True)
 
 
 def dev_recall(queries: np.ndarray, kinds: np.ndarray, langs: np.ndarray, gold: np.ndarray, index: np.ndarray,
@@ -184,21 +179,14 @@ def _counts(kinds: np.ndarray, langs: np.ndarray) -> dict[str, int]:
 
 def import_result(args: argparse.Namespace) -> None:
     """A variant's returned tensors + the base's word embeddings -> the student folder distill_encoder writes."""
-    import torch
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
 
-    from distill_encoder import TEACHER, save_student
-    from xnorm.models.registry import model_path
+    from distill_encoder import make_student, save_student
 
     result = Path(args.result)
     report = json.loads((result / f"{args.variant}.json").read_text())
     tensors = load_file(str(result / f"{args.variant}.safetensors"))
-    source = model_path("multilingual-e5-small")
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModel.from_pretrained(source, add_pooling_layer=False)
-    model.encoder.layer = torch.nn.ModuleList([model.encoder.layer[i] for i in report["layers"]])
-    model.config.num_hidden_layers = len(report["layers"])
+    tokenizer, model = make_student(report["layers"])
     state = model.state_dict()
     missing = set(state) - set(tensors) - {"embeddings.word_embeddings.weight"}
     unexpected = set(tensors) - set(state)
@@ -206,7 +194,6 @@ def import_result(args: argparse.Namespace) -> None:
         raise SystemExit(f"{result}: tensors do not match the student: missing {sorted(missing)}, "
                          f"unexpected {sorted(unexpected)}")
     model.load_state_dict({**state, **{k: v.float() for k, v in tensors.items()}})
-    model.embeddings.word_embeddings.weight.requires_grad_(False)
     save_student(Path(args.out), model, tokenizer, role="both", layers=report["layers"], steps=report["best_step"],
                  fields={"planned_steps": report["steps"], "batch_size": report["batch_size"], "lr": report["lr"],
                          "examples": report["examples"], "training_seconds": report["seconds"],
