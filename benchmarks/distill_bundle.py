@@ -73,11 +73,9 @@ def export(args: argparse.Namespace) -> None:
         raise SystemExit(f"no cached query targets in {args.cache}: run distill_encoder.py --role query first")
     parts: dict[str, dict[str, np.ndarray]] = {}
     for part in ("train", "dev"):
-        texts, concepts, targets = [], [], []
-        for f in caches:
-            d = np.load(f, allow_pickle=False)
-            texts.append(d[f"{part}_texts"]), concepts.append(d[f"{part}_concepts"]), targets.append(d[f"{part}_targets"])
-        texts, concepts, targets = np.concatenate(texts), np.concatenate(concepts), np.concatenate(targets)
+        loaded = [np.load(f, allow_pickle=False) for f in caches]
+        texts, concepts, targets = (np.concatenate([d[f"{part}_{key}"] for d in loaded])
+                                    for key in ("texts", "concepts", "targets"))
         _, first = np.unique(texts, return_index=True)
         parts[part] = {"texts": texts[first], "concepts": concepts[first], "targets": targets[first]}
     # the union of the caches' dev concepts must not meet any training concept
@@ -152,7 +150,8 @@ def export(args: argparse.Namespace) -> None:
                       "by_kind_lang": _counts(data["train_kinds"], data["train_langs"])},
             "dev": {"examples": int(len(data["dev_texts"])),
                     "by_kind_lang": _counts(data["dev_kinds"], data["dev_langs"])},
-            "index_names": len(english.name_texts), "teacher_dev": teacher_dev, "seconds": round(time.perf_counter() - t0, 1)}
+            "index_names": len(english.name_texts), "teacher_dev": teacher_dev,
+            "seconds": round(time.perf_counter() - t0, 1)}
     (out / "bundle.json").write_text(json.dumps(info, indent=1))
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(json.dumps(info, indent=1), f"\nbundle {size / 2**20:.1f} MiB (the device tool carries 64 MiB, the "

@@ -119,7 +119,8 @@ def train(args: argparse.Namespace) -> None:
     if args.init:  # an earlier student's tensors (a zoo entry's student.safetensors or a variant's output)
         state, init = model.state_dict(), load_file(args.init)
         if set(init) != set(state) - {SHARED}:
-            sys.exit(f"--init {args.init}: its tensors are not this student's (differ in {sorted(set(init) ^ (set(state) - {SHARED}))})")
+            differ = sorted(set(init) ^ (set(state) - {SHARED}))
+            sys.exit(f"--init {args.init}: its tensors are not this student's (they differ in {differ})")
         model.load_state_dict({**state, **{k: v.float() for k, v in init.items()}})
     model.embeddings.word_embeddings.weight.requires_grad_(False)  # the base's rows: shared, never trained
     pad = int(data["pad_id"])

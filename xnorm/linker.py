@@ -78,7 +78,7 @@ class LinkerConfig:
     # None: the k it was trained with (16 for a reranker that does not record it)
     rerank_precision: str = RERANK_PRECISION  # the reranker's forward pass: auto (bf16 where native), fp32, bf16
     query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
-    query_precision: str = QUERY_PRECISION  # the query encoder's: auto (bf16 where native, else fp32), fp32, bf16, int8(-full)
+    query_precision: str = QUERY_PRECISION  # the query encoder's: auto (bf16 where native), fp32, bf16, int8(-full)
     candidate_cache_mb: float = 64  # candidate rows kept across batches (a repeated mention is searched once); 0: off
 
     @classmethod

@@ -90,7 +90,8 @@ class CandidateIndex:
             generators.append(gen.fit(terminology, show_progress=show_progress))
         return cls(terminology, cfg, generators, time.perf_counter() - start)
 
-    def set_query_model(self, model: str | None, *, generator: str | None = None, precision: str = QUERY_PRECISION) -> None:
+    def set_query_model(self, model: str | None, *, generator: str | None = None,
+                        precision: str = QUERY_PRECISION) -> None:
         """Encode the mentions of a dense generator with ``model``, a query encoder distilled from the model that
         encoded its names (``None``: that model again). The names' vectors stay as they are: no rebuild."""
         dense = [(i, g) for i, g in enumerate(self.generators) if isinstance(g, DenseGenerator)
