@@ -38,3 +38,35 @@ def test_a_tokenizer_is_freed_with_its_last_user(tmp_path, tiny_model_dir):
     del enc
     gc.collect()
     assert shared_count() == before
+
+
+def test_threads_may_share_a_tokenizer_across_settings(tiny_model_dir):
+    """An encoder (max_length 16) and a reranker's pair encoder (pairs, 48) on one shared tokenizer, in threads:
+    without xnorm's call lock, the settings one call sets collide with the other's ("Already borrowed")."""
+    import threading
+
+    from xnorm.rerank.pairs import PairEncoder
+    from xnorm.terminology import TerminologyBuilder
+
+    enc = Encoder(str(tiny_model_dir), max_length=16)
+    b = TerminologyBuilder()
+    b.add_concept("HP:1", "Seizure")
+    pairs = PairEncoder(load_tokenizer(tiny_model_dir), b.build(), max_length=48)
+    assert pairs.tokenizer is enc.tokenizer
+    texts = ["patient presented with recurrent seizures and developmental delay"] * 256
+    errors: list[str] = []
+
+    def run(work):
+        try:
+            for _ in range(30):
+                work()
+        except Exception as e:  # noqa: BLE001 - the failure under test is a RuntimeError from the Rust side
+            errors.append(repr(e))
+
+    jobs = [lambda: enc.encode(texts), lambda: pairs.tokenize(texts, texts)] * 2
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -16,6 +16,7 @@ import numpy as np
 
 from xnorm.errors import ArtifactError, ConfigError, InputError
 from xnorm.models import registry
+from xnorm.models.tokenizers import call_lock
 
 if TYPE_CHECKING:  # heavy imports stay lazy so that `import xnorm` is fast
     import torch
@@ -316,11 +317,12 @@ class Encoder:
                     if not isinstance(t, str):
                         raise InputError(f"text {start + i} is a {type(t).__name__}, not a string.",
                                          field="texts", fix="pass strings only (drop or convert missing values).")
-                ids = self.tokenizer(
-                    [prefix + t for t in part] if prefix else list(part),
-                    add_special_tokens=True, truncation=True, max_length=self.max_length,
-                    return_attention_mask=False, return_token_type_ids=False,
-                )["input_ids"]
+                with call_lock(self.tokenizer):  # shared with other models: see xnorm.models.tokenizers
+                    ids = self.tokenizer(
+                        [prefix + t for t in part] if prefix else list(part),
+                        add_special_tokens=True, truncation=True, max_length=self.max_length,
+                        return_attention_mask=False, return_token_type_ids=False,
+                    )["input_ids"]
                 for rows, vectors in self._encode_tokenized(ids):
                     out[start + rows] = vectors
                     bar.update(len(rows))

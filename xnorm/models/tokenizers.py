@@ -4,7 +4,9 @@ The embedded e5-small's XLM-R tokenizer takes ~290 MB of memory once loaded; a l
 distilled query encoder and reranker all sit on that base used to hold three identical copies. Tokenizers are keyed
 by the sha256 of their files, so a student folder that carries a copy of its base's tokenizer shares it too, and
 held weakly: the last encoder or reranker that uses one frees it. Nothing in xnorm changes a tokenizer after
-loading; like any fast tokenizer, a shared one must not be called from several threads at once.
+loading, but each call of a fast tokenizer first sets its truncation / padding: two threads calling one tokenizer
+with different settings (an index encoder's and a reranker's) collide ("Already borrowed"), so every call in xnorm
+holds the tokenizer's ``call_lock``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 _FILE_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", "sentencepiece", "spiece")
 _shared: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
 _lock = threading.Lock()
+_call_locks: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
 
 
 def _key(source: str) -> str:
@@ -48,6 +51,15 @@ def load_tokenizer(source: str | Path) -> Any:
             tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False, fix_mistral_regex=False)
             _shared[key] = tokenizer
     return tokenizer
+
+
+def call_lock(tokenizer: Any) -> threading.Lock:
+    """The lock to hold around a call of ``tokenizer`` (one per tokenizer object, shared or not)."""
+    with _lock:
+        lock = _call_locks.get(tokenizer)
+        if lock is None:
+            lock = _call_locks[tokenizer] = threading.Lock()
+    return lock
 
 
 def shared_count() -> int:

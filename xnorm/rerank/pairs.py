@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..models.tokenizers import call_lock
 from ..terminology.core import (ABBREVIATION, EXACT, LAYPERSON, PREFERRED, TRANSLATION, Terminology)
 from ..types import Candidates, Mentions
 
@@ -84,8 +85,9 @@ def _fit_context(tokenizer: Any, cores: list[str], lefts: list[str], rights: lis
     def ids(texts):
         return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
 
-    core_len = [len(x) for x in tokenizer(cores, add_special_tokens=False)["input_ids"]]
-    left_off, right_off = ids(lefts), ids(rights)
+    with call_lock(tokenizer):  # shared with other models: see xnorm.models.tokenizers
+        core_len = [len(x) for x in tokenizer(cores, add_special_tokens=False)["input_ids"]]
+        left_off, right_off = ids(lefts), ids(rights)
     out_l, out_r = [], []
     for n_core, lw, rw, lo, ro in zip(core_len, lefts, rights, left_off, right_off):
         room = budget - n_core - 2
@@ -206,8 +208,9 @@ class PairEncoder:
 
     def tokenize(self, firsts: Sequence[str], seconds: Sequence[str]) -> dict:
         # longest_first: a long context is cut before the candidate's names are.
-        batch = self.tokenizer(list(firsts), list(seconds), truncation="longest_first", max_length=self.max_length,
-                               padding=True, return_tensors="pt")
+        with call_lock(self.tokenizer):  # shared with other models: see xnorm.models.tokenizers
+            batch = self.tokenizer(list(firsts), list(seconds), truncation="longest_first",
+                                   max_length=self.max_length, padding=True, return_tensors="pt")
         if getattr(batch, "encodings", None):  # fast tokenizer: which side each token is on (-1: special, pad)
             import torch
 
