@@ -92,7 +92,7 @@ def evaluate(model, sets: dict, data) -> dict:
         ranks = (per_concept > per_concept.gather(1, gold[:, None])).sum(1) + 1
     model.train()
     out = {"dev_1-cos": round(float(np.mean(cos)), 5), "dev_kl": round(float(np.mean(kl)), 5)}
-    langs = data["dev_langs"][data["dev_kinds"] == 0]
+    langs = data["dev_langs"][sets["dev_queries"].cpu().numpy()]  # the ranked queries' languages
     for lang in ["all", *np.unique(langs)]:
         sel = torch.from_numpy(np.ones(len(langs), bool) if lang == "all" else langs == lang).to(dev.device)
         out[f"acc1_{lang}"] = round(float((ranks[sel] == 1).float().mean()), 4)
