@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distill_bundle import dev_recall  # noqa: E402  (numpy only, as the ranking it calls: train_encoder.py's)
 from distill_encoder import loss_terms  # noqa: E402  (numpy + torch only)
 
 SHARED = "embeddings.word_embeddings.weight"
@@ -83,20 +84,13 @@ def evaluate(model, sets: dict, data) -> dict:
         for i in range(0, len(order) - b + 1, b):
             c, k = loss_terms(dev[order[i:i + b]], targets[order[i:i + b]])
             cos.append(float(c)), kl.append(float(k))
-        queries = sets["dev_queries"]
-        scores = dev[queries] @ index.T
-        codes = sets["index_concepts"]
-        per_concept = torch.full((len(queries), int(codes.max()) + 1), -torch.inf, device=dev.device)
-        per_concept.scatter_reduce_(1, codes.expand(len(queries), -1), scores, "amax")
-        gold = sets["dev_gold"]
-        ranks = (per_concept > per_concept.gather(1, gold[:, None])).sum(1) + 1
     model.train()
     out = {"dev_1-cos": round(float(np.mean(cos)), 5), "dev_kl": round(float(np.mean(kl)), 5)}
-    langs = data["dev_langs"][sets["dev_queries"].cpu().numpy()]  # the ranked queries' languages
-    for lang in ["all", *np.unique(langs)]:
-        sel = torch.from_numpy(np.ones(len(langs), bool) if lang == "all" else langs == lang).to(dev.device)
-        out[f"acc1_{lang}"] = round(float((ranks[sel] == 1).float().mean()), 4)
-        out[f"r64_{lang}"] = round(float((ranks[sel] <= 64).float().mean()), 4)
+    rows = data["dev_concepts"] >= 0  # the texts whose concept has an English name
+    recall = dev_recall(dev.float().cpu().numpy()[rows], data["dev_kinds"][rows], data["dev_langs"][rows],
+                        data["dev_concepts"][rows], index.float().cpu().numpy(), data["index_concepts"])
+    for lang, r in recall.items():
+        out[f"acc1_{lang}"], out[f"r64_{lang}"] = r["acc1"], r["r64"]
     return out
 
 
@@ -126,10 +120,6 @@ def train(args: argparse.Namespace) -> None:
     pad = int(data["pad_id"])
     sets = {part: padded(data, part, pad, device) for part in ("train", "dev", "index")}
     train_targets, sets["dev_targets"] = (targets(data, part, device) for part in ("train", "dev"))
-    queries = np.flatnonzero((data["dev_kinds"] == 0) & (data["dev_concepts"] >= 0))
-    sets["dev_queries"] = torch.from_numpy(queries).to(device)
-    sets["dev_gold"] = torch.from_numpy(data["dev_concepts"][queries].astype(np.int64)).to(device)
-    sets["index_concepts"] = torch.from_numpy(data["index_concepts"].astype(np.int64)).to(device)
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
