@@ -51,7 +51,7 @@ def encode(model, ids, lengths, rows=None):
         ids, lengths = ids[rows], lengths[rows]
     ids = ids[:, :int(lengths.max())]
     mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]).long()
-    hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.float()  # pooling in fp32 under bf16
     w = mask.unsqueeze(-1).to(hidden.dtype)
     return torch.nn.functional.normalize((hidden * w).sum(1) / w.sum(1), dim=-1)
 
@@ -70,13 +70,27 @@ def encode_all(model, ids, lengths, batch: int = 1024):
     return torch.cat([encode(model, ids[i:i + batch], lengths[i:i + batch]) for i in range(0, len(ids), batch)])
 
 
-def evaluate(model, sets: dict, data) -> dict:
+def native_bf16(device: str) -> bool:
+    """Whether the device computes bfloat16 products natively (xnorm.models.encoder._native_bf16's test; this
+    script cannot import xnorm)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def evaluate(model, sets: dict, data, autocast) -> dict:
     """Dev agreement with the teacher (1 - cos, in-batch KL over full batches of 128, as distill_encoder.py) and
     dev queries' acc@1 / recall@64 against the student's own index of every English name."""
     import torch
 
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         dev, index = encode_all(model, *sets["dev"]), encode_all(model, *sets["index"])
         targets = sets["dev_targets"]
         order = torch.from_numpy(np.random.default_rng(0).permutation(len(dev))).to(dev.device)
@@ -106,6 +120,11 @@ def train(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = True
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16(device))
+
+    def autocast():  # bf16 matrix products; the trained tensors and the optimizer state stay fp32
+        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
+
     bundle = Path(args.bundle)
     info = json.loads((bundle / "bundle.json").read_text())
     data = np.load(bundle / "data.npz", allow_pickle=False)
@@ -130,7 +149,7 @@ def train(args: argparse.Namespace) -> None:
     def snapshot() -> dict:
         return {k: v.detach().to("cpu", torch.float16).clone() for k, v in model.state_dict().items() if k != SHARED}
 
-    history = [{"step": 0, "seconds": 0, **evaluate(model, sets, data)}]
+    history = [{"step": 0, "seconds": 0, **evaluate(model, sets, data, autocast)}]
     eval_seconds = 0.0
     print(name, history[-1], flush=True)
     best, best_score, best_step = snapshot(), history[0]["acc1_all"] + history[0]["r64_all"], 0  # may stay the init
@@ -140,7 +159,9 @@ def train(args: argparse.Namespace) -> None:
         for group in opt.param_groups:
             group["lr"] = lr * min(elapsed / warm, (args.seconds - elapsed) / (args.seconds - warm))
         rows = torch.randperm(n, generator=gen, device=device)[:batch]
-        cos, kl = loss_terms(encode(model, *sets["train"], rows), train_targets[rows])
+        with autocast():
+            vectors = encode(model, *sets["train"], rows)
+        cos, kl = loss_terms(vectors, train_targets[rows])
         (cos + kl).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -151,7 +172,7 @@ def train(args: argparse.Namespace) -> None:
             t = time.perf_counter()
             history.append({"step": step, "seconds": round(t - start, 1),
                             "train_1-cos": round(cos.item(), 5), "train_kl": round(kl.item(), 5),
-                            **evaluate(model, sets, data)})
+                            **evaluate(model, sets, data, autocast)})
             eval_seconds += time.perf_counter() - t
             print(name, history[-1], flush=True)
             score = history[-1]["acc1_all"] + history[-1]["r64_all"]
@@ -162,7 +183,8 @@ def train(args: argparse.Namespace) -> None:
     save_file(best, str(out / f"{name}.safetensors"), metadata={"format": "pt"})
     gpu = torch.cuda.get_device_name() if device == "cuda" else f"{os.cpu_count()} CPUs"
     (out / f"{name}.json").write_text(json.dumps({
-        "variant": name, "init": args.init, "layers": info["layers"], "lr": lr, "batch_size": batch, "steps": step,
+        "variant": name, "init": args.init, "layers": info["layers"], "lr": lr, "batch_size": batch,
+        "precision": "bf16" if bf16 else "fp32", "steps": step,
         "best_step": best_step, "seconds": round(seconds, 1), "eval_seconds": round(eval_seconds, 1),
         "steps_per_second": round(step / (seconds - eval_seconds), 2),  # training alone
         "examples": {"train": int(n), "dev": int(len(sets["dev"][0]))},
@@ -181,6 +203,8 @@ def main(argv=None) -> None:
     ap.add_argument("--device", help="default: cuda when present")
     ap.add_argument("--init", help="start from an earlier student's tensors (.safetensors without word embeddings, "
                     "e.g. adapters_zoo/hpo-align-e5small-4l-query/student.safetensors)")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="forward/backward in bf16 autocast (auto: where the device has it natively) or fp32")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = ap.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
