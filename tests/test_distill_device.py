@@ -1,6 +1,6 @@
 """The GPU distillation trainer (benchmarks/distill_device.py) on a tiny BERT and a synthetic bundle, on the CPU:
 ragged ids padded right, int8 targets faithful, a run that learns its targets, keeps the best state and returns
-every tensor but the word embeddings, and a clear stop for an --init of another model."""
+every tensor but the word embeddings (in fp32 and in bf16 autocast), and a clear stop for an --init of another model."""
 from __future__ import annotations
 
 import json
@@ -67,13 +67,15 @@ def test_int8_targets_keep_direction():
     assert q.dtype == np.int8 and (back * v).sum(1).min() > 0.9999
 
 
-def test_trainer_learns_and_returns_student_tensors(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_trainer_learns_and_returns_student_tensors(tmp_path, precision):
     from safetensors.torch import load_file
 
     bundle, out = _bundle(tmp_path / "bundle"), tmp_path / "out"
     distill_device.main(["--bundle", str(bundle), "--out", str(out), "--seconds", "4", "--eval-seconds", "1",
-                         "--device", "cpu", "--threads", "1", "--variant", "t:3e-3:16"])
+                         "--device", "cpu", "--threads", "1", "--precision", precision, "--variant", "t:3e-3:16"])
     report = json.loads((out / "t.json").read_text())
+    assert report["precision"] == precision
     history = report["history"]
     assert report["steps"] > 10 and len(history) >= 3
     best = max(history, key=lambda h: h["acc1_all"] + h["r64_all"])
