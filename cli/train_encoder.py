@@ -48,6 +48,9 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--patience", type=int, default=3, show_default=True,
               help="Stop after this many dev evaluations without a better recall@1 (0: never).")
 @click.option("--threads", type=int, help="CPU threads for torch [default: torch's choice].")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
+              help="The forward pass: bf16 autocast (trained weights stay fp32), auto (bf16 where the CPU/GPU "
+              "computes it natively), or fp32.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT_DIR from its last checkpoint (same settings; --steps, "
               "--dev-every and --patience may change).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, batches and init.")
@@ -56,7 +59,7 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss, languages, exclude_concepts,
                   dev_fraction, test_fraction, steps, batch_size, names_per_concept, lr, hard_negatives, grad_accum, max_length,
-                  dev_every, patience, threads, resume, seed, batch_seed, progress):
+                  dev_every, patience, threads, precision, resume, seed, batch_seed, progress):
     """Train an encoder so that a concept's names in every language lie close together.
 
     Positive pairs are two names of one concept (English name and a synonym or translation); the split into
@@ -88,7 +91,7 @@ def train_encoder(terminology_spec, base_model, output, mode, adapter_type, loss
                    resume=resume, progress=progress, steps=steps, batch_size=batch_size,
                    names_per_concept=names_per_concept, lr=lr,
                    hard_negatives=hard_negatives, grad_accum=grad_accum, max_length=max_length, dev_every=dev_every, patience=patience,
-                   threads=threads, seed=seed, batch_seed=batch_seed, adapter_type=adapter_type, dev_fraction=dev_fraction,
+                   threads=threads, precision=precision, seed=seed, batch_seed=batch_seed, adapter_type=adapter_type, dev_fraction=dev_fraction,
                    test_fraction=test_fraction)
     m = result.manifest
     dev = m.get("dev") or {}

@@ -177,6 +177,31 @@ def test_infonce_loss_decreases(tiny_model_dir, tmp_path):
     assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
 
 
+def test_bf16_autocast_trains_and_is_recorded(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    from xnorm.training import encoder_trainer, train_encoder
+
+    seen = []  # the training forward passes run under bf16 autocast
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return pool(*args, **kwargs)
+
+    pool = encoder_trainer._pool
+    monkeypatch.setattr(encoder_trainer, "_pool", spy)
+    result = train_encoder(_terminology(), str(tiny_model_dir), tmp_path / "bf16", mode="full", loss="infonce",
+                           languages=["es"], steps=30, lr=2e-3, progress=False, precision="bf16",
+                           **{**FAST, "dev_every": 30})
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert np.mean(losses[-6:]) < 0.8 * np.mean(losses[:6])
+    assert len(seen) == 30 and all(seen)
+    assert result.manifest["precision"] == "bf16" and result.manifest["config"]["precision"] == "bf16"
+    with pytest.raises(ConfigError, match="precision"):
+        train_encoder(_terminology(), str(tiny_model_dir), tmp_path / "int8", steps=1, progress=False,
+                      precision="int8")
+
+
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_model_dir, tmp_path):
     from safetensors.numpy import load_file
 
@@ -371,9 +396,11 @@ def test_cli_trains_and_reports_errors_in_one_line(tiny_model_dir, tmp_path, cap
     code, stdout, _ = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(out),
                                 "-o", str(tmp_path / "cli-more"), "--languages", "en,es", "--steps", "2",
                                 "--batch-size", "8", "--max-length", "16", "--threads", "1", "--no-progress",
-                                "--dev-fraction", "0.2", "--test-fraction", "0.3"], capsys)
+                                "--dev-fraction", "0.2", "--test-fraction", "0.3", "--precision", "bf16"], capsys)
     assert code == 0
-    assert json.loads((tmp_path / "cli-more" / "manifest.json").read_text())["init_from"]["adapter"] == str(out)
+    more = json.loads((tmp_path / "cli-more" / "manifest.json").read_text())
+    assert more["init_from"]["adapter"] == str(out) and more["precision"] == "bf16"
+    assert manifest["precision"] == "fp32"  # the default
 
     code, _, err = _run_cli(["train-encoder", "--terminology", str(term_dir), "--base", str(tiny_model_dir),
                              "-o", str(tmp_path / "x"), "--languages", "en,xx"], capsys)

@@ -29,6 +29,7 @@ POOLINGS = ("mean", "cls")
 # (AVX512-BF16 / AMX) or on a GPU; auto: bf16 where the device has it natively, else fp32; int8 / int8-full:
 # dynamic quantization (torch or ONNX Runtime, CPU only).
 PRECISIONS = ("fp32", "bf16", "auto", "int8", "int8-full")
+AUTOCAST_PRECISIONS = ("auto", "fp32", "bf16")  # what training (and the reranker) can run at: no int8
 # onnx: ONNX Runtime on the CPU, fused graph cached beside the model (onnx_backend.py); auto: onnx where it
 # applies (CPU, a local model folder without adapter, onnxruntime and onnx installed), else torch.
 BACKENDS = ("auto", "torch", "onnx")

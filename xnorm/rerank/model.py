@@ -33,6 +33,7 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_dir, sha256_file
 from ..errors import ArtifactError, ConfigError
+from ..models.encoder import AUTOCAST_PRECISIONS
 from ..models.registry import weights_fingerprint
 from ..models.tokenizers import load_tokenizer
 from ..terminology.core import read_manifest, verify_checksums
@@ -67,7 +68,7 @@ DEFAULT_POOLING = "segments"
 DEFAULT_PRIOR_WEIGHT = 4.0
 # Precision of the base model's forward pass (training and inference): "bf16" runs it under torch autocast
 # (weights and gradients stay fp32, the head reads fp32), "auto" picks bf16 where the device computes it natively.
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = AUTOCAST_PRECISIONS
 DEFAULT_PRECISION = "fp32"
 
 

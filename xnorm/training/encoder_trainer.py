@@ -26,6 +26,7 @@ import numpy as np
 from xnorm import __version__
 from xnorm._io import atomic_write
 from xnorm.errors import ArtifactError, ConfigError
+from xnorm.models.encoder import AUTOCAST_PRECISIONS
 from xnorm.terminology.core import Terminology
 from xnorm.training import adapter_io
 from xnorm.training.losses import LOSSES, make_loss
@@ -81,12 +82,18 @@ class TrainConfig:
     batch_seed: int | None = None
     threads: int | None = None
     device: str | None = None
+    # The forward pass: "bf16" = torch autocast (trained tensors and optimizer state stay fp32; dev encoding in
+    # bf16 too), "auto" = bf16 where the device computes it natively (AVX512-BF16 / AMX CPUs, recent GPUs).
+    precision: str = "fp32"
 
     def check(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}.", field="mode", fix=f"use one of {', '.join(MODES)}.")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}.", field="loss", fix=f"use one of {', '.join(LOSSES)}.")
+        if self.precision not in AUTOCAST_PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}.", field="precision",
+                              fix=f"use one of {', '.join(AUTOCAST_PRECISIONS)}.")
         if self.adapter_type not in ADAPTER_TYPES:
             raise ConfigError(f"unknown adapter type {self.adapter_type!r}.", field="adapter_type",
                               fix=f"use one of {', '.join(ADAPTER_TYPES)}.")
@@ -161,7 +168,7 @@ class _Tokens:
 def _pool(model: Any, input_ids: "Any", attention_mask: "Any", pooling: str) -> "Any":
     import torch
 
-    hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()  # fp32 under bf16
     if pooling == "cls":
         pooled = hidden[:, 0]
     else:
@@ -385,7 +392,9 @@ def train_encoder(
 
     batch_seed = cfg.seed if cfg.batch_seed is None else cfg.batch_seed
     torch.manual_seed(batch_seed)
-    encoder = Encoder(cfg.base_model, device=cfg.device, max_length=cfg.max_length, batch_size=256)
+    encoder = Encoder(cfg.base_model, device=cfg.device, max_length=cfg.max_length, batch_size=256,
+                      precision=cfg.precision)
+    autocast_device = "cuda" if str(encoder.device).startswith("cuda") else "cpu"
     base_location = _resolve_location(start["base_model"] if start else cfg.base_model)
     model = _setup_model(encoder.model, cfg, has_adapter=start is not None)
     model.to(encoder.device)
@@ -469,8 +478,9 @@ def train_encoder(
             for micro in range(cfg.grad_accum):
                 rows, labels, first = sampler.batch(step * cfg.grad_accum + micro)
                 ids, mask = tokens.batch(rows, first)
-                emb = _pool(model, torch.from_numpy(ids).to(encoder.device),
-                            torch.from_numpy(mask).to(encoder.device), encoder.pooling)
+                with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=encoder.precision == "bf16"):
+                    emb = _pool(model, torch.from_numpy(ids).to(encoder.device),
+                                torch.from_numpy(mask).to(encoder.device), encoder.pooling)
                 value = criterion(emb, torch.from_numpy(labels).to(encoder.device),
                                   torch.from_numpy(first).to(encoder.device)) / cfg.grad_accum
                 value.backward()
@@ -522,6 +532,7 @@ def train_encoder(
         if dev is not None else None,
         "training_seconds": round(seconds, 1),
         "device": str(encoder.device),
+        "precision": encoder.precision,  # as run (the config may say auto)
         "config": asdict(cfg),
         "encoder_settings": {"pooling": encoder.pooling, "query_prefix": encoder.query_prefix,
                              "passage_prefix": encoder.passage_prefix},
