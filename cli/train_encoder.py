@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from xnorm.models.encoder import AUTOCAST_PRECISIONS  # light: no torch at import (as cli/link.py)
+
 
 def _languages(value: str | None) -> list[str] | None:
     if value is None:
@@ -48,7 +50,7 @@ def _languages(value: str | None) -> list[str] | None:
 @click.option("--patience", type=int, default=3, show_default=True,
               help="Stop after this many dev evaluations without a better recall@1 (0: never).")
 @click.option("--threads", type=int, help="CPU threads for torch [default: torch's choice].")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(AUTOCAST_PRECISIONS), default="auto", show_default=True,
               help="The forward pass: bf16 autocast (trained weights stay fp32), auto (bf16 where the CPU/GPU "
               "computes it natively), or fp32.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT_DIR from its last checkpoint (same settings; --steps, "
