@@ -392,6 +392,19 @@ def test_abbreviations_detected_and_long_form_queried(term, sparse_index):
     assert no_long.concepts[1].tolist() == with_long.concepts[1].tolist()  # rows without long form unchanged
 
 
+def test_abbreviations_skip_texts_without_a_parenthesis():
+    from xnorm.candidates import abbreviations
+
+    abbreviations._pipeline.cache_clear()
+    assert detect_abbreviations(["Seizures since birth.", "ID and VSD, no definitions."]) == [{}, {}]
+    assert abbreviations._pipeline.cache_info().currsize == 0  # spaCy never loaded
+    defined = "A ventricular septal defect (VSD) was seen. The VSD closed."
+    got = detect_abbreviations(["no definition here", defined, "VSD again"])
+    assert got[0] == {} and got[2] == {}  # a short form is only marked in the document that defines it
+    assert {defined[s:e] for s, e in got[1]} == {"VSD"} and set(got[1].values()) == {"ventricular septal defect"}
+    assert len(got[1]) == 2
+
+
 # ---- persistence and config errors -----------------------------------------------------------------------------
 def test_save_load_identical_and_corruption_detected(term, sparse_index, tmp_path):
     es = official_labels("es")

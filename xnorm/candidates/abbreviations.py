@@ -30,10 +30,15 @@ def _pipeline():
 
 def detect_abbreviations(texts: Iterable[str], batch_size: int = 32) -> list[dict[tuple[int, int], str]]:
     """For each text: ``{(start, end) of a short-form occurrence: its long form}`` (character offsets)."""
-    out: list[dict[tuple[int, int], str]] = []
-    with quiet_w036():
-        for doc in _pipeline().pipe((str(t) for t in texts), batch_size=batch_size):
-            out.append({(a.start_char, a.end_char): a._.long_form.text for a in doc._.abbreviations})
+    texts = [str(t) for t in texts]
+    out: list[dict[tuple[int, int], str]] = [{} for _ in texts]
+    # The detector only reads definitions around a "(" token: texts without one are skipped, and when no text has
+    # one spaCy is never imported (~3 s of a short `xnorm link` run).
+    todo = [i for i, t in enumerate(texts) if "(" in t]
+    if todo:
+        with quiet_w036():
+            for i, doc in zip(todo, _pipeline().pipe((texts[i] for i in todo), batch_size=batch_size)):
+                out[i] = {(a.start_char, a.end_char): a._.long_form.text for a in doc._.abbreviations}
     return out
 
 
