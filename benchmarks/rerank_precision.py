@@ -51,6 +51,10 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=2, help="inference rounds per precision (interleaved)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lr", type=float, default=None, help="learning rate [default: train_reranker's, 1e-3]")
+    p.add_argument("--final-weights", action="store_true",
+                   help="keep each run's last weights (no dev selection), so that the compared rerankers have "
+                        "moved off the candidates' ranking even where no dev evaluation beats it")
     return p.parse_args(argv)
 
 
@@ -93,10 +97,11 @@ def main(argv=None) -> None:
     for precision in ("fp32", "bf16"):
         print(f"training ({precision})", flush=True)
         rr, report = train_reranker(
-            index, train, Path(args.work_dir) / precision, mode="adapter", lam=1.0, k=args.k, dev=dev,
+            index, train, Path(args.work_dir) / precision, mode="adapter", lam=1.0, k=args.k,
+            dev=None if args.final_weights else dev,
             steps=args.steps, eval_every=args.eval_every, patience=args.steps, seed=args.seed,
             adapter_config={"architecture": "seq_bn", "reduction_factor": 16, "leave_out": [0, 1, 2, 3, 4, 5]},
-            precision=precision, threads=args.threads, show_progress=False)
+            lr=args.lr, precision=precision, threads=args.threads, show_progress=False)
         rerankers[precision] = rr
         result["training"][precision] = {
             "steps": report["steps"], "train_seconds": report["train_seconds"],
@@ -128,7 +133,10 @@ def main(argv=None) -> None:
         "acc1": {p: {n: passes[p][0][n]["acc1"] for n in tests} for p in passes},
         "first_concept_differs": {n: float((passes["fp32"][1][n] != passes["bf16"][1][n]).mean()) for n in tests},
         "bf16_trained_acc1": {n: trained_bf16[n]["acc1"] for n in tests},
-        "bf16_trained_first_differs": {n: float((passes["fp32"][1][n] != firsts_bf16[n]).mean()) for n in tests}}
+        "bf16_trained_first_differs": {n: float((passes["fp32"][1][n] != firsts_bf16[n]).mean()) for n in tests},
+        # How far the fp32-trained reranker moved: with no first concept changed, the comparison tests nothing.
+        "fp32_first_differs_from_candidates": {n: float((passes["fp32"][1][n] != test_cands[n].concepts[:, 0]).mean())
+                                               for n in tests}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -153,6 +161,8 @@ def render(r: dict) -> str:
              row("fp32-trained, bf16 inference", inf["acc1"]["bf16"]),
              row("bf16-trained, bf16 inference", inf["bf16_trained_acc1"]), "",
              "| first concept differs from fp32/fp32 | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets),
+             "| fp32-trained, fp32 inference, vs the candidates | " + " | ".join(
+                 f"{inf['fp32_first_differs_from_candidates'][n]:.3f}" for n in sets) + " |",
              "| same weights, bf16 inference | " + " | ".join(f"{inf['first_concept_differs'][n]:.3f}"
                                                           for n in sets) + " |",
              "| bf16-trained, bf16 inference | " + " | ".join(f"{inf['bf16_trained_first_differs'][n]:.3f}"
@@ -161,7 +171,8 @@ def render(r: dict) -> str:
              "inference pairs/s (median; rounds) |", "|---|---|---|---|---|"]
     for p in ("fp32", "bf16"):
         t = tr[p]
-        lines.append(f"| {p} | {t['seconds_per_step']} | {t['best_step']} ({t['best_dev_gain']:+.4f}) | "
+        kept = "last (no dev selection)" if t["best_step"] is None else f"{t['best_step']} ({t['best_dev_gain']:+.4f})"
+        lines.append(f"| {p} | {t['seconds_per_step']} | {kept} | "
                      f"{t['loss_first_20']:.3f} → {t['loss_last_20']:.3f} | {inf['median_pairs_per_second'][p]} "
                      f"({', '.join(str(x) for x in inf['pairs_per_second'][p])}) |")
     ratio_t = tr["fp32"]["seconds_per_step"] / tr["bf16"]["seconds_per_step"]
