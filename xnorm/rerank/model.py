@@ -69,7 +69,7 @@ DEFAULT_PRIOR_WEIGHT = 4.0
 # Precision of the base model's forward pass (training and inference): "bf16" runs it under torch autocast
 # (weights and gradients stay fp32, the head reads fp32), "auto" picks bf16 where the device computes it natively.
 PRECISIONS = AUTOCAST_PRECISIONS
-DEFAULT_PRECISION = "fp32"
+DEFAULT_PRECISION = "auto"  # benchmarks/results/rerank_precision.md (second look)
 
 
 def _lang_key(lang: str) -> str:
