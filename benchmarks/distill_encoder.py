@@ -32,6 +32,7 @@ without its word embeddings (``xnorm.models.distilled``), to be loaded by name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from xnorm.models.encoder import AUTOCAST_PRECISIONS, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER = "hpo-align-e5small"
@@ -182,12 +185,13 @@ def index_recall(vectors: np.ndarray, data: dict) -> dict[str, float]:
     return {"acc1": round(float((ranks == 1).mean()), 4), "r64": round(float((ranks <= 64).mean()), 4)}
 
 
-def dev_agreement(tokenizer, model, data: dict, max_length: int, index=None) -> dict[str, float]:
+def dev_agreement(tokenizer, model, data: dict, max_length: int, index=None, autocast=contextlib.nullcontext
+                  ) -> dict[str, float]:
     import torch
 
     model.eval()
     cos, kl, n, vectors = 0.0, 0.0, 0, []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         order = np.random.default_rng(0).permutation(len(data["dev_texts"]))
         # in-batch KL depends on the batch size: full batches only; the KL over the index does not
         for i in range(0, len(order) - (127 if index is None else 0), 128):
@@ -232,6 +236,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if _cuda() else "cpu",
                     help="where teacher and student run (default: a GPU when present)")
+    ap.add_argument("--precision", choices=AUTOCAST_PRECISIONS, default="auto",
+                    help="the student's forward pass: bf16 autocast (auto: where the device computes it natively; "
+                    "trained tensors and optimizer state stay fp32) or fp32")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/xnorm-distill"))
     ap.add_argument("--teacher-passages", help="the teacher's .npy vectors of every hpo-en name, in order")
     ap.add_argument("--pack", metavar="NAME", help="also put the student into the user zoo ($XNORM_HOME/adapters) "
@@ -254,6 +261,11 @@ def main(argv=None) -> None:
     tokenizer, model = make_student(args.layers, args.init)
     model.to(args.device).train()
     index = torch.from_numpy(data["index"]).to(args.device) if args.role == "query" else None
+    precision = resolve_precision(args.precision, args.device)
+
+    def autocast():
+        return torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
+
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
@@ -261,13 +273,14 @@ def main(argv=None) -> None:
         opt, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / max(1, args.steps - warmup))))
     rng = np.random.default_rng(args.seed)
     n = len(data["train_texts"])
-    history = [{"step": 0, **dev_agreement(tokenizer, model, data, args.max_length, index)}]
+    history = [{"step": 0, **dev_agreement(tokenizer, model, data, args.max_length, index, autocast)}]
     print(history[-1], flush=True)
     start, step = time.perf_counter(), 0
     while step < args.steps and time.perf_counter() - start < args.max_seconds:
         rows = rng.choice(n, args.batch_size, replace=False)
-        s = encode_batch(tokenizer, model, data["train_texts"][rows].tolist(), data["train_kinds"][rows],
-                         args.max_length)
+        with autocast():  # pooling, loss and the teacher targets stay fp32 (encode_batch pools in fp32)
+            s = encode_batch(tokenizer, model, data["train_texts"][rows].tolist(), data["train_kinds"][rows],
+                             args.max_length)
         cos, kl = loss_terms(s, torch.from_numpy(data["train_targets"][rows]).to(s.device), index)
         (cos + kl).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -277,12 +290,13 @@ def main(argv=None) -> None:
         step += 1
         if step % args.eval_every == 0:
             history.append({"step": step, "seconds": round(time.perf_counter() - start), "train_1-cos": cos.item(),
-                            "train_kl": kl.item(), **dev_agreement(tokenizer, model, data, args.max_length, index)})
+                            "train_kl": kl.item(),
+                            **dev_agreement(tokenizer, model, data, args.max_length, index, autocast)})
             print(history[-1], flush=True)
     train_s = time.perf_counter() - start
     if history[-1]["step"] != step:
         history.append({"step": step, "seconds": round(train_s),
-                        **dev_agreement(tokenizer, model, data, args.max_length, index)})
+                        **dev_agreement(tokenizer, model, data, args.max_length, index, autocast)})
 
     model.to("cpu")
     total = step + earlier.get("steps", 0)  # with an --init run's steps
@@ -290,6 +304,7 @@ def main(argv=None) -> None:
                  max_length=args.max_length,
                  fields={"init_from": {"folder": str(args.init), "steps": earlier["steps"]} if earlier else None,
                          "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                         "precision": precision,
                          "examples": {"train": int(n), "dev": int(len(data["dev_texts"])),
                                       "per_lang_queries": args.per_lang_queries},
                          "targets_seconds": round(targets_s, 1), "training_seconds": round(train_s, 1),
