@@ -30,3 +30,20 @@ def test_quick_start_input_exists():
     first = _bash_blocks(readme.split("## Quick start", 1)[1])[0]
     assert "xnorm link examples/clinical_notes.bigbio.jsonl" in first
     assert (ROOT / "examples" / "clinical_notes.bigbio.jsonl").is_file()
+
+
+def test_readme_linker_config_lists_every_key_with_its_default():
+    import dataclasses
+
+    import yaml
+
+    from xnorm.linker import LinkerConfig
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("A linker config (YAML", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    listed = yaml.safe_load(block)
+    fields = {f.name: f.default for f in dataclasses.fields(LinkerConfig)}
+    assert set(listed) == set(fields) - {"index"}  # `index: DIR` is the alternative to terminology, in a comment
+    for key, value in listed.items():
+        if key not in ("candidates", "terminology"):  # candidates: the HPO default, spelled out
+            assert value == fields[key], key
