@@ -135,7 +135,7 @@ def unfused_encoder(model: str, workdir: Path):
     adapter = adapter_manifest(location)
     base = Path(resolve_model(adapter["base_model"])) if adapter else location
     _export(_transformer_dir(base), enc.pooling, graph, location if adapter else None)
-    enc._onnx = OnnxPooledEncoder(graph)
+    enc._runtime = OnnxPooledEncoder(graph)
     return enc
 
 
@@ -155,6 +155,9 @@ def build_variants(model: str, selected: list[str], workdir: Path) -> list[Varia
         "onnx fp32": enc(backend="onnx"),
         "onnx int8": enc(backend="onnx", precision="int8"),
         "onnx int8-full": enc(backend="onnx", precision="int8-full"),
+        "openvino fp32": enc(backend="openvino", precision="fp32"),
+        "openvino bf16": enc(backend="openvino", precision="bf16"),
+        "openvino int8": enc(backend="openvino", precision="int8"),
     }
     wanted = selected or list(DEFAULT_VARIANTS)
     variants, torch_fp32 = [], None
@@ -185,7 +188,8 @@ def other_model_variants(model: str, selected: list[str], main_model: str) -> li
 
     backends = {FP32_SORTED: ("torch", "fp32"), "torch bf16": ("torch", "bf16"), "onnx fp32": ("onnx", "fp32"),
                 "onnx int8": ("onnx", "int8"),
-                "onnx int8-full": ("onnx", "int8-full")}
+                "onnx int8-full": ("onnx", "int8-full"), "openvino bf16": ("openvino", "bf16"),
+                "openvino int8": ("openvino", "int8")}
     variants = []
     for key in selected:
         backend, precision = backends[key]
@@ -201,6 +205,14 @@ def other_model_variants(model: str, selected: list[str], main_model: str) -> li
 
 
 # -- report ----------------------------------------------------------------------------------------------------
+
+
+def openvino_version() -> str:
+    try:
+        import openvino
+    except ImportError:
+        return ""
+    return f"; openvino {openvino.__version__} (CPU, latency hint, threads = usable cores)"
 
 
 def machine() -> str:
@@ -223,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="multilingual-e5-small")
     ap.add_argument("--variants", nargs="*", default=[],
                     help="variants to run besides the baseline and torch fp32 (default: "
-                    f"{', '.join(DEFAULT_VARIANTS)}; also: 'torch bf16', 'torch int8 (attention)', 'torch int8-full')")
+                    f"{', '.join(DEFAULT_VARIANTS)}; also: 'torch bf16', 'torch int8 (attention)', 'torch int8-full', "
+                    "'openvino fp32', 'openvino bf16', 'openvino int8' (the openvino extra))")
     ap.add_argument("--others", nargs="*", default=[],
                     help="other models (e.g. distilled students) measured in the same rounds against this one")
     ap.add_argument("--other-variants", nargs="*", default=[FP32_SORTED, "onnx fp32", "onnx int8"],
@@ -301,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- date: {started}",
         f"- machine: {machine()}; torch {torch.__version__} with {args.threads} intra-op threads; onnxruntime "
-        f"{onnxruntime.__version__} (CPUExecutionProvider, intra-op threads = usable cores)",
+        f"{onnxruntime.__version__} (CPUExecutionProvider, intra-op threads = usable cores)" + openvino_version(),
         f"- command: `python benchmarks/encoding_speed.py{''.join(' ' + a for a in cli_args)}`",
         f"- speed: {len(names)} English HPO labels per round (seeded sample of the {len(labels):,} current terms' "
         "preferred labels, `hpo-en`), each model's passage prefix (a query encoder's query prefix: "

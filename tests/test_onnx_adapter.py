@@ -121,3 +121,12 @@ def test_a_dense_index_runs_the_adapter_graph_on_request(trained: Path, tmp_path
     loaded = CandidateIndex.load(tmp_path / "index")
     assert loaded.generators[0].encoder.backend == "onnx"
     np.testing.assert_array_equal(loaded.candidates(mentions, k=3).concepts, got.concepts)
+
+
+def test_adapter_encoder_runs_on_openvino(trained: Path) -> None:
+    pytest.importorskip("openvino")
+    ref = Encoder(trained, device="cpu", batch_size=2).encode(TEXTS)
+    fp32 = Encoder(trained, device="cpu", batch_size=2, backend="openvino", precision="fp32")
+    np.testing.assert_allclose(fp32.encode(TEXTS), ref, atol=1e-5)  # the adapter is in the graph
+    int8 = Encoder(trained, device="cpu", backend="openvino", precision="int8").encode(TEXTS)
+    assert float((int8 * ref).sum(1).min()) > 0.95

@@ -30,9 +30,10 @@ POOLINGS = ("mean", "cls")
 # dynamic quantization (torch or ONNX Runtime, CPU only).
 PRECISIONS = ("fp32", "bf16", "auto", "int8", "int8-full")
 AUTOCAST_PRECISIONS = ("auto", "fp32", "bf16")  # what training (and the reranker) can run at: no int8
-# onnx: ONNX Runtime on the CPU, fused graph cached beside the model (onnx_backend.py); auto: onnx where it
-# applies (CPU, a local model folder without adapter, onnxruntime and onnx installed), else torch.
-BACKENDS = ("auto", "torch", "onnx")
+# onnx: ONNX Runtime on the CPU, fused graph cached beside the model (onnx_backend.py); openvino: OpenVINO on the
+# CPU (openvino_backend.py; the `openvino` extra), fp32 / bf16 / calibrated int8; auto: onnx where it applies (CPU,
+# a local model folder without adapter, onnxruntime and onnx installed), else torch.
+BACKENDS = ("auto", "torch", "onnx", "openvino")
 KINDS = ("query", "passage")
 # A query encoder (role "query", benchmarks/distill_encoder.py --role query) encodes mentions into the vector space
 # of another model's index (index_model, pinned by its weights fingerprint); it never encodes names itself.
@@ -129,8 +130,8 @@ class Encoder:
         normalize: bool = True,
         backend: str = "torch",
     ) -> None:
-        """``backend``: ``torch``, ``onnx`` or ``auto`` (onnx on the CPU when it can run, else torch; ``config()``
-        then records the backend actually used)."""
+        """``backend``: ``torch``, ``onnx``, ``openvino`` (the ``openvino`` extra; fp32, bf16 or calibrated int8) or
+        ``auto`` (onnx on the CPU when it can run, else torch; ``config()`` then records the backend actually used)."""
         import torch
 
         if precision not in PRECISIONS:
@@ -191,8 +192,11 @@ class Encoder:
         self._requested_precision = precision  # config() keeps "auto": a saved index picks again on each machine
         self.precision = precision = resolve_precision(precision, device, backend)
         if precision == "bf16" and backend == "onnx":
-            raise ConfigError("precision 'bf16' runs on the torch backend.", field="precision",
-                              fix="use backend='torch' (or 'auto') with bf16, or fp32 / int8 with 'onnx'.")
+            raise ConfigError("precision 'bf16' runs on the torch and openvino backends.", field="precision",
+                              fix="use backend='torch' (or 'auto', 'openvino') with bf16, or fp32 / int8 with 'onnx'.")
+        if precision == "int8-full" and backend == "openvino":
+            raise ConfigError("precision 'int8-full' is a dynamic quantization of torch and onnx.", field="precision",
+                              fix="use precision='int8' (calibrated static int8) with backend='openvino'.")
         # `auto` keeps adapter encoders on torch: their fp32 graph measured 1.05x torch (benchmarks/results/
         # encoding_speed_adapter.md), too little for the one-off export (~35 s) and a 470 MB graph; bf16 is torch's.
         if backend == "auto":
@@ -204,17 +208,17 @@ class Encoder:
         self.backend = backend
         self.device = device or ("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
         why = None
-        if backend == "onnx" and adapter is not None:
+        if backend in ("onnx", "openvino") and adapter is not None:
             # An adapter exports when adapter_graph can write it as plain modules (the shipped ones can).
             from .adapter_graph import unsupported_reason
 
             why = unsupported_reason(adapter_dir)
-        if backend == "onnx" and (not self.device.startswith("cpu") or not is_local or why):
+        if backend in ("onnx", "openvino") and (not self.device.startswith("cpu") or not is_local or why):
             why = f" ({why})" if why else ""
-            raise ConfigError(f"backend 'onnx' exports a local model folder (with a bottleneck adapter of "
+            raise ConfigError(f"backend {backend!r} exports a local model folder (with a bottleneck adapter of "
                               f"`xnorm train-encoder` or none) and runs on the CPU{why}.", field="backend",
-                              fix="use device='cpu' and a model folder, registry or zoo name with backend='onnx'; "
-                              "else backend='torch'.")
+                              fix=f"use device='cpu' and a model folder, registry or zoo name with backend="
+                              f"{backend!r}; else backend='torch'.")
         if precision.startswith("int8") and not self.device.startswith("cpu"):
             raise ConfigError(f"precision {precision!r} (dynamic quantization) runs on the CPU only.",
                               field="precision",
@@ -225,20 +229,30 @@ class Encoder:
             from xnorm.training.adapter_io import attach_adapter
 
             self.model = attach_adapter(self.model, adapter_dir, adapter, location if is_local else None)
-        self._onnx = None
+        # A graph runtime (ONNX Runtime, OpenVINO): (input_ids, attention_mask) -> pooled vectors.
+        self._runtime: Any = None
         if backend == "onnx":  # the torch model stays loaded: it answers config / dim questions
             from xnorm.models.onnx_backend import OnnxPooledEncoder
 
-            self._onnx = OnnxPooledEncoder.for_model(_transformer_dir(Path(location)), self.pooling, precision,
-                                                     adapter_dir=adapter_dir if adapter is not None else None)
+            self._runtime = OnnxPooledEncoder.for_model(_transformer_dir(Path(location)), self.pooling, precision,
+                                                        adapter_dir=adapter_dir if adapter is not None else None)
+        elif backend == "openvino":
+            from xnorm.models.openvino_backend import OpenVinoPooledEncoder, ensure_ir
+
+            xml = ensure_ir(_transformer_dir(Path(location)), self.pooling, precision,
+                            adapter_dir=adapter_dir if adapter is not None else None, tokenizer=self.tokenizer,
+                            passage_prefix=self.passage_prefix, max_length=self.max_length)
+            warn_if_emulated_bf16(precision, self.device)  # OpenVINO then computes in fp32
+            # int8: what stays out of int8 (softmax, LayerNorm, ...) runs in bf16 where native
+            self._runtime = OpenVinoPooledEncoder(xml, bf16=precision in ("bf16", "int8") and _native_bf16())
         elif precision.startswith("int8"):
             self.model = _quantize(self.model, full=precision == "int8-full")
         else:
             warn_if_emulated_bf16(precision, self.device)
         self.model.to(self.device)
         self.model.eval()
-        if self._onnx is not None:
-            # The ONNX session holds its own copy of the weights: keep the module for its config only.
+        if self._runtime is not None:
+            # The runtime holds its own copy of the weights: keep the module for its config only.
             self.model.to("meta")
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -358,8 +372,8 @@ class Encoder:
     def _forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> np.ndarray:
         import torch
 
-        if self._onnx is not None:
-            pooled = torch.from_numpy(self._onnx(input_ids.numpy(), attention_mask.numpy()))
+        if self._runtime is not None:
+            pooled = torch.from_numpy(self._runtime(input_ids.numpy(), attention_mask.numpy()))
             return (torch.nn.functional.normalize(pooled, p=2, dim=-1) if self.normalize else pooled).numpy()
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
