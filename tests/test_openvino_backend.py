@@ -54,10 +54,13 @@ def test_bf16_and_calibrated_int8_stay_close_and_int8_is_reproducible(model_dir:
     ref = Encoder(model_dir, device="cpu").encode(TEXTS)
     bf16 = Encoder(model_dir, device="cpu", backend="openvino", precision="bf16").encode(TEXTS)
     assert _cos(bf16, ref).min() > 0.999
+    full = Encoder(model_dir, device="cpu", backend="openvino", precision="int8-full").encode(TEXTS)
+    assert _cos(full, ref).min() > 0.95 and not np.allclose(full, ref, atol=1e-4)  # quantized: close, not equal
     int8 = Encoder(model_dir, device="cpu", backend="openvino", precision="int8")
     got = int8.encode(TEXTS)
-    assert _cos(got, ref).min() > 0.95 and not np.allclose(got, ref, atol=1e-4)  # quantized: close, not equal
-    assert sorted(p.name.rsplit("-", 1)[-1] for p in _irs(model_dir)) == ["fp32.xml", "int8.xml"]
+    assert _cos(got, ref).min() > 0.95 and not np.array_equal(got, full)  # another graph
+    assert sorted(p.name.rsplit("openvino-", 1)[-1] for p in _irs(model_dir)) == ["fp32.xml", "int8-full.xml",
+                                                                                   "int8.xml"]
     (xml,) = (model_dir / "onnx").glob("*-openvino-int8.xml")
     manifest = json.loads(xml.with_suffix(".json").read_text())
     texts = openvino_backend.calibration_texts(int8.passage_prefix)
@@ -108,9 +111,25 @@ def test_unloadable_ir_with_matching_checksums_is_a_clear_error(model_dir: Path)
     assert str(xml) in str(err.value) and "delete the file" in str(err.value)
 
 
+def test_int8_keeps_the_feed_forward_outputs_out_of_int8(model_dir: Path) -> None:
+    import openvino as ov
+
+    enc = Encoder(model_dir, device="cpu")
+
+    def quantized_matmuls(precision: str) -> set[str]:
+        xml = openvino_backend.ensure_ir(model_dir, precision=precision, tokenizer=enc.tokenizer)
+        network = ov.Core().read_model(str(xml))
+        # NNCF puts a FakeQuantize on the activation input of every MatMul it quantizes
+        return {op.get_friendly_name() for op in network.get_ordered_ops() if op.get_type_name() == "MatMul"
+                and op.input_value(0).get_node().get_type_name() == "FakeQuantize"}
+
+    ffn = set(openvino_backend.ffn_outputs(ov.Core().read_model(str(openvino_backend.ensure_ir(model_dir)))))
+    assert len(ffn) == 2  # one per layer of the tiny BERT
+    full, int8 = quantized_matmuls("int8-full"), quantized_matmuls("int8")
+    assert ffn <= full and not ffn & int8 and int8 and int8 < full
+
+
 def test_settings_it_cannot_run_are_config_errors(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match="int8-full"):
-        Encoder(model_dir, device="cpu", backend="openvino", precision="int8-full")
     with pytest.raises(ConfigError, match="runs on the CPU"):
         Encoder(model_dir, device="cuda", backend="openvino")
     real_import = builtins.__import__

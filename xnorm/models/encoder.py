@@ -27,7 +27,7 @@ SETTINGS_FILE = "xnorm_encoder.json"
 POOLINGS = ("mean", "cls")
 # bf16: torch autocast (weights stay fp32, matrix products in bfloat16), fast where the CPU has native bf16
 # (AVX512-BF16 / AMX) or on a GPU; auto: bf16 where the device has it natively, else fp32; int8 / int8-full:
-# dynamic quantization (torch or ONNX Runtime, CPU only).
+# dynamic quantization (torch or ONNX Runtime), static calibrated quantization (OpenVINO); CPU only.
 PRECISIONS = ("fp32", "bf16", "auto", "int8", "int8-full")
 AUTOCAST_PRECISIONS = ("auto", "fp32", "bf16")  # what training (and the reranker) can run at: no int8
 # onnx: ONNX Runtime on the CPU, fused graph cached beside the model (onnx_backend.py); openvino: OpenVINO on the
@@ -130,7 +130,7 @@ class Encoder:
         normalize: bool = True,
         backend: str = "torch",
     ) -> None:
-        """``backend``: ``torch``, ``onnx``, ``openvino`` (the ``openvino`` extra; fp32, bf16 or calibrated int8) or
+        """``backend``: ``torch``, ``onnx``, ``openvino`` (the ``openvino`` extra; fp32, bf16, calibrated int8) or
         ``auto`` (onnx on the CPU when it can run, else torch; ``config()`` then records the backend actually used)."""
         import torch
 
@@ -194,9 +194,6 @@ class Encoder:
         if precision == "bf16" and backend == "onnx":
             raise ConfigError("precision 'bf16' runs on the torch and openvino backends.", field="precision",
                               fix="use backend='torch' (or 'auto', 'openvino') with bf16, or fp32 / int8 with 'onnx'.")
-        if precision == "int8-full" and backend == "openvino":
-            raise ConfigError("precision 'int8-full' is a dynamic quantization of torch and onnx.", field="precision",
-                              fix="use precision='int8' (calibrated static int8) with backend='openvino'.")
         # `auto` keeps adapter encoders on torch: their fp32 graph measured 1.05x torch (benchmarks/results/
         # encoding_speed_adapter.md), too little for the one-off export (~35 s) and a 470 MB graph; bf16 is torch's.
         if backend == "auto":
@@ -244,7 +241,7 @@ class Encoder:
                             passage_prefix=self.passage_prefix, max_length=self.max_length)
             warn_if_emulated_bf16(precision, self.device)  # OpenVINO then computes in fp32
             # int8: what stays out of int8 (softmax, LayerNorm, ...) runs in bf16 where native
-            self._runtime = OpenVinoPooledEncoder(xml, bf16=precision in ("bf16", "int8") and _native_bf16())
+            self._runtime = OpenVinoPooledEncoder(xml, bf16=precision != "fp32" and _native_bf16())
         elif precision.startswith("int8"):
             self.model = _quantize(self.model, full=precision == "int8-full")
         else:
