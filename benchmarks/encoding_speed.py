@@ -158,8 +158,12 @@ def build_variants(model: str, selected: list[str], workdir: Path) -> list[Varia
         "openvino fp32": enc(backend="openvino", precision="fp32"),
         "openvino bf16": enc(backend="openvino", precision="bf16"),
         "openvino int8": enc(backend="openvino", precision="int8"),
+        "openvino int8-full": enc(backend="openvino", precision="int8-full"),
     }
     wanted = selected or list(DEFAULT_VARIANTS)
+    unknown = sorted(set(wanted) - set(makers))
+    if unknown:  # a typo must not silently drop a row
+        sys.exit(f"unknown variants {unknown}; known: {', '.join(makers)}")
     variants, torch_fp32 = [], None
     for key, make in makers.items():
         # The baseline and fp32 torch always run: every ratio is taken against them in the same run.
@@ -189,7 +193,7 @@ def other_model_variants(model: str, selected: list[str], main_model: str) -> li
     backends = {FP32_SORTED: ("torch", "fp32"), "torch bf16": ("torch", "bf16"), "onnx fp32": ("onnx", "fp32"),
                 "onnx int8": ("onnx", "int8"),
                 "onnx int8-full": ("onnx", "int8-full"), "openvino bf16": ("openvino", "bf16"),
-                "openvino int8": ("openvino", "int8")}
+                "openvino int8": ("openvino", "int8"), "openvino int8-full": ("openvino", "int8-full")}
     variants = []
     for key in selected:
         backend, precision = backends[key]
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="*", default=[],
                     help="variants to run besides the baseline and torch fp32 (default: "
                     f"{', '.join(DEFAULT_VARIANTS)}; also: 'torch bf16', 'torch int8 (attention)', 'torch int8-full', "
-                    "'openvino fp32', 'openvino bf16', 'openvino int8' (the openvino extra))")
+                    "'openvino fp32', 'openvino bf16', 'openvino int8', 'openvino int8-full' (the openvino extra))")
     ap.add_argument("--others", nargs="*", default=[],
                     help="other models (e.g. distilled students) measured in the same rounds against this one")
     ap.add_argument("--other-variants", nargs="*", default=[FP32_SORTED, "onnx fp32", "onnx int8"],
