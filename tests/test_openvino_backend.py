@@ -13,20 +13,11 @@ import pytest
 
 pytest.importorskip("openvino")
 
+from test_onnx_backend import TEXTS, model_dir  # noqa: E402, F401 (model_dir: a private copy of the tiny BERT)
+
 from xnorm.errors import ArtifactError, ConfigError  # noqa: E402
 from xnorm.models import openvino_backend  # noqa: E402
 from xnorm.models.encoder import Encoder  # noqa: E402
-
-TEXTS = ["abnormality of the heart", "seizure", "short stature with broad thumbs and a very long name here",
-         "x", "Hypoplasia of the corpus callosum", "fièvre récurrente", "", "kidney cyst"]
-
-
-@pytest.fixture()
-def model_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny BERT, so each test starts without cached graphs."""
-    dst = tmp_path / "tiny"
-    shutil.copytree(tiny_model_dir, dst, ignore=shutil.ignore_patterns("onnx"))
-    return dst
 
 
 def _irs(model_dir: Path) -> list[Path]:

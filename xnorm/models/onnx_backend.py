@@ -43,7 +43,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -117,18 +117,25 @@ def _file_record(prefix: str, path: Path) -> dict[str, Any]:
     return {f"{prefix}size": path.stat().st_size, f"{prefix}sha256": sha256_file(path)}
 
 
-def _manifest_ok(graph: Path, manifest: Path, expected: dict[str, Any]) -> bool:
-    """True when ``graph`` and its weights exist and its manifest matches the settings and both checksums."""
-    if not graph.is_file() or not data_file(graph).is_file() or not manifest.is_file():
-        return False
+def manifest_matches(manifest: Path, expected: dict[str, Any], records: Callable[[], dict[str, Any]]) -> bool:
+    """True when the JSON ``manifest`` holds the ``expected`` settings and the file records ``records()`` computes
+    now (called only when the settings match: checksums of large files take time)."""
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
     if not isinstance(data, dict) or any(data.get(k) != v for k, v in expected.items()):
         return False
-    recorded = {k: data.get(k) for k in ("size", "sha256", "data_size", "data_sha256")}
-    return recorded == {**_file_record("", graph), **_file_record("data_", data_file(graph))}
+    now = records()
+    return {k: data.get(k) for k in now} == now
+
+
+def _manifest_ok(graph: Path, manifest: Path, expected: dict[str, Any]) -> bool:
+    """True when ``graph`` and its weights exist and its manifest matches the settings and both checksums."""
+    if not graph.is_file() or not data_file(graph).is_file():
+        return False
+    return manifest_matches(manifest, expected,
+                            lambda: {**_file_record("", graph), **_file_record("data_", data_file(graph))})
 
 
 def _install(single: Path, graph: Path) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 from .._io import atomic_write, sha256_file
 from ..errors import ArtifactError, ConfigError
 from ..paths import xnorm_home
-from .onnx_backend import _export, _is_ffn_output, cache_dir, default_threads, graph_key
+from .onnx_backend import _export, _is_ffn_output, cache_dir, default_threads, graph_key, manifest_matches
 
 logger = logging.getLogger(__name__)
 
@@ -70,15 +70,8 @@ def _record(xml: Path, weights: Path) -> dict[str, Any]:
 
 def _cached(xml: Path, weights: Path, manifest: Path, expected: dict[str, Any]) -> bool:
     """True when the IR's two files exist and its manifest matches the settings and both checksums."""
-    if not (xml.is_file() and weights.is_file() and manifest.is_file()):
-        return False
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    if not isinstance(data, dict) or any(data.get(k) != v for k, v in expected.items()):
-        return False
-    return {k: data.get(k) for k in ("xml_sha256", "bin_sha256")} == _record(xml, weights)
+    return xml.is_file() and weights.is_file() and manifest_matches(manifest, expected,
+                                                                    lambda: _record(xml, weights))
 
 
 def calibration_texts(prefix: str = "") -> list[str]:
