@@ -121,6 +121,8 @@ def test_int8_keeps_the_feed_forward_outputs_out_of_int8(model_dir: Path) -> Non
 
 
 def test_settings_it_cannot_run_are_config_errors(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="fp16"):
+        openvino_backend.ensure_ir(model_dir, precision="fp16")
     with pytest.raises(ConfigError, match="runs on the CPU"):
         Encoder(model_dir, device="cuda", backend="openvino")
     real_import = builtins.__import__

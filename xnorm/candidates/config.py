@@ -60,7 +60,7 @@ DENSE_DEFAULTS: dict[str, Any] = {
     # auto: ONNX Runtime (fused graph, same vectors as torch, faster) on the CPU when onnxruntime + onnx are
     # installed and the model is a local folder, else torch (GPU, hub ids, adapters). The index records the
     # backend it used, so one built with torch keeps torch. openvino (opt-in, the `openvino` extra): bf16 or
-    # calibrated int8, 3.3x torch fp32 in int8 for hpo-align-e5small at unchanged recall (encoding_speed_openvino.md).
+    # calibrated int8 / int8-full, 2.5x / 3.3x torch fp32 at recall@64 within 0.5 points (encoding_speed_openvino.md).
     "backend": "auto",
     "device": None,
     # A query encoder for the mentions (a distilled student of `model`, role query; None: `model` itself) and its

@@ -132,6 +132,9 @@ def ensure_ir(model_dir: str | Path, pooling: str = "mean", precision: str = "fp
     """The cached IR (``.xml``) of ``model_dir`` (+ ``adapter_dir``'s adapter) for ``pooling``; ``precision`` int8 /
     int8-full give calibrated int8 IRs (need ``tokenizer``), anything else the fp32 one (bf16 is a compile-time
     hint)."""
+    if precision not in OPENVINO_PRECISIONS:
+        raise ConfigError(f"unknown OpenVINO precision {precision!r}.", field="precision",
+                          fix=f"use one of {OPENVINO_PRECISIONS}.")
     ov = _import_openvino()
     model_dir = Path(model_dir)
     key = graph_key(model_dir, adapter_dir)
