@@ -94,13 +94,25 @@ def graph_key(model_dir: str | Path, adapter_dir: str | Path | None = None) -> s
     return h.hexdigest()
 
 
-def cache_dir(model_dir: str | Path, key: str) -> Path:
-    """Where graphs of this model live: beside it when its folder is writable, else under ``$XNORM_HOME``."""
+def cache_dir(model_dir: str | Path, key: str, adapter_dir: str | Path | None = None) -> Path:
+    """Where graphs of this model live: beside it when its folder is writable, else under ``$XNORM_HOME``; graphs
+    with an adapter always under ``$XNORM_HOME`` (not in the adapter folder, whose files its manifest lists)."""
     model_dir = Path(model_dir)
     beside = model_dir / "onnx"
-    if os.access(beside if beside.is_dir() else model_dir, os.W_OK):
+    if adapter_dir is None and os.access(beside if beside.is_dir() else model_dir, os.W_OK):
         return beside
     return xnorm_home() / "onnx" / key[:16]
+
+
+def begin_rebuild(artifact: Path, manifest: Path, what: str) -> None:
+    """Before (re)writing a cached graph: say why when one was there, make its folder, and remove its manifest so
+    that no reader trusts the files while they are replaced."""
+    if artifact.exists() or manifest.exists():
+        logger.warning("cached %s %s is stale or corrupted (checksum or settings differ); rebuilding it", what,
+                       artifact)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        manifest.unlink()
 
 
 def _graph_files(folder: Path, key: str, pooling: str, precision: str) -> tuple[Path, Path]:
@@ -157,8 +169,7 @@ def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = 
                  folder: str | Path | None = None, adapter_dir: str | Path | None = None) -> Path:
     """The cached ONNX graph of ``model_dir`` (with the encoder adapter of ``adapter_dir`` written in, see
     ``adapter_graph``) for ``pooling`` / ``precision``, exported (and quantized) if missing, stale or corrupted.
-    ``folder`` overrides the cache location (``cache_dir``; adapter graphs live under ``$XNORM_HOME/onnx/``,
-    not in the adapter folder, whose files its manifest lists)."""
+    ``folder`` overrides the cache location (``cache_dir``)."""
     if precision not in ONNX_PRECISIONS:
         raise ConfigError(f"unknown ONNX precision {precision!r}.", field="precision",
                           fix=f"use one of {ONNX_PRECISIONS}.")
@@ -166,20 +177,13 @@ def ensure_graph(model_dir: str | Path, pooling: str = "mean", precision: str = 
         raise ConfigError(f"unknown pooling {pooling!r}.", field="pooling", fix="use mean or cls.")
     model_dir = Path(model_dir)
     key = graph_key(model_dir, adapter_dir)
-    if folder is None:
-        folder = cache_dir(model_dir, key) if adapter_dir is None else xnorm_home() / "onnx" / key[:16]
-    folder = Path(folder)
+    folder = Path(folder) if folder is not None else cache_dir(model_dir, key, adapter_dir)
     graph, manifest = _graph_files(folder, key, pooling, precision)
     expected = {"format": GRAPH_FORMAT, "model_key": key, "pooling": pooling, "precision": precision,
                 "opset": OPSET}
     if _manifest_ok(graph, manifest, expected):
         return graph
-    if graph.exists() or manifest.exists():
-        logger.warning("cached ONNX graph %s is stale or corrupted (checksum or settings differ); rebuilding it",
-                       graph)
-    folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        manifest.unlink()  # no reader trusts the files while they are replaced
+    begin_rebuild(graph, manifest, "ONNX graph")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{graph.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -36,8 +36,8 @@ import numpy as np
 
 from .._io import atomic_write, sha256_file
 from ..errors import ArtifactError, ConfigError
-from ..paths import xnorm_home
-from .onnx_backend import _export, _is_ffn_output, cache_dir, default_threads, graph_key, manifest_matches
+from .onnx_backend import (_export, _is_ffn_output, begin_rebuild, cache_dir, default_threads, graph_key,
+                           manifest_matches)
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +138,7 @@ def ensure_ir(model_dir: str | Path, pooling: str = "mean", precision: str = "fp
     ov = _import_openvino()
     model_dir = Path(model_dir)
     key = graph_key(model_dir, adapter_dir)
-    if folder is None:
-        folder = cache_dir(model_dir, key) if adapter_dir is None else xnorm_home() / "onnx" / key[:16]
-    folder = Path(folder)
+    folder = Path(folder) if folder is not None else cache_dir(model_dir, key, adapter_dir)
     stored = precision if precision.startswith("int8") else "fp32"
     xml, weights, manifest = _files(folder, key, pooling, stored)
     expected: dict[str, Any] = {"format": IR_FORMAT, "model_key": key, "pooling": pooling, "precision": stored,
@@ -155,12 +153,7 @@ def ensure_ir(model_dir: str | Path, pooling: str = "mean", precision: str = "fp
         expected["int8"] = "all but FFN outputs" if stored == "int8" else "every projection"
     if _cached(xml, weights, manifest, expected):
         return xml
-    if xml.exists() or manifest.exists():
-        logger.warning("cached OpenVINO graph %s is stale or corrupted (checksum or settings differ); rebuilding it",
-                       xml)
-    folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        manifest.unlink()  # no reader trusts the files while they are replaced
+    begin_rebuild(xml, manifest, "OpenVINO graph")
     staging = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.", dir=folder))
     try:
         if stored == "fp32":
