@@ -38,6 +38,7 @@ from ..models.registry import weights_fingerprint
 from ..models.tokenizers import load_tokenizer
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
+from .head import pool, scoring_head
 from .loss import generator_minmax
 from .pairs import FALLBACK_LANG, PairEncoder
 
@@ -136,45 +137,6 @@ def _load_base(base_model: str) -> tuple[str, Any, Any, bool]:
             if f".{BASE_ADAPTER}." in name:
                 p.requires_grad = False
     return model_path, tokenizer, model, encoder_adapter is not None
-
-
-def _scoring_head(hidden: int, dropout: float, prior_weight: float | None, pooling: str = "mean"):
-    """BERT's classification head shape (dense + tanh + one score) plus, optionally, the generator prior.
-
-    Residual reranking: score = mlp(CLS) + w · minmax(generator score), w learned (``prior_weight`` at start)
-    and the mlp's last layer zero-initialised, so an untrained reranker ranks exactly as the candidate
-    generator did and training learns corrections. On a CPU budget (hundreds of training mentions, not
-    hundreds of thousands) a cross-encoder started from scratch ranks worse than the generator it reranks;
-    this start cannot. ``prior_weight=None``: a plain cross-encoder score.
-    """
-    import torch
-
-    width = 2 * hidden + 1 if pooling == "segments" else hidden
-
-    class ScoringHead(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.mlp = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(width, hidden),
-                                           torch.nn.Tanh(), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 1))
-            self.use_prior = prior_weight is not None
-            if self.use_prior:
-                torch.nn.init.zeros_(self.mlp[-1].weight)
-                torch.nn.init.zeros_(self.mlp[-1].bias)
-                self.prior_weight = torch.nn.Parameter(torch.tensor(float(prior_weight)))
-
-        def forward(self, cls, prior=None):
-            score = self.mlp(cls).squeeze(-1)
-            if self.use_prior:
-                score = score + self.prior_weight * prior
-            return score
-
-    return ScoringHead()
-
-
-def _mean(hidden, mask):
-    """Mean of ``hidden`` [b, t, h] over the positions where ``mask`` [b, t] is true."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 def _check_safetensors_adapter(path: Path) -> None:
@@ -276,7 +238,7 @@ class Reranker:
         if pooling == "segments" and not getattr(tokenizer, "is_fast", False):
             raise ConfigError("pooling 'segments' needs a fast tokenizer (to tell mention from candidate tokens).",
                               field="pooling", fix="use pooling 'mean'.")
-        head = _scoring_head(model.config.hidden_size, dropout, prior_weight, pooling)
+        head = scoring_head(model.config.hidden_size, dropout, prior_weight, pooling)
         cfg = None
         source_lang = None
         langs = dict(lang_adapters or {})
@@ -421,16 +383,7 @@ class Reranker:
             out = self.model(**inputs)
         hidden = out[0] if isinstance(out, tuple) else getattr(out, "last_hidden_state", out[0])
         hidden = hidden.float()  # the head and pooling in fp32 whatever the precision
-        pooling = self.info.get("pooling", "cls")
-        if pooling == "mean":
-            pooled = _mean(hidden, inputs["attention_mask"] > 0)
-        elif pooling == "segments":
-            seg = batch["segments"].to(self.device)
-            m, c = _mean(hidden, seg == 0), _mean(hidden, seg == 1)
-            cos = torch.nn.functional.cosine_similarity(m, c, dim=-1, eps=1e-6).unsqueeze(-1)
-            pooled = torch.cat([m * c, (m - c).abs(), cos], dim=-1)
-        else:
-            pooled = hidden[:, 0]
+        pooled = pool(hidden, inputs["attention_mask"], batch.get("segments"), self.info.get("pooling", "cls"))
         if prior is not None:
             prior = torch.as_tensor(prior, dtype=hidden.dtype, device=hidden.device)
         elif self.uses_prior:
@@ -548,7 +501,7 @@ class Reranker:
         if manifest["mode"] in ("adapter", "stack"):
             with _QuietAdapters():
                 model.add_adapter(TASK, config=_adapter_config(manifest["adapter_config"]), set_active=True)
-        head = _scoring_head(model.config.hidden_size, 0.1, manifest.get("prior_weight_init"),
+        head = scoring_head(model.config.hidden_size, 0.1, manifest.get("prior_weight_init"),
                              manifest.get("pooling", "cls"))
         langs = {lang: str(path / rel) for lang, rel in manifest.get("lang_adapters", {}).items()}
         langs.update(lang_adapters or {})
