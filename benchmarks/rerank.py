@@ -81,6 +81,9 @@ def parse_args(argv=None):
     p.add_argument("--max-train-seconds", type=float, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--evaluate", nargs="*", default=[], metavar="NAME=DIR",
+                   help="also rerank the test sets with these trained reranker folders (e.g. imported from a GPU "
+                        "run by rerank_bundle.py), named NAME in the table")
     p.add_argument("--merge", nargs="*", default=None,
                    help="only merge the runs of these result JSONs (from parallel invocations) into --out")
     return p.parse_args(argv)
@@ -213,10 +216,15 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
         lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars},
         threads=args.threads, max_seconds=args.max_train_seconds, show_progress=True)
-    res = {"mode": mode, "lambda": lam, "base_model": args.base_model, "train": {k: v for k, v in report.items() if k != "losses"},
-           "loss_first_20": float(np.mean(report["losses"][:20])), "loss_last_20": float(np.mean(report["losses"][-20:])),
-           "size_on_disk_bytes": int((out_dir / "weights.safetensors").stat().st_size),
-           "lang_adapters_used": sorted(rr.lang_adapters), "tests": {}}
+    return {"mode": mode, "lambda": lam, "base_model": args.base_model, "train": {k: v for k, v in report.items() if k != "losses"},
+            "loss_first_20": float(np.mean(report["losses"][:20])), "loss_last_20": float(np.mean(report["losses"][-20:])),
+            "size_on_disk_bytes": int((out_dir / "weights.safetensors").stat().st_size),
+            "lang_adapters_used": sorted(rr.lang_adapters), **rerank_tests(rr, index, tests, test_cands)}
+
+
+def rerank_tests(rr, index, tests, test_cands) -> dict:
+    """Test metrics of a reranker, and its inference time per 1k mentions."""
+    res: dict = {"tests": {}}
     n_inf, t_inf = 0, 0.0
     for tname, ex in tests.items():
         t = time.perf_counter()
@@ -225,9 +233,33 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
         n_inf += len(ex)
         res["tests"][tname] = metrics(out, ex.gold)
         res["tests"][tname]["lang_adapter"] = rr.adapter_for(str(ex.mentions.langs[0]) if len(ex) else "en")
-        print(f"  {name} {tname}: acc@1 {res['tests'][tname]['acc1']:.3f}", flush=True)
+        print(f"  {tname}: acc@1 {res['tests'][tname]['acc1']:.3f}", flush=True)
     res["inference_seconds_per_1k_mentions"] = round(1000 * t_inf / max(1, n_inf), 1)
     return res
+
+
+def evaluate_one(folder: str, index, tests, test_cands, threads: int) -> dict:
+    """A trained reranker folder on the test sets; its training figures from its manifest."""
+    from xnorm.rerank import Reranker
+
+    rr = Reranker.load(folder)
+    tr = rr.info.get("training", {})
+    steps, batch = tr.get("steps", 0), tr.get("batch_mentions", tr.get("batch_size", 1))
+    train = {"parameters": rr.parameter_counts(), "steps": steps, "batch_size": batch,
+             "train_seconds": tr.get("seconds", tr.get("train_seconds", 0.0)),
+             "seconds_per_mention": tr.get("train_seconds_per_1k_mentions", 0.0) / 1000
+             if "train_seconds_per_1k_mentions" in tr else tr.get("seconds_per_mention", 0.0),
+             "trained_on": tr.get("trained_on", f"this machine, {threads} threads")}
+    best = tr.get("best_dev") or {}
+    if best:
+        train.update(best_dev_acc1=best.get("acc1"), best_dev_gain=best.get("gain"), best_step=best.get("step"))
+    history = rr.info.get("dev_metrics") or []
+    losses = [h["loss_last_50"] for h in history if "loss_last_50" in h]
+    return {"mode": rr.mode, "lambda": rr.info.get("lam"), "base_model": rr.base_model, "folder": folder,
+            "train": train, "loss_first_20": losses[0] if losses else float("nan"),
+            "loss_last_20": losses[-1] if losses else float("nan"),
+            "size_on_disk_bytes": int((Path(folder) / "weights.safetensors").stat().st_size),
+            **rerank_tests(rr, index, tests, test_cands)}
 
 
 def _num(x) -> str:
@@ -355,6 +387,11 @@ def main(argv=None) -> None:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
         Path(args.out).with_suffix(".md").write_text(render(results))
+    for spec in args.evaluate:
+        name, _, folder = spec.rpartition("=")  # the name may hold "=" (λ=0)
+        print(f"evaluate {name}", flush=True)
+        results["runs"][name] = evaluate_one(folder, index, tests, test_cands, args.threads)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     Path(args.out).with_suffix(".md").write_text(render(results))
 
