@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from device_variants import run_variants  # noqa: E402
 from distill_bundle import dev_recall  # noqa: E402  (numpy only, as the ranking it calls: train_encoder.py's)
-from distill_encoder import loss_terms  # noqa: E402  (numpy + torch only)
+from distill_encoder import loss_terms  # noqa: E402
 
 SHARED = "embeddings.word_embeddings.weight"
 
@@ -210,22 +210,9 @@ def main(argv=None) -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if len(args.variant) == 1:
         return train(args)
-    # one process per variant, all at once: each is far too small to fill the GPU alone
-    base = [a for a in (argv if argv is not None else sys.argv[1:])]
-    procs = []
-    for variant in args.variant:
-        rest, skip = [], False
-        for a in base:  # drop the other --variant options
-            if skip:
-                skip = False
-            elif a == "--variant":
-                skip = True
-            elif not a.startswith("--variant="):
-                rest.append(a)
-        procs.append(subprocess.Popen([sys.executable, __file__, *rest, "--variant", variant]))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        sys.exit(f"variants failed: {[v for v, c in zip(args.variant, codes) if c]}")
+    failed = run_variants(__file__, argv if argv is not None else sys.argv[1:], args.variant)
+    if failed:
+        sys.exit(f"variants failed: {failed}")
 
 
 if __name__ == "__main__":

@@ -245,15 +245,18 @@ def evaluate_one(folder: str, index, tests, test_cands, threads: int) -> dict:
     rr = Reranker.load(folder)
     tr = rr.info.get("training", {})
     steps, batch = tr.get("steps", 0), tr.get("batch_mentions", tr.get("batch_size", 1))
-    train = {"parameters": rr.parameter_counts(), "steps": steps, "batch_size": batch,
+    # the counts of training (a loaded model has every tensor trainable)
+    train = {"parameters": rr.info.get("parameters") or rr.parameter_counts(), "steps": steps, "batch_size": batch,
              "train_seconds": tr.get("seconds", tr.get("train_seconds", 0.0)),
              "seconds_per_mention": tr.get("train_seconds_per_1k_mentions", 0.0) / 1000
              if "train_seconds_per_1k_mentions" in tr else tr.get("seconds_per_mention", 0.0),
              "trained_on": tr.get("trained_on", f"this machine, {threads} threads")}
     best = tr.get("best_dev") or {}
+    history = rr.info.get("dev_metrics") or []
     if best:
         train.update(best_dev_acc1=best.get("acc1"), best_dev_gain=best.get("gain"), best_step=best.get("step"))
-    history = rr.info.get("dev_metrics") or []
+    if history:  # step 0: the candidates' own ranking
+        train["dev_acc1_candidates"] = history[0]["acc1"]
     losses = [h["loss_last_50"] for h in history if "loss_last_50" in h]
     return {"mode": rr.mode, "lambda": rr.info.get("lam"), "base_model": rr.base_model, "folder": folder,
             "train": train, "loss_first_20": losses[0] if losses else float("nan"),
@@ -316,7 +319,7 @@ def render(results: dict) -> str:
             cells.append(f"{v:.3f} ({d:+.3f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Cost", "", "| run | trained params | total params | weights on disk | train mentions seen | "
-              "train time | s / train mention | inference s / 1k mentions (k candidates each) | best dev acc@1 (step) | "
+              "train time | train ms / mention | inference s / 1k mentions (k candidates each) | best dev acc@1 (step) | "
               "loss first→last 20 steps |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
         if "skipped" in r:
@@ -325,7 +328,7 @@ def render(results: dict) -> str:
         lines.append(
             f"| {name} | {tr['parameters']['trained']:,} | {tr['parameters']['total']:,} | "
             f"{r['size_on_disk_bytes'] / 1e6:.2f} MB | {tr['steps'] * tr['batch_size']:,} | {tr['train_seconds']:.0f} s | "
-            f"{tr['seconds_per_mention']:.2f} | {_num(r.get('inference_seconds_per_1k_mentions'))} | "
+            f"{1000 * tr['seconds_per_mention']:.1f} | {_num(r.get('inference_seconds_per_1k_mentions'))} | "
             f"{tr.get('best_dev_acc1', float('nan')):.3f}"
             + (f", worst-set gain {tr['best_dev_gain']:+.3f}" if "best_dev_gain" in tr else "")
             + f" ({tr.get('best_step', '-')}) | "

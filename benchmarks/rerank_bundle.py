@@ -297,6 +297,27 @@ def import_result(args: argparse.Namespace) -> None:
     print(f"saved {args.out} (variant {report['chosen']}, best step {variant['best_step']} of {variant['steps']})")
 
 
+def report(args: argparse.Namespace) -> None:
+    """One markdown table of every variant of the device runs (their ``chosen.json``), test acc@1 at ``--k``."""
+    lines, sets = [], None
+    for path in args.runs:
+        run = json.loads(Path(path).read_text())
+        for name, v in run["variants"].items():
+            tests = {t[len("test_"):]: r[f"k{args.k}"] for t, r in sorted(v["tests"].items())}
+            if sets is None:
+                sets = list(tests)
+                lines += ["| variant | lr | λ | k train | batch | training sets | steps (kept) | dev worst-set gain | "
+                          + " | ".join(sets) + " |", "|---" * (8 + len(sets)) + "|",
+                          "| candidates (first k of the bundle's list) | | | | | | | | "
+                          + " | ".join(f"{tests[t]['acc1_candidates']:.3f}" for t in sets) + " |"]
+            cells = [f"{tests[t]['acc1']:.3f} ({tests[t]['acc1'] - tests[t]['acc1_candidates']:+.3f})" for t in sets]
+            chosen = " (chosen)" if name == run["chosen"] else ""
+            lines.append(f"| {name}{chosen} | {v['lr']:g} | {v['lambda']:g} | {v['k_train']} | {v['batch_mentions']} | "
+                         f"{'+'.join(v.get('train_sets', ['train', 'train_synonyms']))} | {v['steps']} "
+                         f"({v['best_step']}) | {v['best_dev']['gain']:+.3f} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+
+
 def main(argv=None) -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -322,8 +343,11 @@ def main(argv=None) -> None:
     im.add_argument("--result", type=Path, required=True, help="the folder the device's files were fetched into")
     im.add_argument("--bundle", type=Path, required=True)
     im.add_argument("--out", type=Path, required=True)
+    rp = sub.add_parser("report", help="a markdown table of every variant of device runs")
+    rp.add_argument("runs", nargs="+", help="chosen.json files")
+    rp.add_argument("--k", type=int, default=8)
     args = ap.parse_args(argv)
-    export(args) if args.command == "export" else import_result(args)
+    {"export": export, "import": import_result, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

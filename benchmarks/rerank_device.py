@@ -3,8 +3,10 @@
 Needs only torch, transformers, safetensors and numpy: the bundle holds the base model (pruned vocabulary, int8
 rows) and token ids; the scoring head and the loss are xnorm's own files (``xnorm/rerank/head.py``, ``loss.py``)
 loaded by path. Mode ``full``: every layer and the head train, the word embeddings stay frozen, as
-``xnorm train-reranker --mode full``. Each ``--variant NAME:LR:LAMBDA:K:BATCH`` (K candidates per training mention,
-BATCH mentions per step) trains in its own process, all at once on the one GPU, for ``--seconds`` (warm-up over
+``xnorm train-reranker --mode full``. Each ``--variant NAME:LR:LAMBDA:K:BATCH[:SETS]`` (K candidates per training
+mention, BATCH mentions per step, SETS the bundle's training sets joined by ``+``, default
+``train+train_synonyms``; ``train_matched`` with ``export --matched``) trains in its own process, all at once on the
+one GPU (``--device cpu`` runs it here, slowly), for ``--seconds`` (warm-up over
 the first 5%, then linear decay to 0). Every ``--eval-seconds`` it reranks the dev sets' top ``--eval-k``; the state
 kept is the one with the best worst-set acc@1 gain over the candidates (the product's rule; the untrained state,
 which ranks as the candidates, is step 0). The kept state then reranks every test set. ``OUT/chosen.json`` holds
@@ -20,7 +22,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from device_variants import run_variants  # noqa: E402
 from rerank_bundle import SETS_DEV, assemble_pairs  # noqa: E402  (numpy only)
 
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
@@ -78,6 +80,7 @@ class PairSet:
         self.prior = loss_module.generator_minmax(scores, self.valid)
         self.q = loss_module.generator_distribution(scores, self.valid)
         self.source = data[f"{name}_source"][take] if f"{name}_source" in data else None
+        self.langs = data[f"{name}_lang"][take]
         rows, cols = np.nonzero(self.valid)
         ids, seg = assemble_pairs((data["a_ids"].astype(np.int64), data["a_offsets"]),
                                   (data["b_ids"].astype(np.int64), data["b_offsets"]),
@@ -160,6 +163,18 @@ def train(args: argparse.Namespace) -> None:
     model = load_model(bundle, device).train()
     model.embeddings.word_embeddings.weight.requires_grad_(False)  # as mode full: the base's rows stay
     head = head_module.scoring_head(model.config.hidden_size, DROPOUT, PRIOR_WEIGHT, POOLING).to(device).train()
+    if args.init:  # an earlier run's returned tensors (its OUT folder): training continues from them
+        from safetensors.torch import load_file
+
+        init = {}
+        for f in sorted(Path(args.init).glob("weights-*.safetensors")):
+            init.update(load_file(str(f)))
+        body = {k: v.float() for k, v in init.items() if not k.startswith("head.")}
+        unexpected = set(body) - set(model.state_dict())
+        if not init or unexpected:
+            sys.exit(f"--init {args.init}: no weights-*.safetensors, or tensors of another model ({sorted(unexpected)[:2]})")
+        model.load_state_dict(body, strict=False)
+        head.load_state_dict({k[len("head."):]: v.float() for k, v in init.items() if k.startswith("head.")})
     train_sets = [PairSet(data, info, s, k_train, device, args.limit) for s in sets]
     devs = {s: PairSet(data, info, s, args.eval_k, device, args.limit) for s in SETS_DEV}
     tests = sorted(s for s in data.files if s.startswith("test_") and s.endswith("_text"))
@@ -180,10 +195,15 @@ def train(args: argparse.Namespace) -> None:
     warm = 0.05 * args.seconds
 
     def evaluate(step: int, elapsed: float) -> dict:
-        accs = {s: accuracy(ps, top1(model, head, ps, autocast)) for s, ps in devs.items()}
+        firsts = {s: top1(model, head, ps, autocast) for s, ps in devs.items()}
+        accs = {s: accuracy(ps, firsts[s]) for s, ps in devs.items()}
         gains = {s: accs[s] - accuracy(ps, np.zeros(ps.n, dtype=np.int64)) for s, ps in devs.items()}
+        # per language: acc@1 gain over the candidates (a diagnosis; selection stays on the sets)
+        by_lang = {f"{s}:{lang}": round(float(((firsts[s] == ps.gold) & (ps.langs == lang)).sum()
+                                              - ((ps.gold == 0) & (ps.langs == lang)).sum()) / int((ps.langs == lang).sum()), 4)
+                   for s, ps in devs.items() for lang in np.unique(ps.langs)}
         return {"step": step, "seconds": round(elapsed, 1), "sets": accs, "gain": round(min(gains.values()), 4),
-                "acc1": round(float(np.mean(list(accs.values()))), 4)}
+                "acc1": round(float(np.mean(list(accs.values()))), 4), "gain_by_lang": by_lang}
 
     def snapshot() -> dict:
         out = {k: v.detach().to("cpu", torch.float16).clone() for k, v in model.state_dict().items()
@@ -231,7 +251,7 @@ def train(args: argparse.Namespace) -> None:
     head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     results = {}
     for s in tests:
-        for k in sorted({args.eval_k, int(info["k"])}):
+        for k in args.test_k or sorted({args.eval_k, int(info["k"])}):
             ps = PairSet(data, info, s, k, device, args.limit)
             results.setdefault(s, {})[f"k{k}"] = {"acc1": accuracy(ps, top1(model, head, ps, autocast)),
                                                   "acc1_candidates": accuracy(ps, np.zeros(ps.n, dtype=np.int64)),
@@ -240,7 +260,7 @@ def train(args: argparse.Namespace) -> None:
     save_file(best, str(Path(args.scratch) / f"{name}.safetensors"))
     gpu = torch.cuda.get_device_name() if device.startswith("cuda") else f"{os.cpu_count()} CPUs"
     (Path(args.scratch) / f"{name}.json").write_text(json.dumps({
-        "variant": name, "lr": lr, "lambda": lam, "k_train": k_train, "batch_mentions": batch, "eval_k": args.eval_k,
+        "variant": name, "init": args.init, "lr": lr, "lambda": lam, "k_train": k_train, "batch_mentions": batch, "eval_k": args.eval_k,
         "gsc_weight": args.gsc_weight, "train_sets": sets, "pooling": POOLING,
         "prior_weight_init": PRIOR_WEIGHT, "precision": "bf16" if bf16 else "fp32", "steps": step,
         "best_step": best_eval["step"], "best_dev": best_eval, "seconds": round(seconds, 1),
@@ -285,8 +305,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seconds", type=float, default=300, help="training time of each variant (they run at once)")
     ap.add_argument("--eval-seconds", type=float, default=20)
     ap.add_argument("--eval-k", type=int, default=8, help="candidates reranked in dev and test (the table's k)")
+    ap.add_argument("--test-k", type=int, nargs="*", help="candidates reranked in test (default: --eval-k and the "
+                    "bundle's k)")
     ap.add_argument("--gsc-weight", type=int, default=4, help="draw GSC+ training mentions this many times as often")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="continue from an earlier run's returned tensors (the folder of its weights-*)")
     ap.add_argument("--device", help="default: cuda when present")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     ap.add_argument("--limit", type=int, help="only the first N mentions of every set (a quick check of the script)")
@@ -297,19 +320,8 @@ def main(argv=None) -> None:
     names = [v.split(":")[0] for v in args.variant]
     if args.single:
         return train(args)
-    # one process per variant, all at once: each is far too small to fill the GPU alone
-    rest, skip = [], False
-    for a in (argv if argv is not None else sys.argv[1:]):  # drop the --variant options
-        if skip:
-            skip = False
-        elif a == "--variant":
-            skip = True
-        elif not a.startswith("--variant="):
-            rest.append(a)
-    procs = [subprocess.Popen([sys.executable, __file__, *rest, "--single", "--variant", v]) for v in args.variant]
-    codes = [p.wait() for p in procs]
-    failed = [v for v, c in zip(args.variant, codes) if c]
-    if len(failed) == len(codes):
+    failed = run_variants(__file__, argv if argv is not None else sys.argv[1:], args.variant, ("--single",))
+    if len(failed) == len(args.variant):
         sys.exit(f"every variant failed: {failed}")
     choose(args, names)
     if failed:
