@@ -40,6 +40,9 @@ def parse_args(argv=None):
                    help="index whose candidates the reranker trains on (default: --index). Use the base-encoder index "
                         "when --index holds an encoder trained on the training labels (its training candidates "
                         "would be easier than any test mention's)")
+    p.add_argument("--matched", action="store_true",
+                   help="train on the labels of the encoder adapter's dev concepts (--test-concepts' \"dev\" list) + GSC+, "
+                        "with --index's own candidates, as test mentions get them; dev: a quarter of those concepts")
     p.add_argument("--test-concepts", default=None, metavar="SPLIT_JSON",
                    help='HPO test mentions = labels of the concepts in this split file\'s "test" list, training '
                         "mentions = labels of all other concepts (e.g. adapters_zoo/hpo-align-e5small/split.json, "
@@ -172,6 +175,35 @@ def build_sets(args, terminology):
                          + f", seed {args.seed}")
     dev = {"hpo-labels": hpo_dev, "gsc-plus": gsc_dev_ex}
     return train, dev, tests
+
+
+def _is_gsc(ex) -> np.ndarray:
+    """The mentions with context (GSC+), as opposed to bare HPO labels."""
+    return np.asarray([bool(x) for x in ex.mentions.left]) | np.asarray([bool(x) for x in ex.mentions.right])
+
+
+def matched_split(train, dev, terminology, split_json: str, seed: int):
+    """(plain, matched, matched source, matched_dev): training data whose candidates look like test candidates.
+
+    The HPO labels of the encoder adapter's DEV concepts (``split_json``'s "dev" list: concepts it never trained
+    on, as the test concepts) get the test index's own candidates, as test mentions do; the labels of a seeded quarter
+    of those concepts are the dev set, the rest + the GSC+ training mentions the matched training set (source per
+    mention: 0 label, 1 GSC+). ``plain``: the other HPO training labels (for the base-encoder index).
+    """
+    rows = np.asarray([terminology.concept_index(c) for c in json.loads(Path(split_json).read_text())["dev"]
+                       if c in terminology])
+    gsc = _is_gsc(train)
+    hpo = _concat([train[np.flatnonzero(~gsc)], dev["hpo-labels"]])
+    mine = np.isin(hpo.gold, rows)
+    held = np.isin(hpo.gold, np.random.default_rng(seed).permutation(rows)[:len(rows) // 4])
+    matched_dev = hpo[np.flatnonzero(mine & held)]
+    matched_dev.description = "labels of a quarter of the encoder adapter's dev concepts"
+    matched = _concat([hpo[np.flatnonzero(mine & ~held)], train[np.flatnonzero(gsc)]])
+    matched.description = "labels of the other dev concepts of the encoder adapter + the GSC+ training mentions"
+    source = np.r_[np.zeros(int((mine & ~held).sum()), np.int8), np.ones(int(gsc.sum()), np.int8)]
+    plain = hpo[np.flatnonzero(~mine)]
+    plain.description = "HPO training labels of the encoder adapter's training concepts"
+    return plain, matched, source, matched_dev
 
 
 def _concat(parts):
@@ -367,6 +399,11 @@ def main(argv=None) -> None:
     index = CandidateIndex.load(args.index, verify=False)
     train_index = CandidateIndex.load(args.train_index, verify=False) if args.train_index else index
     train, dev, tests = build_sets(args, index.terminology)
+    if args.matched:
+        if not args.test_concepts or args.train_index:
+            raise SystemExit("--matched needs --test-concepts (the encoder adapter's split.json) and no --train-index")
+        _, train, _, hpo_dev = matched_split(train, dev, index.terminology, args.test_concepts, args.seed)
+        dev = {"hpo-labels": hpo_dev, "gsc-plus": dev["gsc-plus"]}
     t = time.perf_counter()
     test_cands = {name: index.candidates(ex.mentions, args.k) for name, ex in tests.items()}
     print(f"candidates for {sum(len(e) for e in tests.values())} test mentions in {time.perf_counter() - t:.0f} s",

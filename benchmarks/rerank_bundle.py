@@ -130,28 +130,14 @@ def export(args: argparse.Namespace) -> None:
     train_concepts = np.setdiff1d(np.arange(len(term)), held_rows)
     synonyms = examples_from_synonyms(term, languages=["en"], max_examples=args.synonyms, seed=args.seed,
                                       concepts=train_concepts)
-    is_gsc = np.asarray([bool(x) for x in train.mentions.left]) | np.asarray([bool(x) for x in train.mentions.right])
-    sources = {"train": (train, train_index, is_gsc.astype(np.int8)),
+    sources = {"train": (train, train_index, rerank._is_gsc(train).astype(np.int8)),
                "train_synonyms": (synonyms, train_index, np.full(len(synonyms), 2, np.int8)),
                **{f"dev_{n}": (ex, train_index, None) for n, ex in dev.items()},
                **{f"test_{n}": (ex, index, None) for n, ex in tests.items()}}
-    if args.matched:
-        # Candidates as at test time: the labels of the encoder adapter's DEV concepts (never trained on, as the
-        # test concepts) with --index's own candidates; a seeded quarter of those concepts is the HPO dev set.
-        split = json.loads(Path(args.test_concepts).read_text())
-        dev_rows = np.asarray([term.concept_index(c) for c in split["dev"] if c in term])
-        hpo = rerank._concat([train[np.flatnonzero(~is_gsc)], dev["hpo-labels"]])
-        mine = np.isin(hpo.gold, dev_rows)
-        held = np.random.default_rng(args.seed).permutation(dev_rows)[:len(dev_rows) // 4]
-        matched_dev = hpo[np.flatnonzero(mine & np.isin(hpo.gold, held))]
-        matched_dev.description = "labels of a quarter of the encoder adapter's dev concepts"
-        matched = rerank._concat([hpo[np.flatnonzero(mine & ~np.isin(hpo.gold, held))], train[np.flatnonzero(is_gsc)]])
-        matched.description = "labels of the other dev concepts of the encoder adapter + the GSC+ training mentions"
-        plain = hpo[np.flatnonzero(~mine)]
-        plain.description = "HPO training labels of the encoder adapter's training concepts"
+    if args.matched:  # see rerank.matched_split
+        plain, matched, source, matched_dev = rerank.matched_split(train, dev, term, args.test_concepts, args.seed)
         sources.update({"train": (plain, train_index, np.zeros(len(plain), np.int8)),
-                        "train_matched": (matched, index, np.r_[np.zeros(int((mine & ~np.isin(hpo.gold, held)).sum()),
-                                                                          np.int8), np.ones(int(is_gsc.sum()), np.int8)]),
+                        "train_matched": (matched, index, source),
                         "dev_hpo-labels": (matched_dev, index, None), "dev_gsc-plus": (dev["gsc-plus"], index, None)})
 
     model_path = resolve_model(DEFAULT_BASE)
