@@ -102,7 +102,6 @@ def quantize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export(args: argparse.Namespace) -> None:
-    import torch
     from safetensors.numpy import save_file
     from transformers import AutoModel
 
@@ -151,14 +150,11 @@ def export(args: argparse.Namespace) -> None:
     info_sets = {}
     for name, (ex, idx, source) in sources.items():
         t = time.perf_counter()
-        cands = candidates_for(idx, ex.known() if name.startswith("train") else ex, args.k)
         known = ex.known() if name.startswith("train") else ex
+        cands = candidates_for(idx, known, args.k)
         if name.startswith("train"):  # the gold must be among the K candidates to be learnt from
             cands, col, keep = place_gold(cands, known.gold, "skip")
-            if source is not None:
-                source = source[ex.gold >= 0]
-            cands, col, known = cands[keep], col[keep], known[keep]
-            source = None if source is None else source[keep]
+            cands, col, known, source = cands[keep], col[keep], known[keep], source[ex.gold >= 0][keep]
         else:
             hit = cands.concepts == known.gold[:, None]
             col = np.where(hit.any(1), hit.argmax(1), -1)

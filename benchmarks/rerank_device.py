@@ -86,8 +86,8 @@ class PairSet:
                                   (data["b_ids"].astype(np.int64), data["b_offsets"]),
                                   data[f"{name}_mention"][take][rows], text[rows, cols], info["template"],
                                   info["pairs"]["max_length"])
-        # pair p of mention r sits at first[r] + (its rank among r's valid slots)
-        self.first = np.concatenate([[0], np.cumsum(self.valid.sum(1))])
+        self.pair_of = np.full(self.valid.shape, -1, dtype=np.int64)  # [n, k] -> row of ids (-1: empty slot)
+        self.pair_of[rows, cols] = np.arange(len(rows))
         self.ids = torch.from_numpy(ids).to(device)
         self.seg = torch.from_numpy(seg).to(device)
         self.pad = int(info["template"]["pad"])
@@ -97,12 +97,12 @@ class PairSet:
         """(ids, attention mask, segments, valid [b, k]) of these mentions' pairs."""
         import torch
 
-        pairs = np.concatenate([np.arange(self.first[r], self.first[r + 1]) for r in rows])
-        index = torch.from_numpy(pairs).to(self.ids.device)
+        valid = self.valid[rows]
+        index = torch.from_numpy(self.pair_of[rows][valid]).to(self.ids.device)  # row-major, as masked_scatter fills
         ids, seg = self.ids[index], self.seg[index]
         mask = (ids != self.pad).long()
         width = int(mask.sum(1).max())
-        return ids[:, :width], mask[:, :width], seg[:, :width], self.valid[rows]
+        return ids[:, :width], mask[:, :width], seg[:, :width], valid
 
 
 def scores(model, head, pairs: PairSet, rows: np.ndarray, autocast):
