@@ -270,25 +270,15 @@ def rerank_tests(rr, index, tests, test_cands) -> dict:
     return res
 
 
-def evaluate_one(folder: str, index, tests, test_cands, threads: int) -> dict:
+def evaluate_one(folder: str, index, tests, test_cands) -> dict:
     """A trained reranker folder on the test sets; its training figures from its manifest."""
     from xnorm.rerank import Reranker
 
     rr = Reranker.load(folder)
-    tr = rr.info.get("training", {})
-    steps, batch = tr.get("steps", 0), tr.get("batch_mentions", tr.get("batch_size", 1))
-    # the counts of training (a loaded model has every tensor trainable)
-    train = {"parameters": rr.info.get("parameters") or rr.parameter_counts(), "steps": steps, "batch_size": batch,
-             "train_seconds": tr.get("seconds", tr.get("train_seconds", 0.0)),
-             "seconds_per_mention": tr.get("train_seconds_per_1k_mentions", 0.0) / 1000
-             if "train_seconds_per_1k_mentions" in tr else tr.get("seconds_per_mention", 0.0),
-             "trained_on": tr.get("trained_on", f"this machine, {threads} threads")}
-    best = tr.get("best_dev") or {}
+    # train_reranker's report keys (rerank_bundle.py import writes them too); trained parameters from the manifest
+    # (a loaded model has every tensor trainable)
+    train = {**rr.info.get("training", {}), "parameters": rr.info["parameters"]}
     history = rr.info.get("dev_metrics") or []
-    if best:
-        train.update(best_dev_acc1=best.get("acc1"), best_dev_gain=best.get("gain"), best_step=best.get("step"))
-    if history:  # step 0: the candidates' own ranking
-        train["dev_acc1_candidates"] = history[0]["acc1"]
     losses = [h["loss_last_50"] for h in history if "loss_last_50" in h]
     return {"mode": rr.mode, "lambda": rr.info.get("lam"), "base_model": rr.base_model, "folder": folder,
             "train": train, "loss_first_20": losses[0] if losses else float("nan"),
@@ -430,7 +420,7 @@ def main(argv=None) -> None:
     for spec in args.evaluate:
         name, _, folder = spec.rpartition("=")  # the name may hold "=" (λ=0)
         print(f"evaluate {name}", flush=True)
-        results["runs"][name] = evaluate_one(folder, index, tests, test_cands, args.threads)
+        results["runs"][name] = evaluate_one(folder, index, tests, test_cands)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     Path(args.out).with_suffix(".md").write_text(render(results))

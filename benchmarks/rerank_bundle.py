@@ -270,11 +270,18 @@ def import_result(args: argparse.Namespace) -> None:
     rr.model.load_state_dict({wanted[k]: v.float() for k, v in body.items()}, strict=False)
     rr.head.load_state_dict({k: v.float() for k, v in head.items()})
     variant = report["variants"][report["chosen"]]
+    best = variant["best_dev"]
     rr.save(args.out, lam=variant["lambda"], k=variant["k_train"], training={
         "data": "; ".join(f"{n}: {s['mentions']} mentions ({s['description']})" for n, s in info["sets"].items()
                           if n.startswith("train")),
         "trained_on": variant["machine"], "bundle": {k: v for k, v in info.items() if k != "sets"},
-        **{k: v for k, v in variant.items() if k not in ("history", "tests")}},
+        **{k: v for k, v in variant.items() if k not in ("history", "tests")},
+        # the report keys of train_reranker, so that a folder reads the same whoever trained it (the device's
+        # dev acc@1 is the unweighted mean of its dev sets)
+        "batch_size": variant["batch_mentions"], "train_seconds": variant["seconds"],
+        "seconds_per_mention": variant["train_seconds_per_1k_mentions"] / 1000, "best_dev_acc1": best["acc1"],
+        "best_dev_gain": best["gain"], "best_step": best["step"],
+        "dev_acc1_candidates": float(np.mean([info["sets"][s]["acc1_candidates"] for s in SETS_DEV]))},
         dev_metrics=variant["history"])
     print(f"saved {args.out} (variant {report['chosen']}, best step {variant['best_step']} of {variant['steps']})")
 

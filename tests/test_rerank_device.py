@@ -60,7 +60,7 @@ def _bundle(path: Path, model_dir: Path, k: int = 4) -> Path:
     save_file(tensors, str(path / "model.safetensors"))
     (path / "config.json").write_text(json.dumps(config))
     rng = np.random.default_rng(0)
-    arrays, a_texts, b_texts = {}, [], []
+    arrays, a_texts, b_texts, sets = {}, [], [], {}
     for name, n in [("train", 64), ("dev_hpo-labels", 24), ("dev_gsc-plus", 24), ("test_tiny", 24)]:
         mention = np.arange(len(a_texts), len(a_texts) + n, dtype=np.int32)
         gold = rng.integers(0, k, n)
@@ -73,13 +73,14 @@ def _bundle(path: Path, model_dir: Path, k: int = 4) -> Path:
         arrays.update({f"{name}_mention": mention, f"{name}_text": text, f"{name}_gold": gold.astype(np.int8),
                        f"{name}_scores": np.sort(rng.random((n, k)), axis=1)[:, ::-1].astype(np.float32),
                        f"{name}_lang": np.full(n, "en", dtype="U3")})
+        sets[name] = {"mentions": n, "description": "tiny", "acc1_candidates": float((gold == 0).mean())}
     arrays["train_source"] = np.zeros(64, np.int8)
     for side, texts in (("a", a_texts), ("b", b_texts)):
         arrays[f"{side}_ids"] = np.concatenate(texts).astype(np.uint16)
         arrays[f"{side}_offsets"] = np.concatenate([[0], np.cumsum([len(t) for t in texts])]).astype(np.int64)
     np.savez_compressed(path / "data.npz", **arrays)
     (path / "bundle.json").write_text(json.dumps({
-        "base_model": str(model_dir), "k": k, "sets": {"train": {"mentions": 64, "description": "tiny"}},
+        "base_model": str(model_dir), "k": k, "sets": sets,
         "pairs": {"max_length": 16, "context_chars": 0, "n_names": 3, "semantic_types": False},
         "template": {"prefix": [2], "middle": [3], "suffix": [3], "pad": 0}}))  # [CLS] a [SEP] b [SEP]
     return path
@@ -107,9 +108,21 @@ def test_device_run_learns_and_imports(tiny_model_dir, tmp_path):
     rerank_bundle.import_result(rerank_bundle.argparse.Namespace(result=out, bundle=bundle, out=tmp_path / "rr"))
     rr = Reranker.load(tmp_path / "rr")
     assert rr.mode == "full" and rr.info["pooling"] == "segments"
+    training = rr.info["training"]  # train_reranker's report keys, as rerank.py --evaluate reads them
+    assert training["best_step"] == report["best_dev"]["step"] and training["batch_size"] == 16
+    assert training["dev_acc1_candidates"] == pytest.approx(report["history"][0]["acc1"], abs=1e-4)  # step 0: candidates
     returned = load_file(str(out / "weights-0.safetensors"))
     name = "encoder.layer.1.output.dense.weight"
     loaded = dict(rr.model.named_parameters())
     key = f"bert.{name}" if f"bert.{name}" in loaded else name
     assert torch.equal(loaded[key].detach(), returned[name].float())
     assert float(rr.head.prior_weight.detach()) == pytest.approx(float(returned["head.prior_weight"]))
+
+
+def test_init_without_returned_tensors_is_a_clear_stop(tiny_model_dir, tmp_path):
+    bundle = _bundle(tmp_path / "bundle", tiny_model_dir)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"--init .*empty: no weights-\*\.safetensors"):
+        rerank_device.main(["--bundle", str(bundle), "--out", str(tmp_path / "out"), "--scratch", str(tmp_path / "s"),
+                            "--seconds", "1", "--device", "cpu", "--init", str(tmp_path / "empty"),
+                            "--variant", "a:1e-3:0:4:16:train", "--single"])
