@@ -87,6 +87,9 @@ def parse_args(argv=None):
     p.add_argument("--evaluate", nargs="*", default=[], metavar="NAME=DIR",
                    help="also rerank the test sets with these trained reranker folders (e.g. imported from a GPU "
                         "run by rerank_bundle.py), named NAME in the table")
+    p.add_argument("--calibrate", action="store_true",
+                   help="choose each reranker's generator weight per language on the dev sets, with the test index's "
+                        "candidates (xnorm.rerank.calibrate), before testing")
     p.add_argument("--merge", nargs="*", default=None,
                    help="only merge the runs of these result JSONs (from parallel invocations) into --out")
     return p.parse_args(argv)
@@ -247,16 +250,28 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
         lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars},
-        threads=args.threads, max_seconds=args.max_train_seconds, show_progress=True)
+        threads=args.threads, max_seconds=args.max_train_seconds, calibrate=False, show_progress=True)
+    if args.calibrate:
+        calibrate(rr, index, dev, args.k)
     return {"mode": mode, "lambda": lam, "base_model": args.base_model, "train": {k: v for k, v in report.items() if k != "losses"},
             "loss_first_20": float(np.mean(report["losses"][:20])), "loss_last_20": float(np.mean(report["losses"][-20:])),
             "size_on_disk_bytes": int((out_dir / "weights.safetensors").stat().st_size),
             "lang_adapters_used": sorted(rr.lang_adapters), **rerank_tests(rr, index, tests, test_cands)}
 
 
+def calibrate(rr, index, dev, k: int) -> None:
+    """The reranker's generator weight from the dev sets, with the (test) index's candidates."""
+    from xnorm.rerank import candidates_for
+    from xnorm.rerank.calibrate import calibrate_generator_weight
+
+    gw = calibrate_generator_weight(rr, {n: (ex, candidates_for(index, ex, k)) for n, ex in dev.items()},
+                                    index.terminology)
+    print(f"  generator weight: default {gw['default']:g}, per language {gw['languages']}", flush=True)
+
+
 def rerank_tests(rr, index, tests, test_cands) -> dict:
     """Test metrics of a reranker, and its inference time per 1k mentions."""
-    res: dict = {"tests": {}}
+    res: dict = {"tests": {}, "generator_weight": rr.info.get("generator_weight")}
     n_inf, t_inf = 0, 0.0
     for tname, ex in tests.items():
         t = time.perf_counter()
@@ -270,11 +285,14 @@ def rerank_tests(rr, index, tests, test_cands) -> dict:
     return res
 
 
-def evaluate_one(folder: str, index, tests, test_cands) -> dict:
-    """A trained reranker folder on the test sets; its training figures from its manifest."""
+def evaluate_one(folder: str, index, tests, test_cands, dev=None, k: int = 8) -> dict:
+    """A trained reranker folder on the test sets (calibrated on ``dev`` first, if given); its training figures
+    from its manifest."""
     from xnorm.rerank import Reranker
 
     rr = Reranker.load(folder)
+    if dev is not None:
+        calibrate(rr, index, dev, k)
     # train_reranker's report keys (rerank_bundle.py import writes them too); trained parameters from the manifest
     # (a loaded model has every tensor trainable)
     train = {**rr.info.get("training", {}), "parameters": rr.info["parameters"]}
@@ -358,6 +376,11 @@ def render(results: dict) -> str:
     lines += ["", "Dev acc@1 of the candidates alone (same dev slice): "
               + ", ".join(f"{n}: {r['train'].get('dev_acc1_candidates', float('nan')):.3f}"
                           for n, r in runs.items() if "skipped" not in r), ""]
+    weights = {n: r["generator_weight"] for n, r in runs.items() if r.get("generator_weight")}
+    if weights:
+        lines += ["Generator weights (`xnorm.rerank.calibrate`, chosen on the dev sets): " + "; ".join(
+            f"{n}: default {gw['default']:g}" + "".join(f", {lang} {w:g}" for lang, w in sorted(gw["languages"].items()))
+            for n, gw in weights.items()), ""]
     lines += results.get("notes", [])
     return "\n".join(lines) + "\n"
 
@@ -420,7 +443,8 @@ def main(argv=None) -> None:
     for spec in args.evaluate:
         name, _, folder = spec.rpartition("=")  # the name may hold "=" (λ=0)
         print(f"evaluate {name}", flush=True)
-        results["runs"][name] = evaluate_one(folder, index, tests, test_cands)
+        results["runs"][name] = evaluate_one(folder, index, tests, test_cands, dev if args.calibrate else None,
+                                             args.k)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     Path(args.out).with_suffix(".md").write_text(render(results))

@@ -18,6 +18,7 @@ COMMANDS = {
     "index": ("index", "index"),
     "link": ("link", "link"),
     "train-reranker": ("train_reranker", "train_reranker"),
+    "calibrate-reranker": ("calibrate_reranker", "calibrate_reranker"),
     "evaluate": ("evaluate", "evaluate"),
     "benchmark": ("benchmark", "benchmark"),
     "train-encoder": ("train_encoder", "train_encoder"),

@@ -234,7 +234,7 @@ def test_model_selection_by_the_worst_dev_set(index, tiny_model_dir):
     ex = _examples(index)
     devs = {"labels": ex[np.arange(0, 5)], "more": ex[np.arange(5, 10)]}
     rr, report = train_reranker(index, ex, None, k=4, base_model=str(tiny_model_dir), dev=devs, steps=12,
-                                batch_size=5, lr=3e-2, warmup=0.0, eval_every=3, patience=10,
+                                batch_size=5, lr=3e-2, warmup=0.0, eval_every=3, patience=10, calibrate=False,
                                 adapter_config=SMALL_ADAPTER, pair_settings={"max_length": 24}, show_progress=False)
     cand = report["dev_sets_candidates"]
     assert set(cand) == set(devs) and len(report["dev"]) == 4
@@ -247,6 +247,37 @@ def test_model_selection_by_the_worst_dev_set(index, tiny_model_dir):
     for n, d in devs.items():
         assert accuracy_at_1(rr, d, candidates_for(index, d, 4), index.terminology) == \
             pytest.approx(report["best_dev_sets"][n])
+
+
+def test_training_calibrates_the_generator_weight_and_rerank_applies_it(index, tiny_model_dir, tmp_path):
+    from xnorm.rerank import Reranker, softmax_rows, train_reranker
+    from xnorm.rerank.loss import generator_minmax
+    from xnorm.rerank.model import update_manifest
+
+    ex = _examples(index)
+    out = tmp_path / "rr"
+    _, report = train_reranker(index, ex, out, k=4, base_model=str(tiny_model_dir), dev={"dev": ex}, steps=4,
+                               batch_size=5, lr=3e-2, warmup=0.0, eval_every=2, adapter_config=SMALL_ADAPTER,
+                               prior_weight=None, pair_settings={"max_length": 24}, show_progress=False)
+    gw = report["generator_weight"]
+    assert gw["default"] in gw["grid"] and gw["dev"]["sets"]["dev"]["n"] == len(ex)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["generator_weight"] == gw and "generator_weight" not in manifest["training"]
+    # A weight set in the saved folder (manifest only: the checksummed weights still load) is applied per language.
+    update_manifest(out, generator_weight={"default": 0.0, "languages": {"es": 8.0}})
+    rr = Reranker.load(out)
+    assert "generator weight 0, es 8" in rr.describe()
+    cands = index.candidates(ex.mentions, 4)
+    logits = rr.logits(ex.mentions, cands, index.terminology)
+    w = np.where(ex.mentions.langs == "es", 8.0, 0.0)[:, None]
+    expected = softmax_rows(np.where(np.isfinite(logits), logits + w * generator_minmax(cands.scores,
+                                                                                      np.isfinite(logits)), -np.inf))
+    got = rr.rerank(ex.mentions, cands, index.terminology)
+    for i in range(len(ex)):
+        valid = cands.concepts[i] >= 0
+        want = dict(zip(cands.concepts[i][valid], expected[i][valid]))
+        assert {c: pytest.approx(want[c], rel=1e-5) for c in got.concepts[i] if c >= 0} == \
+            {c: s for c, s in zip(got.concepts[i], got.scores[i]) if c >= 0}
 
 
 def test_save_load_round_trip_same_scores(index, trained):
@@ -592,6 +623,24 @@ def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
     r = _run("link", str(plain), "-o", str(tmp_path / "l2.jsonl"), "--index", str(index_dir), "--reranker",
              str(tmp_path / "nope"))
     assert r.exit_code == EXIT_BAD_INPUT and "reranker" in r.output
+
+
+def test_cli_calibrate_reranker(index_dir, trained, tmp_path):
+    import shutil
+
+    from xnorm.rerank import Reranker
+
+    folder = tmp_path / "rr"
+    shutil.copytree(trained[2], folder)
+    r = _run("calibrate-reranker", str(folder), "--index", str(index_dir), "--dev", "synonyms", "--min-per-language",
+             "3")
+    assert r.exit_code == 0, r.output
+    gw = json.loads((folder / "manifest.json").read_text())["generator_weight"]
+    assert set(gw["languages"]) == {"en", "es"}  # synonym mentions: en 17, es 4, fr 2 (too few)
+    assert "(default)" in r.output and "wrote the generator weight" in r.output
+    assert Reranker.load(folder).info["generator_weight"] == gw
+    r = _run("calibrate-reranker", str(folder), "--index", str(index_dir), "--dev", str(tmp_path / "none.jsonl"))
+    assert r.exit_code == EXIT_BAD_INPUT and "Traceback" not in r.output and "none.jsonl" in r.output
 
 
 def test_language_adapter_found_in_the_zoo(index, stacked, es_adapter, tiny_model_dir, tmp_path, monkeypatch):

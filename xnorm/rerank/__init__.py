@@ -2,8 +2,10 @@
 
 ``Reranker`` (model.py) scores (mention in context, candidate names) pairs built by ``PairEncoder`` (pairs.py);
 ``train_reranker`` (train.py) trains it with the rank-regularized loss (loss.py) on examples from annotations or
-terminology synonyms (supervision.py).
+terminology synonyms (supervision.py); ``calibrate_generator_weight`` (calibrate.py) chooses, per language on dev,
+how much of the candidate generator's ranking the reranked scores keep.
 """
+from .calibrate import calibrate_generator_weight
 from .loss import generator_distribution, rank_regularized_loss
 from .model import MODES, Reranker, reorder, softmax_rows
 from .pairs import CandidateTexts, PairEncoder, mention_texts
@@ -12,7 +14,7 @@ from .supervision import (Examples, candidates_for, examples_from_documents, exa
 from .train import place_gold, train_reranker
 
 __all__ = [
-    "MODES", "CandidateTexts", "Examples", "PairEncoder", "Reranker", "candidates_for", "examples_from_documents",
-    "examples_from_labels", "examples_from_synonyms", "generator_distribution", "mention_texts", "place_gold",
-    "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
+    "MODES", "CandidateTexts", "Examples", "PairEncoder", "Reranker", "calibrate_generator_weight", "candidates_for",
+    "examples_from_documents", "examples_from_labels", "examples_from_synonyms", "generator_distribution",
+    "mention_texts", "place_gold", "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
 ]

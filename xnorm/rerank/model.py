@@ -31,13 +31,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_dir, sha256_file
+from .._io import atomic_dir, atomic_write, sha256_file
 from ..errors import ArtifactError, ConfigError
 from ..models.encoder import AUTOCAST_PRECISIONS
 from ..models.registry import weights_fingerprint
 from ..models.tokenizers import load_tokenizer
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
+from .calibrate import fuse, weights_for
 from .head import pool, scoring_head
 from .loss import generator_minmax
 from .pairs import FALLBACK_LANG, PairEncoder
@@ -432,9 +433,11 @@ class Reranker:
 
     def rerank(self, mentions: Mentions, candidates: Candidates, terminology, *, batch_size: int = 256,
                progress: bool = False) -> Candidates:
-        """``candidates`` re-ordered by the reranker; scores = softmax over each mention's candidates."""
+        """``candidates`` re-ordered by the reranker; scores = softmax over each mention's candidates of the logits
+        plus the generator weight of the mention's language times its generator scores (:mod:`.calibrate`)."""
         logits = self.logits(mentions, candidates, terminology, batch_size=batch_size, progress=progress)
-        return reorder(candidates, softmax_rows(logits))
+        weights = weights_for(self.info.get("generator_weight"), mentions.langs)
+        return reorder(candidates, softmax_rows(fuse(logits, candidates.scores, weights)))
 
     # ---- persistence -----------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, **info) -> Path:
@@ -543,7 +546,25 @@ class Reranker:
         if self.cross_encoder is not None:
             return f"CrossEncoder({self.base_model}, {precision})"
         langs = ",".join(sorted(self.lang_adapters)) or "none"
-        return f"reranker({self.mode}, {Path(str(self.base_model)).name}, {precision}, language adapters: {langs})"
+        gw = self.info.get("generator_weight")
+        weight = "" if not gw else ", generator weight " + ", ".join(
+            [f"{gw['default']:g}"] + [f"{lang} {w:g}" for lang, w in sorted(gw.get("languages", {}).items())])
+        return (f"reranker({self.mode}, {Path(str(self.base_model)).name}, {precision}, language adapters: {langs}"
+                f"{weight})")
+
+
+def update_manifest(path: str | os.PathLike, **info) -> dict:
+    """Set ``info`` entries in a saved reranker folder's manifest (written atomically; weights untouched)."""
+    path = Path(path)
+    if not (path / "manifest.json").is_file():
+        raise ArtifactError("not an xnorm reranker folder (no manifest.json; a CrossEncoder folder has no room "
+                            "for xnorm's settings).", file=str(path),
+                            fix="use a folder written by `xnorm train-reranker`.")
+    manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
+    manifest.update(_jsonable(info))
+    with atomic_write(path / "manifest.json") as f:
+        f.write(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return manifest
 
 
 _MANIFEST_CORE = {"format", "format_version", "xnorm_version", "mode", "base_model", "adapter_config",

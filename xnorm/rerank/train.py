@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..types import Candidates
+from .calibrate import calibrate_generator_weight
 from .loss import generator_distribution, generator_minmax, rank_regularized_loss
 from .model import DEFAULT_BASE, DEFAULT_POOLING, DEFAULT_PRECISION, DEFAULT_PRIOR_WEIGHT, Reranker
 from .supervision import Examples, candidates_for
@@ -122,6 +123,7 @@ def train_reranker(
     precision: str = DEFAULT_PRECISION,
     threads: int | None = 2,
     max_seconds: float | None = None,
+    calibrate: bool = True,
     show_progress: bool = True,
 ) -> tuple[Reranker, dict[str, Any]]:
     """Train a reranker; save it to ``output_dir`` (if given); return it and a report (losses, dev acc@1, times).
@@ -134,6 +136,8 @@ def train_reranker(
     ``pooling``: what the scoring head reads (``mean``, ``cls``, ``segments``; see :mod:`xnorm.rerank.model`).
     ``precision``: the base model's forward and backward pass, ``fp32``, ``bf16`` (autocast; the trained tensors
     and their optimizer state stay fp32) or ``auto`` (bf16 where the device computes it natively).
+    ``calibrate``: with dev sets, choose the generator weight per language on them after training
+    (:mod:`xnorm.rerank.calibrate`; the report's ``generator_weight``).
     """
     import torch
     from tqdm import tqdm
@@ -262,13 +266,18 @@ def train_reranker(
                       best_step=ev["step"])
     reranker.model.eval()
     reranker.head.eval()
+    if devs and calibrate:
+        t = time.perf_counter()
+        report["generator_weight"] = calibrate_generator_weight(
+            reranker, {n: (ex, dev_cands[n]) for n, ex in devs.items()}, terminology)
+        report["calibration_seconds"] = round(time.perf_counter() - t, 1)
     report.update({"steps": step, "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
                    "seconds_per_mention": round((train_seconds - eval_seconds) / max(1, step * batch_size), 4),
                    "parameters": reranker.parameter_counts()})
     if output_dir is not None:
         reranker.save(output_dir, lam=lam, k=k, training={
             "data": train.description, "dev": {n: ex.description for n, ex in devs.items()} or None,
-            **{key: v for key, v in report.items() if key not in ("losses", "dev")},
+            **{key: v for key, v in report.items() if key not in ("losses", "dev", "generator_weight")},
             "final_loss": float(np.mean(report["losses"][-20:])) if report["losses"] else None,
         }, dev_metrics=report["dev"])
     return reranker, report
