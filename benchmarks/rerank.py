@@ -3,6 +3,7 @@
 Data (read where it lies, nothing copied):
 - HPO translations, concept-level split (``hpo-labels``, ``split: held_out``): the labels of the index-half
   concepts are training mentions, the OFFICIAL labels of the held-out concepts are test mentions, per language.
+- Mantra GSC (``--mantra``): every mention whose UMLS CUI maps to HPO, in context (en, es, fr, de, nl), test only.
 - GSC+: dev split (mentions in context) for training, test split for testing; or, with
   ``--gsc-test-docs-to-train F``, a seeded fraction F of the *test documents* for training (document-level split,
   about 10x the dev split's mentions), the dev split for early stopping, and the other test documents for testing.
@@ -87,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument("--evaluate", nargs="*", default=[], metavar="NAME=DIR",
                    help="also rerank the test sets with these trained reranker folders (e.g. imported from a GPU "
                         "run by rerank_bundle.py), named NAME in the table")
+    p.add_argument("--mantra", action="store_true",
+                   help="also test on the Mantra GSC mentions whose CUI maps to HPO (5 languages, in context)")
     p.add_argument("--calibrate", action="store_true",
                    help="choose each reranker's generator weight per language on the dev sets, with the test index's "
                         "candidates (xnorm.rerank.calibrate), before testing")
@@ -166,6 +169,10 @@ def build_sets(args, terminology):
         gsc_dev_ex.description = "held-out slice of GSC+ dev"
     g = examples_from_documents(test_docs, terminology, context_chars=100, description="GSC+ test")
     tests["gsc-plus-test"] = g[sample(len(g), args.gsc_test, args.seed + 3)]
+    if args.mantra:
+        mantra = build_dataset("mantra-hpo", {}, data_root=args.data_root)
+        tests["mantra-hpo"] = examples_from_documents(mantra.documents, terminology, context_chars=100,
+                                                      description="Mantra GSC, mentions whose CUI maps to HPO")
     perm = np.random.default_rng(args.seed).permutation(len(hpo_train))
     hpo_dev, hpo_train = hpo_train[perm[:args.dev]], hpo_train[perm[args.dev:]]
     hpo_dev.description = "held-out slice of the HPO training labels"
@@ -323,6 +330,7 @@ def render(results: dict) -> str:
     meta = results.get("meta", {})
     runs = results.get("runs", {})
     tests = list(results.get("candidates", {}))
+    cand = results.get("candidates", {})
     lines = ["# Reranker ablation (issue 6)", "",
              f"Machine: {meta.get('machine', '?')} — **shared with other jobs**; times are indicative, compare "
              "them only within this table.", "",
@@ -339,10 +347,11 @@ def render(results: dict) -> str:
              f"Test: per language {meta.get('test_per_lang')} "
              + (f"labels of the test concepts of `{meta['test_concepts']}`" if meta.get("test_concepts")
                 else "held-out HPO labels (OFFICIAL)") + ", GSC+ test "
-             f"{meta.get('gsc_test')} mentions in context (seeded samples).", "",
+             f"{meta.get('gsc_test')} mentions in context (seeded samples)"
+             + (f"; Mantra GSC: all {cand['mantra-hpo']['n']} mentions whose CUI maps to HPO, in context"
+                if "mantra-hpo" in cand else "") + ".", "",
              "## acc@1", "",
              "| pipeline | " + " | ".join(tests) + " |", "|---" * (len(tests) + 1) + "|"]
-    cand = results.get("candidates", {})
     lines.append("| candidates only | " + " | ".join(f"{cand[t]['acc1']:.3f}" for t in tests) + " |")
     lines.append(f"| (recall@{meta.get('k')}: the ceiling) | " + " | ".join(f"{cand[t]['recall_k']:.3f}" for t in tests) + " |")
     for name, r in runs.items():

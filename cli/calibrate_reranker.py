@@ -14,10 +14,11 @@ import click
 @click.option("--k", type=click.IntRange(2), help="Candidates per mention [default: the k it was trained with].")
 @click.option("--min-per-language", type=click.IntRange(1), default=None,
               help="Dev mentions a language needs for a weight of its own [default: 100].")
+@click.option("--max-dev", type=click.IntRange(1), help="Use at most this many mentions of each dev set (seeded).")
 @click.option("--lang", help="Language of documents whose format has none (brat, PubTator).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of `synonyms` dev samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the dev samples.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
-def calibrate_reranker(reranker_dir, index_dir, dev_specs, k, min_per_language, lang, seed, threads):
+def calibrate_reranker(reranker_dir, index_dir, dev_specs, k, min_per_language, max_dev, lang, seed, threads):
     """Calibrate how much of the candidate generator's ranking RERANKER_DIR keeps, per language, on dev sets.
 
     Reranked scores are softmax(s + w·g): s the reranker's logits, g the generator's scores min-max normalised
@@ -47,7 +48,7 @@ def calibrate_reranker(reranker_dir, index_dir, dev_specs, k, min_per_language, 
     k = k or int(reranker.info.get("k") or 16)
     dev = {}
     for spec in dev_specs:
-        ex = load_examples(spec, index.terminology, seed=seed, lang=lang)
+        ex = load_examples(spec, index.terminology, max_examples=max_dev, seed=seed, lang=lang)
         dev[spec] = (ex, candidates_for(index, ex, k))
     gw = calibrate_generator_weight(reranker, dev, index.terminology,
                                     min_per_language=min_per_language or MIN_PER_LANGUAGE)

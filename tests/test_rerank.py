@@ -639,6 +639,9 @@ def test_cli_calibrate_reranker(index_dir, trained, tmp_path):
     assert set(gw["languages"]) == {"en", "es"}  # synonym mentions: en 17, es 4, fr 2 (too few)
     assert "(default)" in r.output and "wrote the generator weight" in r.output
     assert Reranker.load(folder).info["generator_weight"] == gw
+    r = _run("calibrate-reranker", str(folder), "--index", str(index_dir), "--dev", "synonyms", "--max-dev", "5")
+    assert r.exit_code == 0, r.output
+    assert json.loads((folder / "manifest.json").read_text())["generator_weight"]["dev"]["sets"]["synonyms"]["n"] == 5
     r = _run("calibrate-reranker", str(folder), "--index", str(index_dir), "--dev", str(tmp_path / "none.jsonl"))
     assert r.exit_code == EXIT_BAD_INPUT and "Traceback" not in r.output and "none.jsonl" in r.output
 
