@@ -307,13 +307,17 @@ def evaluate_one(folder: str, index, tests, test_cands, dev=None, k: int = 8) ->
     losses = [h["loss_last_50"] for h in history if "loss_last_50" in h]
     return {"mode": rr.mode, "lambda": rr.info.get("lam"), "base_model": rr.base_model, "folder": folder,
             "train": train, "loss_first_20": losses[0] if losses else float("nan"),
-            "loss_last_20": losses[-1] if losses else float("nan"),
+            "loss_last_20": losses[-1] if losses else train.get("final_loss", float("nan")),
             "size_on_disk_bytes": int((Path(folder) / "weights.safetensors").stat().st_size),
             **rerank_tests(rr, index, tests, test_cands)}
 
 
 def _num(x) -> str:
     return "—" if x is None else f"{x:.0f}"
+
+
+def _loss(x) -> str:
+    return "—" if x is None or x != x else f"{x:.3f}"  # NaN: not recorded
 
 
 def _base_models(runs: dict) -> str:
@@ -381,7 +385,7 @@ def render(results: dict) -> str:
             f"{tr.get('best_dev_acc1', float('nan')):.3f}"
             + (f", worst-set gain {tr['best_dev_gain']:+.3f}" if "best_dev_gain" in tr else "")
             + f" ({tr.get('best_step', '-')}) | "
-            f"{r['loss_first_20']:.3f} → {r['loss_last_20']:.3f} |")
+            f"{_loss(r['loss_first_20'])} → {_loss(r['loss_last_20'])} |")
     lines += ["", "Dev acc@1 of the candidates alone (same dev slice): "
               + ", ".join(f"{n}: {r['train'].get('dev_acc1_candidates', float('nan')):.3f}"
                           for n, r in runs.items() if "skipped" not in r), ""]
