@@ -300,9 +300,8 @@ def evaluate_one(folder: str, index, tests, test_cands, dev=None, k: int = 8) ->
     rr = Reranker.load(folder)
     if dev is not None:
         calibrate(rr, index, dev, k)
-    # train_reranker's report keys (rerank_bundle.py import writes them too); trained parameters from the manifest
-    # (a loaded model has every tensor trainable)
-    train = {**rr.info.get("training", {}), "parameters": rr.info["parameters"]}
+    # train_reranker's report keys (rerank_bundle.py import writes them too)
+    train = {**rr.info.get("training", {}), "parameters": rr.parameter_counts()}
     history = rr.info.get("dev_metrics") or []
     losses = [h["loss_last_50"] for h in history if "loss_last_50" in h]
     return {"mode": rr.mode, "lambda": rr.info.get("lam"), "base_model": rr.base_model, "folder": folder,

@@ -289,6 +289,11 @@ def test_save_load_round_trip_same_scores(index, trained):
     assert manifest["training"]["data"] == "tiny labels" and manifest["training"]["steps"] == 50
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))  # no pickles
     loaded = Reranker.load(out)
+    assert loaded.parameter_counts() == rr.parameter_counts() == manifest["parameters"]
+    loaded.save(out.parent / "again")  # a loaded reranker saves the same tensors again (not its frozen base)
+    from safetensors.numpy import load_file
+    assert load_file(str(out.parent / "again" / "weights.safetensors")).keys() == \
+        load_file(str(out / "weights.safetensors")).keys()
     cands = index.candidates(ex.mentions, 4)
     a = rr.rerank(ex.mentions, cands, index.terminology)
     b = loaded.rerank(ex.mentions, cands, index.terminology)

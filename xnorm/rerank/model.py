@@ -521,6 +521,8 @@ class Reranker:
                                 f"{sorted(unexpected)[:1]}).", file=str(path / WEIGHTS),
                                 fix="load with the base model it was trained on (--base-model), or retrain.")
         model.load_state_dict(model_state, strict=False)
+        for name, p in model.named_parameters():  # trainable = what was trained and saved, so save() round-trips
+            p.requires_grad_(name in model_state)
         head.load_state_dict(head_state)
         model.eval()
         head.eval()
