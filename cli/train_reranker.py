@@ -59,6 +59,11 @@ def _lang_adapter(ctx, param, values):
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True,
               help="Dev evals without improvement before stopping.")
 @click.option("--max-seconds", type=float, help="Stop training after this much time (best weights kept).")
+@click.option("--teacher", type=click.Path(exists=True, file_okay=False),
+              help="A trained reranker folder (e.g. a GPU full fine-tune) whose output distribution over the same "
+                   "candidates this one also learns to match (distillation).")
+@click.option("--teacher-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of the loss that matches the teacher (the rest: the rank-regularized loss).")
 @click.option("--lang", help="Language of documents whose format has none (brat, PubTator).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", help="cpu, cuda, ... [default: cuda when present].")
@@ -68,7 +73,8 @@ def _lang_adapter(ctx, param, values):
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
 def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
                    max_length, context_chars, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior,
-                   eval_every, patience, max_seconds, lang, seed, device, precision, threads):
+                   eval_every, patience, max_seconds, teacher, teacher_weight, lang, seed, device, precision,
+                   threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
 
     The loss is softmax cross-entropy over the k candidates plus LAMBDA times the L2 distance between the
@@ -105,7 +111,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
                       pair_settings={"max_length": max_length, "context_chars": context_chars},
                       prior_weight=None if no_prior else DEFAULT_PRIOR_WEIGHT, pooling=pooling,
                       device=device, precision=precision, threads=threads,
-                      max_seconds=max_seconds)
+                      max_seconds=max_seconds, teacher=teacher, teacher_weight=teacher_weight)
     best = (f", best dev acc@1 {report['best_dev_acc1']:.4f} (worst-set gain {report['best_dev_gain']:+.4f}) at step "
             f"{report['best_step']}" if "best_dev_acc1" in report else "")
     click.echo(f"wrote {output}: {report['steps']} steps in {report['train_seconds']:.0f} s, "

@@ -157,6 +157,15 @@ def test_loss_hand_computed():
     assert got == pytest.approx(ce + reg, rel=1e-5)
     got2 = float(rank_regularized_loss(logits, labels, torch.from_numpy(q), m, lam=2.5))
     assert got2 == pytest.approx(ce + 2.5 * reg, rel=1e-5)
+    # Distillation: KL(teacher || softmax(logits)) over the valid slots, a teacher's zero slot contributing nothing.
+    from xnorm.rerank.loss import distillation_loss
+
+    t = np.array([[0.7, 0.3, 0.0], [0.5, 0.5, 0.0]], dtype=np.float32)
+    kl0 = 0.7 * math.log(0.7 / p0[0]) + 0.3 * math.log(0.3 / p0[1])
+    kl1 = 0.5 * math.log(0.5 / p1[0]) + 0.5 * math.log(0.5 / p1[1])
+    assert float(distillation_loss(logits, torch.from_numpy(t), m)) == pytest.approx((kl0 + kl1) / 2, rel=1e-5)
+    p_same = torch.from_numpy(np.array([p0, p1], dtype=np.float32))
+    assert float(distillation_loss(logits, p_same, m)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_place_gold_insert_and_skip():
@@ -278,6 +287,27 @@ def test_training_calibrates_the_generator_weight_and_rerank_applies_it(index, t
         want = dict(zip(cands.concepts[i][valid], expected[i][valid]))
         assert {c: pytest.approx(want[c], rel=1e-5) for c in got.concepts[i] if c >= 0} == \
             {c: s for c, s in zip(got.concepts[i], got.scores[i]) if c >= 0}
+
+
+def test_distillation_from_a_teacher_reranker(index, trained, tiny_model_dir, tmp_path):
+    """A student with no labels of its own to go by (teacher_weight 1) learns to rank as the trained teacher does."""
+    from xnorm.rerank import train_reranker
+
+    _, _, teacher_dir, ex = trained
+    student, report = train_reranker(index, ex, tmp_path / "student", k=4, base_model=str(tiny_model_dir), steps=40,
+                                     batch_size=5, lr=3e-2, warmup=0.0, adapter_config=SMALL_ADAPTER,
+                                     prior_weight=None, pair_settings={"max_length": 24}, teacher=teacher_dir,
+                                     teacher_weight=1.0, show_progress=False)
+    assert report["teacher"] == str(teacher_dir) and report["teacher_weight"] == 1.0
+    assert np.mean(report["losses"][-5:]) < np.mean(report["losses"][:5]) / 2  # the KL to the teacher falls
+    from xnorm.rerank import Reranker
+    cands = index.candidates(ex.mentions, 4)
+    teacher_top = Reranker.load(teacher_dir).rerank(ex.mentions, cands, index.terminology).concepts[:, 0]
+    student_top = student.rerank(ex.mentions, cands, index.terminology).concepts[:, 0]
+    assert (student_top == teacher_top).mean() >= 0.8
+    with pytest.raises(Exception, match="teacher_weight"):
+        train_reranker(index, ex, None, k=4, base_model=str(tiny_model_dir), steps=1, teacher=teacher_dir,
+                       teacher_weight=1.5, show_progress=False)
 
 
 def test_save_load_round_trip_same_scores(index, trained):

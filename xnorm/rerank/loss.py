@@ -7,6 +7,9 @@ simplex — min-max normalised over the mention's own candidates (worst 0, best 
 sum. ``λ·‖p − q‖₂`` (the L2 norm, not squared, per mention, averaged over the batch) keeps the reranker from
 straying far from what the generator already got right; λ = 0 gives the plain softmax cross-entropy.
 Empty slots (``mask`` false) take no part in either term.
+
+``distillation_loss``: with a teacher reranker (e.g. a full fine-tune trained on a GPU), the student also matches
+the teacher's output distribution over the same candidates (KL divergence).
 """
 from __future__ import annotations
 
@@ -51,3 +54,16 @@ def rank_regularized_loss(logits, labels, generator_q, mask, lam: float = 1.0):
     p = logp.exp() * mask
     reg = torch.linalg.vector_norm(p - generator_q * mask, ord=2, dim=-1)
     return (ce + lam * reg).mean()
+
+
+def distillation_loss(logits, teacher_p, mask):
+    """Mean over the batch of KL(teacher ‖ softmax(logits)) over each mention's valid candidates.
+
+    ``teacher_p[n, k]``: another reranker's output distribution over the same candidates (0 in empty slots).
+    """
+    import torch
+
+    logp = torch.log_softmax(logits.masked_fill(~mask, torch.finfo(logits.dtype).min), dim=-1)
+    t = teacher_p * mask
+    kl = torch.where(t > 0, t * (torch.log(t.clamp_min(1e-12)) - logp), torch.zeros_like(t))
+    return kl.sum(dim=-1).mean()

@@ -431,13 +431,19 @@ class Reranker:
         out[valid] = flat
         return out
 
-    def rerank(self, mentions: Mentions, candidates: Candidates, terminology, *, batch_size: int = 256,
-               progress: bool = False) -> Candidates:
-        """``candidates`` re-ordered by the reranker; scores = softmax over each mention's candidates of the logits
-        plus the generator weight of the mention's language times its generator scores (:mod:`.calibrate`)."""
+    def rerank_scores(self, mentions: Mentions, candidates: Candidates, terminology, *, batch_size: int = 256,
+                      progress: bool = False) -> np.ndarray:
+        """``[n, k]`` scores in the candidates' own order (``-inf`` in empty slots): softmax over each mention's
+        candidates of the logits plus its language's generator weight times the generator scores (:mod:`.calibrate`)."""
         logits = self.logits(mentions, candidates, terminology, batch_size=batch_size, progress=progress)
         weights = weights_for(self.info.get("generator_weight"), mentions.langs)
-        return reorder(candidates, softmax_rows(fuse(logits, candidates.scores, weights)))
+        return softmax_rows(fuse(logits, candidates.scores, weights))
+
+    def rerank(self, mentions: Mentions, candidates: Candidates, terminology, *, batch_size: int = 256,
+               progress: bool = False) -> Candidates:
+        """``candidates`` re-ordered by :meth:`rerank_scores`."""
+        return reorder(candidates, self.rerank_scores(mentions, candidates, terminology, batch_size=batch_size,
+                                                      progress=progress))
 
     # ---- persistence -----------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, **info) -> Path:

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..types import Candidates
 from .calibrate import calibrate_generator_weight
-from .loss import generator_distribution, generator_minmax, rank_regularized_loss
+from .loss import distillation_loss, generator_distribution, generator_minmax, rank_regularized_loss
 from .model import DEFAULT_BASE, DEFAULT_POOLING, DEFAULT_PRECISION, DEFAULT_PRIOR_WEIGHT, Reranker
 from .supervision import Examples, candidates_for
 
@@ -124,6 +124,8 @@ def train_reranker(
     threads: int | None = 2,
     max_seconds: float | None = None,
     calibrate: bool = True,
+    teacher: Reranker | str | os.PathLike | None = None,
+    teacher_weight: float = 0.5,
     show_progress: bool = True,
 ) -> tuple[Reranker, dict[str, Any]]:
     """Train a reranker; save it to ``output_dir`` (if given); return it and a report (losses, dev acc@1, times).
@@ -136,6 +138,9 @@ def train_reranker(
     ``pooling``: what the scoring head reads (``mean``, ``cls``, ``segments``; see :mod:`xnorm.rerank.model`).
     ``precision``: the base model's forward and backward pass, ``fp32``, ``bf16`` (autocast; the trained tensors
     and their optimizer state stay fp32) or ``auto`` (bf16 where the device computes it natively).
+    ``teacher``: a trained reranker (or its folder) whose output distribution over each training mention's
+    candidates the reranker also learns to match: loss = (1 − ``teacher_weight``) · rank loss + ``teacher_weight`` ·
+    KL(teacher ‖ reranker) — e.g. to put a GPU-trained full fine-tune into a small task adapter.
     ``calibrate``: with dev sets, choose the generator weight per language on them after training
     (:mod:`xnorm.rerank.calibrate`; the report's ``generator_weight``).
     """
@@ -147,6 +152,9 @@ def train_reranker(
                           fix="use e.g. --k 16.")
     if lam < 0:
         raise ConfigError(f"lambda must be >= 0 (got {lam}).", field="lambda", fix="use 1.0 (default) or 0.")
+    if not 0 <= teacher_weight <= 1:
+        raise ConfigError(f"teacher_weight must be in [0, 1] (got {teacher_weight}).", field="teacher_weight",
+                          fix="use 0.5 (default): half rank loss, half the teacher's distribution.")
     if threads and not torch.cuda.is_available():
         torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
@@ -180,11 +188,21 @@ def train_reranker(
     encoder = reranker.pair_encoder(terminology)
     q_all = generator_distribution(cands.scores, cands.concepts >= 0)
     prior_all = generator_minmax(cands.scores, cands.concepts >= 0)
+    teacher_p, teacher_seconds = None, 0.0
+    if teacher is not None:
+        t = time.perf_counter()
+        teacher = teacher if isinstance(teacher, Reranker) else Reranker.load(teacher, precision=precision)
+        teacher.to(dev_name)
+        # The teacher's own output (its calibrated generator weight included), column for column with cands.
+        teacher_p = np.nan_to_num(teacher.rerank_scores(known.mentions, cands, terminology), neginf=0.0)
+        teacher_seconds = time.perf_counter() - t
 
     report: dict[str, Any] = {"prior_weight_init": prior_weight, "train_mentions": int(len(known)), "dropped_no_gold": int(len(train) - len(known)),
                               "k": k, "lambda": lam, "mode": mode, "pooling": pooling, "lr": lr, "batch_size": batch_size,
                               "steps_planned": total, "seed": seed, "device": dev_name, "precision": reranker.precision,
-                              "missing_gold": missing_gold,
+                              "missing_gold": missing_gold, "teacher": getattr(teacher, "path", None) if teacher
+                              is not None else None, "teacher_weight": teacher_weight if teacher is not None else None,
+                              "teacher_seconds": round(teacher_seconds, 1),
                               "candidate_seconds": round(candidate_seconds, 2), "dev": [], "losses": []}
     n_dev = sum(len(ex) for ex in devs.values())
     cand_acc = {name: float((dev_cands[name].concepts[:, 0] == ex.gold).mean()) for name, ex in devs.items()}
@@ -230,6 +248,9 @@ def train_reranker(
             logits = logits.masked_scatter(mask, logits_flat)
             loss = rank_regularized_loss(logits, torch.from_numpy(gold_col[idx]).to(logits.device),
                                          torch.from_numpy(q_all[idx]).to(logits.device), mask, lam)
+            if teacher_p is not None:
+                loss = (1 - teacher_weight) * loss + teacher_weight * distillation_loss(
+                    logits, torch.from_numpy(teacher_p[idx]).to(logits.device), mask)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
