@@ -38,10 +38,10 @@ from ..models.registry import weights_fingerprint
 from ..models.tokenizers import load_tokenizer
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
-from .calibrate import fuse, weights_for
+from .calibrate import fuse, language_keys, weights_for
 from .head import pool, scoring_head
 from .loss import generator_minmax
-from .pairs import FALLBACK_LANG, PairEncoder
+from .pairs import PairEncoder
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +403,7 @@ class Reranker:
         if not firsts:
             return out
         rows = np.nonzero(valid)[0]
-        langs = np.asarray([str(x) if x else FALLBACK_LANG for x in mentions.langs], dtype=object)
+        langs = language_keys(mentions.langs)
         adapter_of = {lang: self.adapter_for(lang) for lang in set(langs.tolist())}
         pair_adapter = np.asarray([adapter_of[langs[r]] or "" for r in rows], dtype=object)
         flat = np.empty(len(firsts), dtype=np.float32)
