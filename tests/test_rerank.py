@@ -503,7 +503,7 @@ def test_encoder_adapter_as_base_runs_frozen_under_the_task_adapter(index, tiny_
         Reranker.load(tmp_path / "rr")
 
 
-def test_sentence_transformers_cross_encoder_folder(index, tiny_model_dir, tmp_path):
+def test_sentence_transformers_cross_encoder_folder(index, index_dir, tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from xnorm.rerank import Reranker
@@ -517,6 +517,11 @@ def test_sentence_transformers_cross_encoder_folder(index, tiny_model_dir, tmp_p
     out = rr.rerank(m, index.candidates(m, 3), index.terminology)
     assert out.shape == (2, 3)
     np.testing.assert_allclose(np.where(out.concepts >= 0, out.scores, 0).sum(1), 1.0, rtol=1e-5)
+    # It has no xnorm manifest to keep a generator weight in: a clear error, the folder left as it was.
+    before = sorted(f.name for f in (tmp_path / "ce").iterdir())
+    r = _run("calibrate-reranker", str(tmp_path / "ce"), "--index", str(index_dir), "--dev", "synonyms")
+    assert r.exit_code == EXIT_BAD_INPUT and "CrossEncoder" in r.output and "Traceback" not in r.output
+    assert sorted(f.name for f in (tmp_path / "ce").iterdir()) == before
 
 
 def test_load_errors_are_artifact_errors(tmp_path):
