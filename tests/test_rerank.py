@@ -567,6 +567,14 @@ def test_linker_with_reranker_links_and_round_trips(index_dir, trained, tmp_path
     again = Linker.load(tmp_path / "linker")
     assert again.reranker is not None
     np.testing.assert_allclose(again.candidates(m).scores, c.scores, rtol=1e-5, atol=1e-6)
+    # A generator weight set after loading (e.g. calibrated in code) is saved with the linker, not lost in the copy.
+    linker.reranker.info["generator_weight"] = {"default": 8.0, "languages": {}}
+    weighted = linker.candidates(m)
+    linker.save(tmp_path / "linker2")
+    again = Linker.load(tmp_path / "linker2")
+    assert again.reranker.info["generator_weight"] == {"default": 8.0, "languages": {}}
+    np.testing.assert_allclose(again.candidates(m).scores, weighted.scores, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(weighted.scores[:, :4], c.scores[:, :4])
 
 
 def test_reranker_in_the_zoo_is_found_by_name(index_dir, trained, tmp_path, monkeypatch):

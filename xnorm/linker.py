@@ -418,12 +418,17 @@ def _resolve_reranker(spec: str) -> Path:
 
 
 def _save_reranker(reranker, dest: Path) -> None:
-    """The reranker's folder inside the linker folder (copied when it was loaded from one, else saved)."""
+    """The reranker's folder inside the linker folder (copied when it was loaded from one, else saved), with its
+    generator weight as it is now (it may have been calibrated since it was loaded)."""
     import shutil
+
+    from .rerank.model import update_manifest
 
     src = getattr(reranker, "path", None)
     if src and Path(src).is_dir():
         shutil.copytree(src, dest)
+        if (dest / "manifest.json").is_file():  # an xnorm reranker (a CrossEncoder folder has no manifest)
+            update_manifest(dest, generator_weight=reranker.info.get("generator_weight"))
     else:
         reranker.save(dest)
 
