@@ -259,8 +259,8 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
         lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars},
-        threads=args.threads, max_seconds=args.max_train_seconds, calibrate=False, teacher=args.teacher, teacher_weight=args.teacher_weight,
-        show_progress=True)
+        threads=args.threads, max_seconds=args.max_train_seconds, calibrate=False, teacher=args.teacher,
+        teacher_weight=args.teacher_weight, show_progress=True)
     if args.calibrate:
         calibrate(rr, index, dev, args.k)
     return {"mode": mode, "lambda": lam, "base_model": args.base_model, "train": {k: v for k, v in report.items() if k != "losses"},
