@@ -273,6 +273,10 @@ def test_training_calibrates_the_generator_weight_and_rerank_applies_it(index, t
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generator_weight"] == gw and "generator_weight" not in manifest["training"]
     # A weight set in the saved folder (manifest only: the checksummed weights still load) is applied per language.
+    from xnorm.errors import ArtifactError
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        update_manifest(tmp_path, generator_weight={"default": 1.0})  # not a reranker folder: nothing written
+    assert not (tmp_path / "manifest.json").exists()
     update_manifest(out, generator_weight={"default": 0.0, "languages": {"es": 8.0}})
     rr = Reranker.load(out)
     assert "generator weight 0, es 8" in rr.describe()

@@ -564,11 +564,7 @@ class Reranker:
 def update_manifest(path: str | os.PathLike, **info) -> dict:
     """Set ``info`` entries in a saved reranker folder's manifest (written atomically; weights untouched)."""
     path = Path(path)
-    if not (path / "manifest.json").is_file():
-        raise ArtifactError("not an xnorm reranker folder (no manifest.json; a CrossEncoder folder has no room "
-                            "for xnorm's settings).", file=str(path),
-                            fix="use a folder written by `xnorm train-reranker`.")
-    manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
+    manifest = read_manifest(path, FORMAT, FORMAT_VERSION)  # a folder without one is an ArtifactError there
     manifest.update(_jsonable(info))
     with atomic_write(path / "manifest.json") as f:
         f.write(json.dumps(manifest, indent=2, ensure_ascii=False))

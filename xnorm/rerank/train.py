@@ -200,8 +200,8 @@ def train_reranker(
     report: dict[str, Any] = {"prior_weight_init": prior_weight, "train_mentions": int(len(known)), "dropped_no_gold": int(len(train) - len(known)),
                               "k": k, "lambda": lam, "mode": mode, "pooling": pooling, "lr": lr, "batch_size": batch_size,
                               "steps_planned": total, "seed": seed, "device": dev_name, "precision": reranker.precision,
-                              "missing_gold": missing_gold, "teacher": getattr(teacher, "path", None) if teacher
-                              is not None else None, "teacher_weight": teacher_weight if teacher is not None else None,
+                              "missing_gold": missing_gold, "teacher": getattr(teacher, "path", None),
+                              "teacher_weight": teacher_weight if teacher is not None else None,
                               "teacher_seconds": round(teacher_seconds, 1),
                               "candidate_seconds": round(candidate_seconds, 2), "dev": [], "losses": []}
     n_dev = sum(len(ex) for ex in devs.values())
