@@ -179,3 +179,41 @@ def test_errors(tmp_path):
         build_dataset("hpo-labels", {}, tmp_path)
     with pytest.raises(InputError, match="no Babelon file for language 'xx'"):
         build_dataset("hpo-labels", {"languages": ["xx"]}, SHARED_DATA)
+
+
+def test_xl_bel_hpo_counts_and_offsets(hpo):
+    ds = build_dataset("xl-bel-hpo", {}, SHARED_DATA)
+    per_lang = Counter(d["lang"] for d in ds.documents for _ in d["entities"])
+    # Independent count straight from the files: a query counts when any of its CUIs has an HPO xref and its
+    # <tgt> span is the mention (one German line marks an empty span).
+    direct = Counter()
+    for f in glob.glob(str(SHARED_DATA / "xl-bel" / "xlbel_v1.0" / "*_1k_test_query_with_context.txt")):
+        lang = f.split("/")[-1][:2]
+        for line in open(f, encoding="utf-8"):
+            cuis, mention, sentence = line.rstrip("\n").split("||")
+            if any(c in hpo.umls for c in cuis.split("|")) and f"<tgt>{mention}</tgt>" in sentence:
+                direct[lang] += 1
+    assert per_lang == direct and ds.n_mentions == 1234 and len(per_lang) == 10
+    assert ds.metadata["languages"]["de"]["dropped_target_not_mention"] == 1
+    for doc in ds.documents:
+        (ent,) = doc["entities"]
+        (s, e), = ent["offsets"]
+        text = doc["passages"][0]["text"][0]
+        assert text[s:e] == ent["text"][0] and "<tgt>" not in text
+    ja = build_dataset("xl-bel-hpo", {"languages": ["ja"]}, SHARED_DATA)
+    assert ja.n_mentions == direct["ja"] and ja.default_terminology == "hpo-en"
+    full = build_dataset("xl-bel-umls", {"languages": ["zh", "de"]}, SHARED_DATA)
+    # zh has one query whose only CUI is malformed ("90058"); de the empty-target line.
+    assert full.n_mentions == 1998 and full.metadata["languages"]["zh"]["dropped_no_valid_cui"] == 1
+    with pytest.raises(ConfigError, match="not in XL-BEL"):
+        build_dataset("xl-bel-hpo", {"languages": ["it"]}, SHARED_DATA)
+
+
+def test_xl_bel_malformed_line_names_file_and_line(tmp_path):
+    folder = tmp_path / "xl-bel" / "xlbel_v1.0"
+    folder.mkdir(parents=True)
+    (folder / "fi_1k_test_query_with_context.txt").write_text(
+        "C0004057||aspiriini||Hän otti <tgt>aspiriini</tgt> .\nC0004057||aspiriini\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        build_dataset("xl-bel-umls", {"languages": ["fi"]}, tmp_path)
+    assert err.value.line == 2 and err.value.file.endswith("fi_1k_test_query_with_context.txt")

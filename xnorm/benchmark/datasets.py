@@ -8,6 +8,8 @@ relative to the working directory, else the ``data_root`` a config gives) and re
 - ``gsc-plus``: GSC+ abstracts (hpo-corpora), dev/test split from GSCplus-split.
 - ``mantra-hpo`` / ``mantra-umls``: Mantra GSC (brat), mentions whose CUI maps to HPO through hp.obo's UMLS
   xrefs / every mention with its CUI.
+- ``xl-bel-hpo`` / ``xl-bel-umls``: XL-BEL v1.0 (Wikipedia sentences in 10 languages), queries whose CUI maps to
+  HPO through hp.obo's UMLS xrefs / every query with its CUI(s).
 - ``ncbi-disease``: NCBI Disease (PubTator), MeSH / OMIM ids.
 - ``bigbio``: any BigBIO kb JSONL file or saved HF dataset folder, or a hub name where the hub is reachable.
 
@@ -356,6 +358,84 @@ def build_mantra_umls(root: Path, options: Mapping) -> Dataset:
     return _build_mantra(root, options, hpo_only=False)
 
 
+# ---- xl-bel -------------------------------------------------------------------------------------------------
+XL_BEL_LANGUAGES = ("de", "en", "es", "fi", "ja", "ko", "ru", "th", "tr", "zh")
+XL_BEL_OPTIONS: dict[str, Any] = {"languages": list(XL_BEL_LANGUAGES), "hp_obo": None}
+_XL_BEL_TARGET = re.compile(r"<tgt>(.*?)</tgt>")
+_CUI = re.compile(r"C[LN]?\d{6,7}")
+
+
+def read_xl_bel_line(line: str, path: Path, line_no: int) -> tuple[list[str], str, str, int] | None:
+    """(CUIs, mention, sentence without the <tgt> markers, mention start) of one ``CUI||mention||sentence`` line;
+    ``None`` when the marked span is not the mention (one such line in the release)."""
+    parts = line.split("||")
+    if len(parts) != 3:
+        raise InputError("expected `CUI||mention||sentence with <tgt>mention</tgt>`.", file=str(path), line=line_no,
+                         fix="use the XL-BEL v1.0 `*_1k_test_query_with_context.txt` files as released.")
+    cuis, mention, marked = parts
+    target = _XL_BEL_TARGET.search(marked)
+    if target is None or target[1] != mention:
+        return None
+    sentence = marked[:target.start()] + mention + marked[target.end():]
+    return cuis.split("|"), mention, sentence.replace("<tgt>", "").replace("</tgt>", ""), target.start()
+
+
+def _build_xl_bel(root: Path, options: Mapping, hpo_only: bool) -> Dataset:
+    name = "xl-bel-hpo" if hpo_only else "xl-bel-umls"
+    opts = _check_options(options, XL_BEL_OPTIONS, name)
+    unknown = set(opts["languages"]) - set(XL_BEL_LANGUAGES)
+    if unknown:
+        raise ConfigError(f"language {sorted(unknown)[0]!r} is not in XL-BEL.", field="languages",
+                          fix=f"use some of {', '.join(XL_BEL_LANGUAGES)}.")
+    folder = _folder(root, "xl-bel", name) / "xlbel_v1.0"
+    hpo = _hpo(opts) if hpo_only else None
+    counts: dict[str, Counter] = {}
+    docs = []
+    for lang in opts["languages"]:
+        path = folder / f"{lang}_1k_test_query_with_context.txt"
+        if not path.is_file():
+            raise InputError(f"XL-BEL file for {lang!r} not found.", file=str(path),
+                             fix="point the data root at a folder holding xl-bel/xlbel_v1.0/ as released.")
+        c = counts.setdefault(lang, Counter())
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            c["queries_read"] += 1
+            parsed = read_xl_bel_line(line, path, line_no)
+            if parsed is None:
+                c["dropped_target_not_mention"] += 1
+                continue
+            cuis, mention, sentence, start = parsed
+            if hpo_only:
+                ids = sorted({i for cui in cuis for i in hpo.umls.get(cui, ())})
+                db = "HPO"
+            else:
+                ids, db = [cui for cui in cuis if _CUI.fullmatch(cui)], "UMLS"
+                c["malformed_cuis_ignored"] += len(cuis) - len(ids)
+                c["dropped_no_valid_cui"] += not ids
+            if not ids:
+                continue
+            doc_id = f"{lang}/{line_no}"
+            entity = _entity(f"{doc_id}/T1", "entity", mention, [[start, start + len(mention)]], db, ids)
+            docs.append(_doc(doc_id, [("sentence", sentence, 0)], [entity], lang))
+            c["mentions"] += 1
+    meta = {"languages": {k: dict(v) for k, v in counts.items()}, "criterion":
+            "a CUI has an hp.obo `xref: UMLS:` on a current term (gold = every HPO id of every CUI)" if hpo_only
+            else "every query, its UMLS CUI(s)"}
+    if hpo_only:
+        meta["hp_obo"] = hpo.path
+    return Dataset(name, docs, db_name="HPO" if hpo_only else "UMLS",
+                   default_terminology="hpo-en" if hpo_only else None, metadata=meta)
+
+
+def build_xl_bel_hpo(root: Path, options: Mapping) -> Dataset:
+    return _build_xl_bel(root, options, hpo_only=True)
+
+
+def build_xl_bel_umls(root: Path, options: Mapping) -> Dataset:
+    return _build_xl_bel(root, options, hpo_only=False)
+
+
 # ---- ncbi-disease ------------------------------------------------------------------------------------------
 NCBI_OPTIONS: dict[str, Any] = {"split": "test"}
 NCBI_FILES = {"train": "NCBItrainset_corpus.txt", "dev": "NCBIdevelopset_corpus.txt", "test": "NCBItestset_corpus.txt"}
@@ -428,6 +508,8 @@ DATASETS: dict[str, Callable[[Path, Mapping], Dataset]] = {
     "gsc-plus": build_gsc_plus,
     "mantra-hpo": build_mantra_hpo,
     "mantra-umls": build_mantra_umls,
+    "xl-bel-hpo": build_xl_bel_hpo,
+    "xl-bel-umls": build_xl_bel_umls,
     "ncbi-disease": build_ncbi_disease,
     "bigbio": build_bigbio,
 }
