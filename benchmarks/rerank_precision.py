@@ -66,7 +66,7 @@ def _rerank_all(rr, tests, test_cands, terminology) -> tuple[dict, dict, float, 
         out = rr.rerank(ex.mentions, test_cands[name], terminology)
         seconds += time.perf_counter() - t
         pairs += int((test_cands[name].concepts >= 0).sum())
-        res[name] = metrics(out, ex.gold)
+        res[name] = metrics(out, ex)
         firsts[name] = out.concepts[:, 0]
     return res, firsts, seconds, pairs
 
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
         "command": "python benchmarks/rerank_precision.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "index": index.describe(), "train": f"{len(train)} mentions: {train.description}",
         "dev": {n: len(ex) for n, ex in dev.items()}, "tests": {n: len(ex) for n, ex in tests.items()},
-        "candidates": {n: metrics(test_cands[n], ex.gold) for n, ex in tests.items()}, "training": {}}
+        "candidates": {n: metrics(test_cands[n], ex) for n, ex in tests.items()}, "training": {}}
     rerankers = {}
     for precision in ("fp32", "bf16"):
         print(f"training ({precision})", flush=True)

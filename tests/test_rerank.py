@@ -184,6 +184,29 @@ def test_place_gold_insert_and_skip():
 
 
 # ---- weak supervision -------------------------------------------------------------------------------------
+def test_examples_keep_every_gold_concept_of_an_annotation(index):
+    from xnorm.rerank import examples_from_documents
+    from xnorm.rerank.supervision import is_gold
+
+    t = index.terminology
+    ents = [{"id": "e1", "type": "x", "text": ["fits"], "offsets": [[0, 4]],
+             "normalized": [{"db_name": "HPO", "db_id": i} for i in ("HP:404", "HP:9", "HP:1", "HP:9")]},
+            {"id": "e2", "type": "x", "text": ["fever"], "offsets": [[9, 14]],
+             "normalized": [{"db_name": "HPO", "db_id": "HP:6"}]}]
+    doc = {"id": "d", "passages": [{"id": "p", "type": "t", "text": ["fits and fever"], "offsets": [[0, 14]]}],
+           "entities": ents}
+    ex = examples_from_documents([doc], t)
+    r = t.concept_index
+    # The first known id is the training gold; every known id (unknown dropped, duplicates once) is accepted.
+    assert ex.gold.tolist() == [r("HP:9"), r("HP:6")]
+    assert ex.gold_sets.tolist() == [[r("HP:9"), r("HP:1")], [r("HP:6"), -1]]
+    concepts = np.array([[r("HP:1"), r("HP:6"), -1], [-1, r("HP:1"), r("HP:6")]])
+    assert ex.hits(concepts).tolist() == [[True, False, False], [False, False, True]]
+    assert ex[1:].hits(concepts[1:, 2]).tolist() == [True] and ex[1:].gold_sets.shape == (1, 2)
+    # Single gold rows: an empty slot (-1) is never a hit, even against a mention without gold.
+    assert is_gold(np.array([[-1, 3]]), np.array([-1])).tolist() == [[False, False]]
+
+
 def test_synonym_examples_exclude_their_own_name(index):
     from xnorm.rerank import candidates_for, examples_from_synonyms
 

@@ -54,3 +54,11 @@ def test_default_weight_by_the_worst_dev_set_not_the_pooled_accuracy():
     assert gw["default"] == 64.0 and gw["languages"] == {}
     with pytest.raises(ValueError):
         choose_generator_weight({})
+
+
+def test_several_gold_rows_any_counts():
+    # Mention 0's annotation maps to two concepts, the reranker's (1) and the generator's (0): both choices are right.
+    logits, cands, _, langs = _set([0, 0], ["en", "en"])
+    gold = np.array([[0, 1], [2, -1]])
+    gw = choose_generator_weight({"dev": (logits, cands, gold, langs)}, min_per_language=100)
+    assert gw["dev"]["sets"]["dev"] == {"n": 2, "candidates": 1.0, "reranker": 0.5, "chosen": 1.0}

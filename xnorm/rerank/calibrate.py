@@ -21,6 +21,7 @@ import numpy as np
 from ..types import Candidates
 from .loss import generator_minmax
 from .pairs import FALLBACK_LANG
+from .supervision import is_gold
 
 GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 MIN_PER_LANGUAGE = 100
@@ -55,7 +56,8 @@ def _top1(logits: np.ndarray, cands: Candidates, w: float) -> np.ndarray:
 
 def choose_generator_weight(sets: Mapping[str, tuple[np.ndarray, Candidates, np.ndarray, np.ndarray]], *,
                             grid=GRID, min_per_language: int = MIN_PER_LANGUAGE) -> dict:
-    """The calibration (see the module doc) from named dev sets of ``(logits, candidates, gold rows, languages)``.
+    """The calibration (see the module doc) from named dev sets of ``(logits, candidates, gold rows, languages)``;
+    gold rows ``[n]`` or ``[n, g]`` (any of a row's g counts, ``-1`` pads).
 
     Returns ``{"default", "languages", "grid", "min_per_language", "dev"}``; ``dev`` holds, per set and per
     calibrated language, acc@1 of the candidates, of the reranker alone and of the chosen weight.
@@ -65,8 +67,8 @@ def choose_generator_weight(sets: Mapping[str, tuple[np.ndarray, Candidates, np.
         raise ValueError("calibration needs at least one dev set and a grid of weights >= 0")
     hits, cand_hits, langs = {}, {}, {}
     for name, (logits, cands, gold, lang) in sets.items():
-        hits[name] = np.stack([_top1(logits, cands, w) == gold for w in grid])  # [weights, mentions]
-        cand_hits[name] = cands.concepts[:, 0] == gold
+        hits[name] = np.stack([is_gold(_top1(logits, cands, w), gold) for w in grid])  # [weights, mentions]
+        cand_hits[name] = is_gold(cands.concepts[:, 0], gold)
         langs[name] = language_keys(lang)
 
     def best(score: np.ndarray) -> int:  # the largest weight among the best scores
@@ -105,7 +107,7 @@ def calibrate_generator_weight(reranker, dev: Mapping[str, tuple], terminology, 
         ex, cands = ex[np.flatnonzero(ex_known)], cands[np.flatnonzero(ex_known)]
         if len(ex):
             logits = reranker.logits(ex.mentions, cands, terminology, batch_size=batch_size)
-            sets[name] = (logits, cands, ex.gold, ex.mentions.langs)
+            sets[name] = (logits, cands, ex.all_gold, ex.mentions.langs)
     if not sets:
         raise ValueError("no dev mention with a gold concept in the terminology to calibrate on")
     reranker.info["generator_weight"] = choose_generator_weight(sets, grid=grid, min_per_language=min_per_language)

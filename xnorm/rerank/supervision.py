@@ -20,40 +20,63 @@ from ..types import Candidates, Mentions
 @dataclass
 class Examples:
     """Mentions with the row of their gold concept (``-1``: none in the terminology) and, for weak
-    supervision, the name row that must not be offered as evidence (``-1``: none)."""
+    supervision, the name row that must not be offered as evidence (``-1``: none).
+
+    ``gold_sets`` (optional, ``[n, g]``, padded with ``-1``) holds every acceptable concept row of a mention whose
+    annotation names several (e.g. one UMLS CUI mapped to three HPO terms); training uses ``gold``, scoring any.
+    """
 
     mentions: Mentions
     gold: np.ndarray
     exclude_names: np.ndarray | None = None
     description: str = ""
+    gold_sets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.mentions)
 
     def __getitem__(self, index) -> "Examples":
-        ex = None if self.exclude_names is None else self.exclude_names[index]
-        return Examples(self.mentions[index], self.gold[index], ex, self.description)
+        def take(a):
+            return None if a is None else a[index]
+        return Examples(self.mentions[index], self.gold[index], take(self.exclude_names), self.description,
+                        take(self.gold_sets))
 
     def known(self) -> "Examples":
         """Only the mentions whose gold concept is in the terminology."""
         return self[self.gold >= 0]
 
+    @property
+    def all_gold(self) -> np.ndarray:
+        """Every acceptable gold row: ``gold_sets`` when there are several, else ``gold``."""
+        return self.gold if self.gold_sets is None else self.gold_sets
 
-def _gold_rows(terminology, ids: Iterable[Sequence[str]]) -> np.ndarray:
-    out = []
-    for cands in ids:
-        row = -1
-        for cid in cands:
-            if cid in terminology:
-                row = terminology.concept_index(cid)
-                break
-        out.append(row)
-    return np.asarray(out, dtype=np.int64)
+    def hits(self, concepts: np.ndarray) -> np.ndarray:
+        """Which of ``concepts`` (``[n]`` or ``[n, k]`` concept rows, one row per mention) are a gold concept."""
+        return is_gold(concepts, self.all_gold)
+
+
+def is_gold(concepts: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """``concepts`` (``[n]`` or ``[n, k]``) that are one of their mention's gold rows (``gold``: ``[n]`` or
+    ``[n, g]``, ``-1`` = none; an empty candidate slot, ``-1``, is never a hit)."""
+    c = concepts.reshape(len(concepts), -1)
+    g = gold.reshape(len(gold), -1)
+    out = ((c[:, :, None] == g[:, None, :]) & (g[:, None, :] >= 0)).any(axis=2)
+    return out.reshape(concepts.shape)
+
+
+def _gold_sets(terminology, ids: Iterable[Sequence[str]]) -> np.ndarray:
+    """``[n, g]``: per mention, the rows of all its ids known to ``terminology``, in order, padded with ``-1``."""
+    rows = [list(dict.fromkeys(terminology.concept_index(c) for c in cands if c in terminology)) for cands in ids]
+    out = np.full((len(rows), max([1] + [len(r) for r in rows])), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
 
 
 def examples_from_documents(docs: Sequence[dict], terminology, *, context_chars: int = 100,
                             default_lang: str = "en", description: str = "") -> Examples:
-    """One example per entity with a gold id (``normalized``); its first id known to ``terminology`` wins."""
+    """One example per entity with a gold id (``normalized``): its first id known to ``terminology`` is ``gold``,
+    all of them ``gold_sets``."""
     from ..data import mentions_from_documents
 
     mentions, refs = mentions_from_documents(docs, default_lang=default_lang, context_chars=context_chars)
@@ -64,13 +87,14 @@ def examples_from_documents(docs: Sequence[dict], terminology, *, context_chars:
     if not any(ids):
         raise InputError("no entity carries a gold id in 'normalized'; nothing to train on.", field="normalized",
                          fix="give annotated documents (BigBIO kb with normalized db_ids).")
-    return Examples(mentions, _gold_rows(terminology, ids), None, description)
+    sets = _gold_sets(terminology, ids)
+    return Examples(mentions, sets[:, 0], None, description, sets if sets.shape[1] > 1 else None)
 
 
 def examples_from_labels(texts: Sequence[str], langs: Sequence[str], concept_ids: Sequence[str], terminology,
                          description: str = "") -> Examples:
     """Examples from bare labels (no context), e.g. the HPO translations of the training concepts."""
-    return Examples(Mentions(texts=list(texts), langs=list(langs)), _gold_rows(terminology, ([c] for c in concept_ids)),
+    return Examples(Mentions(texts=list(texts), langs=list(langs)), _gold_sets(terminology, ([c] for c in concept_ids))[:, 0],
                     None, description)
 
 

@@ -83,7 +83,7 @@ def accuracy_at_1(reranker: Reranker, examples: Examples, cands: Candidates, ter
     if len(examples) == 0:
         return float("nan")
     out = reranker.rerank(examples.mentions, cands, terminology, batch_size=batch_size)
-    return float((out.concepts[:, 0] == examples.gold).mean())
+    return float(examples.hits(out.concepts[:, 0]).mean())
 
 
 def _device(device: str | None) -> str:
@@ -205,7 +205,7 @@ def train_reranker(
                               "teacher_seconds": round(teacher_seconds, 1),
                               "candidate_seconds": round(candidate_seconds, 2), "dev": [], "losses": []}
     n_dev = sum(len(ex) for ex in devs.values())
-    cand_acc = {name: float((dev_cands[name].concepts[:, 0] == ex.gold).mean()) for name, ex in devs.items()}
+    cand_acc = {name: float(ex.hits(dev_cands[name].concepts[:, 0]).mean()) for name, ex in devs.items()}
     if devs:
         report["dev_acc1_candidates"] = sum(cand_acc[n] * len(ex) for n, ex in devs.items()) / n_dev
         report["dev_sets_candidates"] = cand_acc
