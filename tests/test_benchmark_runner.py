@@ -83,6 +83,7 @@ def test_smoke_runs_end_to_end_and_resumes(tmp_path, hpo_folder):
     assert set(res["runs"]) == {"hpo-labels/tfidf", "hpo-labels-in-language/tfidf"}
     assert res["machine"]["cores_usable"] >= 1 and res["machine"]["python"].startswith("3.")
     assert res["git"]["commit"] and res["config"]["name"] == "smoke"
+    assert res["updated"] == max(r["finished"] for r in res["runs"].values()) >= res["started"]
     en = res["runs"]["hpo-labels/tfidf"]
     assert en["n_mentions"] == 150 and set(en["per_language"]) == {"es", "ja", "nna"}
     m = en["metrics"]

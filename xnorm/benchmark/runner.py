@@ -331,6 +331,7 @@ def run_benchmark(
                            "terminology_spec": spec,
                            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
             results["runs"][run_id] = record
+            results["updated"] = record["finished"]
             _save(results, out)  # every finished run is on disk before the next starts
             m = record["metrics"]
             echo(f"{run_id}: acc@1 {m.get('accuracy@1', 0):.3f}  mrr {m.get('mrr', 0):.3f}  "
