@@ -94,8 +94,8 @@ def examples_from_documents(docs: Sequence[dict], terminology, *, context_chars:
 def examples_from_labels(texts: Sequence[str], langs: Sequence[str], concept_ids: Sequence[str], terminology,
                          description: str = "") -> Examples:
     """Examples from bare labels (no context), e.g. the HPO translations of the training concepts."""
-    return Examples(Mentions(texts=list(texts), langs=list(langs)), _gold_sets(terminology, ([c] for c in concept_ids))[:, 0],
-                    None, description)
+    gold = _gold_sets(terminology, ([c] for c in concept_ids))[:, 0]
+    return Examples(Mentions(texts=list(texts), langs=list(langs)), gold, None, description)
 
 
 def examples_from_synonyms(terminology, *, languages: Sequence[str] | None = None, max_examples: int | None = None,
