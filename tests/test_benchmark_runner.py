@@ -239,7 +239,7 @@ def test_dataset_without_terminology_is_a_config_error(tmp_path):
 def test_shipped_configs_load():
     names = sorted(p.name for p in (REPO / "benchmarks" / "configs").glob("*.yaml"))
     assert names == ["bf16-e5.yaml", "bf16-query.yaml", "bf16.yaml", "gsc-plus.yaml", "hpo-labels.yaml",
-                     "mantra-hpo.yaml", "openvino.yaml", "query-encoder.yaml", "smoke.yaml"]
+                     "mantra-hpo.yaml", "openvino.yaml", "query-encoder.yaml", "smoke.yaml", "xl-bel-hpo.yaml"]
     for name in names:
         cfg = load_config(REPO / "benchmarks" / "configs" / name)
         assert cfg.pipelines and cfg.datasets
