@@ -6,10 +6,10 @@ Data (read where it lies, nothing copied):
 - Mantra GSC (``--mantra``): every mention whose UMLS CUI maps to HPO, in context (en, es, fr, de, nl), test only.
 - XL-BEL (``--xlbel``): every query whose UMLS CUI maps to HPO, in its Wikipedia sentence, one test set per
   language (de en es fi ja ko ru th tr zh; fi ko ru th tr have no HPO translation), test only.
-Where an annotation maps to several concepts (one CUI, several HPO terms), any of them counts as correct.
 - GSC+: dev split (mentions in context) for training, test split for testing; or, with
   ``--gsc-test-docs-to-train F``, a seeded fraction F of the *test documents* for training (document-level split,
   about 10x the dev split's mentions), the dev split for early stopping, and the other test documents for testing.
+Where an annotation maps to several concepts (one CUI, several HPO terms), any of them counts as correct.
 Candidates: a saved ``CandidateIndex`` (``--index``, e.g. ``xnorm index --terminology hpo-en -o DIR``), top k.
 
 Each run trains one reranker on the pooled training mentions (all languages + GSC+), early-stopped on two dev
