@@ -200,8 +200,8 @@ def test_xl_bel_hpo_counts_and_offsets(hpo):
         (s, e), = ent["offsets"]
         text = doc["passages"][0]["text"][0]
         assert text[s:e] == ent["text"][0] and "<tgt>" not in text
-    ja = build_dataset("xl-bel-hpo", {"languages": ["ja"]}, SHARED_DATA)
-    assert ja.n_mentions == direct["ja"] and ja.default_terminology == "hpo-en"
+    ja = build_dataset("xl-bel-hpo", {"languages": "ja"}, SHARED_DATA)  # a lone string is a one-language list
+    assert ja.n_mentions == direct["ja"] and ja.default_terminology == "hpo-en" and ja.languages() == ["ja"]
     full = build_dataset("xl-bel-umls", {"languages": ["zh", "de"]}, SHARED_DATA)
     # zh has one query whose only CUI is malformed ("90058"); de the empty-target line.
     assert full.n_mentions == 1998 and full.metadata["languages"]["zh"]["dropped_no_valid_cui"] == 1

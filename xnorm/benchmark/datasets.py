@@ -106,7 +106,9 @@ def _check_options(options: Mapping, allowed: Mapping[str, Any], dataset: str) -
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r} for dataset {dataset!r}.", field=unknown[0],
                           fix=f"use only: {', '.join(sorted(allowed)) or '(no options)'}.")
-    return {**allowed, **options}
+    # `languages: ko` means [ko], not the letters k and o.
+    lists = {k: [v] for k, v in options.items() if isinstance(allowed[k], list) and isinstance(v, str)}
+    return {**allowed, **options, **lists}
 
 
 def _hpo(opts: Mapping) -> HpoIds:
