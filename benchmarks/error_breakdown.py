@@ -1,0 +1,105 @@
+"""Where the candidate stage's first answer goes wrong, per in-context dataset: the gold concept is not among the
+top k at all (a recall problem), or it is but another concept comes first (a ranking problem, a reranker's job) —
+and how many of the wrong first answers are the gold's is_a descendant or ancestor in HPO (a granularity
+near-miss: "Neoplasm of the breast" for an annotated "Neoplasm", or the reverse).
+
+    python benchmarks/error_breakdown.py --index IDX --out benchmarks/results/error_breakdown
+
+Writes ``<out>.json`` and ``<out>.md``. Any of a mention's gold ids counts (one CUI may map to several HPO terms).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = {"gsc-plus-test": ("gsc-plus", {"split": "test"}), "mantra-hpo": ("mantra-hpo", {}),
+            "xl-bel-hpo": ("xl-bel-hpo", {})}
+
+
+def is_a_ancestors(hp_obo=None):
+    """``ancestors(id)``: every is_a ancestor of a current HPO term (from hp.obo, no ontology library)."""
+    from xnorm.benchmark.hpo_obo import default_hp_obo
+    from xnorm.terminology.obo import iter_terms
+
+    parents = {t.id: t.is_a for t in iter_terms(hp_obo or default_hp_obo()) if not t.obsolete}
+
+    @lru_cache(maxsize=None)
+    def ancestors(term: str) -> frozenset:
+        out: set = set()
+        for p in parents.get(term, ()):
+            out |= {p} | ancestors(p)
+        return frozenset(out)
+
+    return ancestors
+
+
+def breakdown(ex, cands, terminology, ancestors) -> dict:
+    """Counts of each kind of first answer over the examples (see the module doc)."""
+    hits = ex.hits(cands.concepts)
+    first_ok, in_k = hits[:, 0], hits.any(axis=1)
+    ids = terminology.concept_ids
+    gold = ex.all_gold.reshape(len(ex), -1)
+    finer = coarser = 0
+    for i in np.flatnonzero(~first_ok & (cands.concepts[:, 0] >= 0)):
+        first = ids[cands.concepts[i, 0]]
+        golds = [ids[g] for g in gold[i] if g >= 0]
+        finer += any(g in ancestors(first) for g in golds)
+        coarser += any(first in ancestors(g) for g in golds)
+    return {"n": int(len(ex)), "acc1": float(first_ok.mean()), "recall_k": float(in_k.mean()),
+            "wrong": int((~first_ok).sum()), "gold_not_in_k": int((~in_k).sum()),
+            "gold_in_k_not_first": int((in_k & ~first_ok).sum()), "first_finer_than_gold": int(finer),
+            "first_coarser_than_gold": int(coarser)}
+
+
+def render(res: dict) -> str:
+    k = res["k"]
+    lines = ["# Where the candidate stage's first answer goes wrong", "",
+             f"Index: `{res['index']}` ({res['index_describe']}); k = {k}; {res['date']}. "
+             "Any of a mention's gold ids counts. *Finer* / *coarser*: the wrong first answer is an is_a descendant / "
+             "ancestor of a gold concept in hp.obo.", "",
+             f"| dataset | n | acc@1 | recall@{k} | wrong first | gold not in top {k} | gold in top {k}, not first | "
+             "first finer than gold | first coarser than gold | acc@1 if near-misses counted |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in res["datasets"].items():
+        n = r["n"]
+        near = r["first_finer_than_gold"] + r["first_coarser_than_gold"]
+        lines.append(f"| {name} | {n} | {r['acc1']:.3f} | {r['recall_k']:.3f} | {r['wrong']} | {r['gold_not_in_k']} | "
+                     f"{r['gold_in_k_not_first']} | {r['first_finer_than_gold']} | {r['first_coarser_than_gold']} | "
+                     f"{r['acc1'] + near / n:.3f} |")
+    return "\n".join(lines + [""] + res.get("notes", [])) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--index", required=True, help="a saved CandidateIndex over HPO")
+    p.add_argument("--k", type=int, default=16)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default="benchmarks/results/error_breakdown")
+    args = p.parse_args(argv)
+    from xnorm.benchmark import build_dataset
+    from xnorm.candidates import CandidateIndex
+    from xnorm.rerank import examples_from_documents
+
+    index = CandidateIndex.load(args.index, verify=False)
+    ancestors = is_a_ancestors()
+    res = {"index": args.index, "index_describe": index.describe(), "k": args.k,
+           "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "datasets": {}}
+    for name, (key, opts) in DATASETS.items():
+        ds = build_dataset(key, opts, data_root=args.data_root)
+        ex = examples_from_documents(ds.documents, index.terminology, context_chars=100)
+        res["datasets"][name] = breakdown(ex, index.candidates(ex.mentions, args.k), index.terminology, ancestors)
+        print(name, res["datasets"][name], flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
+    out.with_suffix(".md").write_text(render(res))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
