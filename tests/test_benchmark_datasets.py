@@ -141,6 +141,8 @@ def test_mantra_hpo_reproduces_readme_counts(hpo):
     discontinuous = [e for d in build_dataset("mantra-umls", {}, SHARED_DATA).documents for e in d["entities"]
                      if len(e["offsets"]) > 1]
     assert discontinuous and all(len(o) == 2 for e in discontinuous for o in e["offsets"])
+    with pytest.raises(ConfigError, match="language 'it' is not in the Mantra GSC"):
+        build_dataset("mantra-hpo", {"languages": ["en", "it"]}, SHARED_DATA)
 
 
 def test_ncbi_disease_test_split():

@@ -111,6 +111,16 @@ def _check_options(options: Mapping, allowed: Mapping[str, Any], dataset: str) -
     return {**allowed, **options, **lists}
 
 
+def _check_languages(wanted: Iterable[str], available: Iterable[str], corpus: str) -> set[str]:
+    """``wanted`` as a set; a language the corpus does not have is a ConfigError naming it."""
+    available = list(available)
+    unknown = set(wanted) - set(available)
+    if unknown:
+        raise ConfigError(f"language {sorted(unknown)[0]!r} is not in {corpus}.", field="languages",
+                          fix=f"use some of {', '.join(available)}.")
+    return set(wanted)
+
+
 def _hpo(opts: Mapping) -> HpoIds:
     return read_hpo_ids(opts.get("hp_obo"))
 
@@ -311,11 +321,7 @@ def _build_mantra(root: Path, options: Mapping, hpo_only: bool) -> Dataset:
     opts = _check_options(options, MANTRA_OPTIONS, name)
     folder = _folder(root, "mantra-gsc", name) / "Mantra-GSC"
     hpo = _hpo(opts) if hpo_only else None
-    wanted = set(opts["languages"])
-    unknown = wanted - set(MANTRA_LANGUAGES.values())
-    if unknown:
-        raise ConfigError(f"language {sorted(unknown)[0]!r} is not in the Mantra GSC.", field="languages",
-                          fix=f"use some of {', '.join(MANTRA_LANGUAGES.values())}.")
+    wanted = _check_languages(opts["languages"], MANTRA_LANGUAGES.values(), "the Mantra GSC")
     counts: dict[str, Counter] = {}
     docs = []
     for lang_dir in sorted(folder.iterdir()):
@@ -385,10 +391,7 @@ def read_xl_bel_line(line: str, path: Path, line_no: int) -> tuple[list[str], st
 def _build_xl_bel(root: Path, options: Mapping, hpo_only: bool) -> Dataset:
     name = "xl-bel-hpo" if hpo_only else "xl-bel-umls"
     opts = _check_options(options, XL_BEL_OPTIONS, name)
-    unknown = set(opts["languages"]) - set(XL_BEL_LANGUAGES)
-    if unknown:
-        raise ConfigError(f"language {sorted(unknown)[0]!r} is not in XL-BEL.", field="languages",
-                          fix=f"use some of {', '.join(XL_BEL_LANGUAGES)}.")
+    _check_languages(opts["languages"], XL_BEL_LANGUAGES, "XL-BEL")
     folder = _folder(root, "xl-bel", name) / "xlbel_v1.0"
     hpo = _hpo(opts) if hpo_only else None
     counts: dict[str, Counter] = {}
