@@ -22,6 +22,10 @@ def _print_info(info: dict) -> None:
     click.echo(f"concepts: {info['concepts']}")
     click.echo(f"names: {info['names']}")
     click.echo(f"aliases: {info['aliases']}")
+    edges = f"is_a edges: {info.get('is_a_edges', 0)}"
+    if meta.get("dropped_is_a_edges"):
+        edges += f" ({meta['dropped_is_a_edges']} dropped: they name a concept the sources do not define)"
+    click.echo(edges)
     npc = info["names_per_concept"]
     click.echo(f"names per concept: mean={npc['mean']:.2f} median={npc['median']:g} max={npc['max']} "
                f"concepts_without_names={npc['concepts_without_names']}")

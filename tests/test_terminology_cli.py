@@ -27,6 +27,7 @@ def _check_printed_counts(output: str, term: Terminology) -> None:
     assert int(_field(output, "concepts")) == info["concepts"] == len(term)
     assert int(_field(output, "names")) == info["names"] == term.n_names
     assert int(_field(output, "aliases")) == len(term.aliases)
+    assert int(_field(output, "is_a edges").split()[0]) == len(term.is_a) == info["is_a_edges"]
     assert _counts(_field(output, "names per language")) == info["names_per_language"]
     assert _counts(_field(output, "concepts per language")) == info["concepts_per_language"]
     assert _counts(_field(output, "names per type")) == info["names_per_type"]
@@ -41,6 +42,7 @@ def test_build_and_info_hpo_en(tmp_path):
     assert result.exit_code == 0, result.output
     assert "[obo] hp.obo: concepts=" in result.output
     term = Terminology.load(out)
+    assert len(term.is_a) > len(term)  # the HPO's is_a hierarchy is kept (a DAG: some terms have two parents)
     _check_printed_counts(result.output, term)
     assert term.info() == load_terminology("hpo-en").info() | {"metadata": term.info()["metadata"]}
     info = runner.invoke(cli, ["terminology", "info", str(out), "--json"])

@@ -45,6 +45,8 @@ class Terminology:
     (ISO 639 code), ``name_types`` (one of ``NAME_TYPES``), ``name_provenance`` (free text such as
     ``"hp.obo"`` or ``"hp-de.babelon.tsv:CANDIDATE"``; machine-translated names say so here).
     ``aliases`` maps retired ids (OBO ``alt_id``, ``replaced_by`` of obsolete terms) to current ids.
+    ``is_a`` (``[E, 2]`` int32, rows of (child, parent) concept indexes) holds the hierarchy where the source has
+    one (OBO ``is_a``); empty otherwise. Hierarchy-aware evaluation (``xnorm.eval.hierarchy``) reads it.
     """
 
     concept_ids: np.ndarray
@@ -58,6 +60,7 @@ class Terminology:
     name_provenance: np.ndarray
     aliases: dict[str, str] = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)  # name, sources, versions: whatever built it says
+    is_a: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int32))
 
     def __post_init__(self) -> None:
         self._index: dict[str, int] | None = None
@@ -103,12 +106,22 @@ class Terminology:
             mask &= self.name_langs == lang
         return self.name_texts[mask].tolist()
 
+    def parents_of(self, concept_id: str) -> list[str]:
+        """Direct is_a parents of a concept (empty when the terminology has no hierarchy)."""
+        row = self.concept_index(concept_id)
+        return self.concept_ids[self.is_a[self.is_a[:, 0] == row, 1]].tolist()
+
+    def children_of(self, concept_id: str) -> list[str]:
+        """Direct is_a children of a concept."""
+        row = self.concept_index(concept_id)
+        return self.concept_ids[self.is_a[self.is_a[:, 1] == row, 0]].tolist()
+
     def select_names(self, mask: np.ndarray) -> "Terminology":
         """Same concepts, only the names where ``mask`` is true (e.g. one language, or a held-out split)."""
         return Terminology(
             self.concept_ids, self.preferred_names, self.semantic_types, self.concept_sources,
             self.name_texts[mask], self.name_concepts[mask], self.name_langs[mask], self.name_types[mask],
-            self.name_provenance[mask], dict(self.aliases), dict(self.metadata),
+            self.name_provenance[mask], dict(self.aliases), dict(self.metadata), self.is_a,
         )
 
     # ---- summaries ---------------------------------------------------------------------------------------
@@ -123,6 +136,7 @@ class Terminology:
             "concepts": len(self),
             "names": self.n_names,
             "aliases": len(self.aliases),
+            "is_a_edges": int(len(self.is_a)),
             "names_per_language": dict(sorted(langs.items())),
             "concepts_per_language": concepts_per_lang,
             "names_per_type": dict(sorted(Counter(self.name_types.tolist()).items())),
@@ -154,10 +168,13 @@ class Terminology:
                 "type": pa.array(self.name_types.tolist(), pa.string()),
                 "provenance": pa.array(self.name_provenance.tolist(), pa.string()),
             })
+            is_a = pa.table({"child": pa.array(self.is_a[:, 0], pa.int32()),
+                             "parent": pa.array(self.is_a[:, 1], pa.int32())})
             pq.write_table(concepts, tmp / "concepts.parquet")
             pq.write_table(names, tmp / "names.parquet")
+            pq.write_table(is_a, tmp / "is_a.parquet")
             (tmp / "aliases.json").write_text(json.dumps(self.aliases, ensure_ascii=False, sort_keys=True))
-            files = ["concepts.parquet", "names.parquet", "aliases.json"]
+            files = ["concepts.parquet", "names.parquet", "is_a.parquet", "aliases.json"]
             from .. import __version__
 
             manifest = {
@@ -183,6 +200,14 @@ class Terminology:
         concepts = pq.read_table(path / "concepts.parquet")
         names = pq.read_table(path / "names.parquet")
         aliases = json.loads((path / "aliases.json").read_text())
+        is_a = np.zeros((0, 2), dtype=np.int32)  # folders saved before the hierarchy was kept have no is_a file
+        if (path / "is_a.parquet").is_file():
+            edges = pq.read_table(path / "is_a.parquet")
+            is_a = np.stack([edges.column("child").to_numpy(), edges.column("parent").to_numpy()], axis=1)
+            is_a = is_a.astype(np.int32).reshape(-1, 2)
+            if len(is_a) and (is_a.min() < 0 or is_a.max() >= concepts.num_rows):
+                raise ArtifactError("is_a.parquet points at concept rows that do not exist.",
+                                    file=str(path / "is_a.parquet"), fix="rebuild the folder; do not edit its files.")
         col = lambda t, c: np.asarray(t.column(c).to_pylist(), dtype=object)  # noqa: E731
         return cls(
             concept_ids=col(concepts, "concept_id"),
@@ -196,6 +221,7 @@ class Terminology:
             name_provenance=col(names, "provenance"),
             aliases=aliases,
             metadata=manifest.get("metadata", {}),
+            is_a=is_a,
         )
 
 
@@ -229,6 +255,7 @@ class TerminologyBuilder:
         self._concepts: dict[str, list] = {}  # id -> [preferred, set(types), source]
         self._names: list[tuple[str, str, str, str, str]] = []
         self.aliases: dict[str, str] = {}
+        self._is_a: list[tuple[str, str]] = []
         self.metadata: dict = {"sources": []}
         self.dropped: Counter = Counter()
 
@@ -251,6 +278,11 @@ class TerminologyBuilder:
     def add_alias(self, old_id: str, new_id: str) -> None:
         if old_id != new_id:
             self.aliases.setdefault(old_id, new_id)
+
+    def add_is_a(self, child_id: str, parent_id: str) -> None:
+        """A hierarchy edge; resolved through aliases at build time. Edges touching unknown ids are dropped and
+        counted in ``metadata["dropped_is_a_edges"]`` (a partial OBO file may name parents it does not define)."""
+        self._is_a.append((child_id, parent_id))
 
     def add_source(self, description: Mapping) -> None:
         self.metadata["sources"].append(dict(description))
@@ -283,11 +315,21 @@ class TerminologyBuilder:
         for text, r in zip(cols[0], cols[1]):
             first_name.setdefault(r, text)
         prefs = [self._concepts[c][0] or first_name.get(i, c) for i, c in enumerate(ids)]
+        edges: dict[tuple[int, int], None] = {}  # ordered set: first-seen order, duplicates once
+        dropped_edges = 0
+        for child, parent in self._is_a:
+            c, p = row.get(self._resolve(child)), row.get(self._resolve(parent))
+            if c is None or p is None:
+                dropped_edges += 1
+            elif c != p:
+                edges[(c, p)] = None
         obj = lambda xs: np.asarray(xs, dtype=object).reshape(len(xs))  # noqa: E731
         meta = dict(self.metadata)
         meta.update(metadata)
         if self.dropped:
             meta["dropped_names"] = dict(self.dropped)
+        if dropped_edges:
+            meta["dropped_is_a_edges"] = dropped_edges
         return Terminology(
             concept_ids=obj(ids),
             preferred_names=obj(prefs),
@@ -300,4 +342,5 @@ class TerminologyBuilder:
             name_provenance=obj(cols[4]),
             aliases={k: self._resolve(v) for k, v in self.aliases.items() if k not in self._concepts},
             metadata=meta,
+            is_a=np.asarray(list(edges), dtype=np.int32).reshape(-1, 2),
         )

@@ -3,8 +3,9 @@
 One streaming pass over the file (hp.obo is ~10 MB and loads in about a second): ``name`` becomes the preferred
 name, ``synonym:`` lines become exact/related/broad/narrow names (or layperson/abbreviation when their synonym
 type says so), obsolete terms become aliases through ``replaced_by`` and every ``alt_id`` an alias of its term.
-Semantic types are the given root terms a concept falls under through ``is_a`` (for HPO its sub-ontology:
-HP:0000118 Phenotypic abnormality, HP:0000005 Mode of inheritance, ...).
+Every ``is_a`` line becomes a hierarchy edge (``Terminology.is_a``). Semantic types are the given root terms a
+concept falls under through ``is_a`` (for HPO its sub-ontology: HP:0000118 Phenotypic abnormality, HP:0000005 Mode
+of inheritance, ...).
 """
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def load_obo(
     excluded = set(exclude_synonym_types)
     terms: list[OboTerm] = []
     parents: dict[str, list[str]] = {}
-    stats = {"concepts": 0, "names": 0, "aliases": 0, "obsolete": 0, "excluded_synonyms": 0}
+    stats = {"concepts": 0, "names": 0, "aliases": 0, "is_a": 0, "obsolete": 0, "excluded_synonyms": 0}
     for term in iter_terms(path):
         if term.obsolete:
             stats["obsolete"] += 1
@@ -185,6 +186,9 @@ def load_obo(
         for alt in term.alt_ids:
             builder.add_alias(alt, term.id)
             stats["aliases"] += 1
+        for parent in term.is_a:
+            builder.add_is_a(term.id, parent)
+            stats["is_a"] += 1
     stats["concepts"] = len(terms)
     builder.add_source({"type": "obo", "path": str(path), "data_version": data_version(path), "lang": lang,
                         **{k: v for k, v in stats.items()}})

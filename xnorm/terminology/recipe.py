@@ -38,7 +38,7 @@ from .tabular import load_jsonl, load_table
 from .umls import load_umls
 
 # Bump when a loader changes what it produces, so cached builds of unchanged recipes are rebuilt.
-LOADER_VERSION = 1
+LOADER_VERSION = 2  # 2: OBO is_a edges kept
 
 LOADERS: dict[str, Callable] = {
     "obo": load_obo,
