@@ -39,6 +39,12 @@ def _parse_ks(ctx, param, value: str | None):
 @click.option("--aliases", type=click.Path(exists=True),
               help="Id aliases applied to both sides: a saved terminology folder (alt_id/replaced_by) or a "
                    "TSV `old_id<TAB>current_id`.")
+@click.option("--hierarchy", "hierarchy", metavar="TERMINOLOGY",
+              help="Also score near-misses: top answers an is_a level finer or coarser than the gold (lenient@1). "
+                   "A terminology with is_a edges: saved folder, recipe file or built-in name (hpo-en); its id "
+                   "aliases apply too.")
+@click.option("--is-a-levels", type=click.IntRange(0), default=1, show_default=True,
+              help="With --hierarchy: how many is_a levels away still count (0: any number).")
 @click.option("--allow-missing", is_flag=True,
               help="Tolerate documents present in only one file: gold-only documents count as misses, "
                    "prediction-only documents are ignored.")
@@ -48,7 +54,7 @@ def _parse_ks(ctx, param, value: str | None):
               help="Entity field of GOLD that holds the gold ids.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON result to this file.")
 def evaluate(pred, gold, as_json, ks, per, ci, resamples, confidence, seed, baseline, test, typed, aliases,
-             allow_missing, pred_field, gold_field, output):
+             hierarchy, is_a_levels, allow_missing, pred_field, gold_field, output):
     """Score PRED (what `xnorm link --top-k K` writes) against GOLD (the same documents with gold ids).
 
     Both are BigBIO kb documents; an entity's `normalized` list holds its ids ({db_name, db_id}), ranked
@@ -61,6 +67,7 @@ def evaluate(pred, gold, as_json, ks, per, ci, resamples, confidence, seed, base
       xnorm evaluate linked.jsonl gold.jsonl
       xnorm evaluate linked.jsonl gold.jsonl --k 1,5,10,64 --per lang --ci
       xnorm evaluate new.jsonl gold.jsonl --baseline old.jsonl --json -o scores.json
+      xnorm evaluate linked.jsonl gold.jsonl --hierarchy hpo-en
     """
     import json
 
@@ -70,7 +77,8 @@ def evaluate(pred, gold, as_json, ks, per, ci, resamples, confidence, seed, base
     from xnorm.eval.report import format_report
 
     result = evaluate_files(
-        pred, gold, baseline_path=baseline, aliases_path=aliases, ks=ks or DEFAULT_KS, per=per, ci=ci,
+        pred, gold, baseline_path=baseline, aliases_path=aliases, hierarchy_spec=hierarchy,
+        is_a_levels=is_a_levels or None, ks=ks or DEFAULT_KS, per=per, ci=ci,
         n_resamples=resamples, confidence=confidence, seed=seed, match_types=typed, allow_missing=allow_missing,
         test=test, pred_field=pred_field, gold_field=gold_field,
     )

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InputError
 from .breakdown import breakdown
 from .entity import MODES, EntityTable, entity_metrics
+from .hierarchy import hierarchy_metrics
 from .ranking import DEFAULT_KS, as_prediction_array, first_hit_ranks, metric_names, metrics_from_ranks, \
     per_mention_values
 from .stats import PAIRED_TESTS, bootstrap_ci, won_lost
@@ -242,10 +243,19 @@ def evaluate_aligned(
     seed: int = 0,
     aliases: Mapping[str, str] | None = None,
     match_types: bool = False,
+    hierarchy=None,
+    is_a_levels: int | None = 1,
 ) -> tuple[dict, np.ndarray]:
-    """Every figure for one aligned run, and the first-hit ranks (for paired tests)."""
+    """Every figure for one aligned run, and the first-hit ranks (for paired tests).
+
+    ``hierarchy`` (a ``Terminology`` with is_a edges): also ``result["hierarchy"]``, the top answers that are
+    within ``is_a_levels`` of a gold concept (``xnorm.eval.hierarchy``).
+    """
     ranks = first_hit_ranks(run.predictions, run.gold, aliases)
     result: dict = metrics_from_ranks(ranks, ks)
+    if hierarchy is not None:
+        top1 = run.predictions[:, 0] if run.predictions.shape[1] else np.full(len(run.gold), None, dtype=object)
+        result["hierarchy"] = hierarchy_metrics(top1, run.gold, hierarchy, is_a_levels, aliases)
     if ci and len(ranks):
         low, high = bootstrap_ci(per_mention_values(ranks, ks), n_resamples, confidence, seed)
         result["ci"] = {name: [float(lo), float(hi)] for name, lo, hi in zip(metric_names(ks), low, high)}
@@ -304,12 +314,15 @@ def evaluate_documents(
     test: str = "bootstrap",
     pred_field: str = "normalized",
     gold_field: str = "normalized",
+    hierarchy=None,
+    is_a_levels: int | None = 1,
 ) -> dict:
     """All metrics of predicted BigBIO documents against gold ones (see the module docstring).
 
     ``per``: breakdown keys (``lang``, ``type`` or any gold-entity / document field). With ``baseline_docs``,
     the result also holds ``comparison``: a paired ``test`` ("bootstrap" or "randomization") of this run
-    against the baseline on accuracy@1 and MRR over the same gold mentions.
+    against the baseline on accuracy@1 and MRR over the same gold mentions. ``hierarchy`` (a ``Terminology``
+    with is_a edges) adds ``hierarchy``: lenient@1 and the finer / coarser near-misses (``xnorm.eval.hierarchy``).
     """
     if test not in PAIRED_TESTS:
         raise ValueError(f"unknown test {test!r}; use one of {sorted(PAIRED_TESTS)}")
@@ -325,7 +338,11 @@ def evaluate_documents(
                              "carry.")
     opts = dict(ks=ks, ci=ci, n_resamples=n_resamples, confidence=confidence, seed=seed, aliases=aliases,
                 match_types=match_types)
-    result, ranks = evaluate_aligned(run, per=per, **opts)
+    result, ranks = evaluate_aligned(run, per=per, hierarchy=hierarchy, is_a_levels=is_a_levels, **opts)
+    if hierarchy is not None and len(run.gold) and not result["hierarchy"]["n_gold_in_hierarchy"]:
+        raise InputError(f"none of the gold ids is a concept of the hierarchy terminology "
+                         f"{hierarchy.metadata.get('name', '')!r}.", file=gold_name, field="hierarchy",
+                         fix="give the terminology the gold ids come from (e.g. hpo-en for HPO ids).")
     if baseline_docs is not None:
         base = align_documents(baseline_docs, gold_docs, pred_name=baseline_name, gold_name=gold_name,
                                allow_missing=allow_missing, **fields)
@@ -372,21 +389,41 @@ def load_aliases(path: str | os.PathLike) -> dict[str, str]:
     return aliases
 
 
+def load_hierarchy(spec: str | os.PathLike):
+    """A terminology for hierarchy-aware scoring; ``InputError`` when it has no is_a edges."""
+    from ..terminology.recipe import load_terminology
+
+    term = load_terminology(spec)
+    if not len(term.is_a):
+        raise InputError("this terminology has no is_a hierarchy to score near-misses with.", file=str(spec),
+                         field="hierarchy", fix="give one built from an OBO file (e.g. hpo-en); folders saved before "
+                         "xnorm kept is_a edges have none: rebuild them with `xnorm terminology build`.")
+    return term
+
+
 def evaluate_files(
     pred_path: str | os.PathLike,
     gold_path: str | os.PathLike,
     *,
     baseline_path: str | os.PathLike | None = None,
     aliases_path: str | os.PathLike | None = None,
+    hierarchy_spec: str | os.PathLike | None = None,
     **options,
 ) -> dict:
-    """:func:`evaluate_documents` on files (PRED, GOLD and optionally a BASELINE run and an alias map)."""
+    """:func:`evaluate_documents` on files (PRED, GOLD and optionally a BASELINE run and an alias map).
+
+    ``hierarchy_spec``: a terminology (saved folder, recipe file or built-in recipe name) whose is_a hierarchy
+    scores near-misses; its id aliases are applied too (after those of ``aliases_path``).
+    """
     aliases = load_aliases(aliases_path) if aliases_path else None
+    hierarchy = load_hierarchy(hierarchy_spec) if hierarchy_spec else None
+    if hierarchy is not None:
+        aliases = {**hierarchy.aliases, **(aliases or {})}
     baseline = read_documents(baseline_path) if baseline_path else None
     result = evaluate_documents(
         read_documents(pred_path), read_documents(gold_path), aliases=aliases, pred_name=str(pred_path),
         gold_name=str(gold_path), baseline_docs=baseline,
-        baseline_name=str(baseline_path) if baseline_path else "BASELINE", **options,
+        baseline_name=str(baseline_path) if baseline_path else "BASELINE", hierarchy=hierarchy, **options,
     )
     result["pred"], result["gold"] = str(pred_path), str(gold_path)
     return result

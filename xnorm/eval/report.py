@@ -48,6 +48,19 @@ def format_report(result: dict) -> str:
                  f"up to {_count(result['max_predictions'], 'prediction')} each")
     parts.append(format_table(header, rows))
 
+    h = result.get("hierarchy")
+    if h:
+        levels = "any number of" if h["max_levels"] is None else str(h["max_levels"])
+        n = max(h["n_mentions"], 1)
+        parts.append(f"\nhierarchy: top-1 answers within {levels} is_a level(s) of a gold concept "
+                     f"({h['n_gold_in_hierarchy']} of {h['n_mentions']} gold mentions have an id in the hierarchy)")
+        parts.append(format_table(["top-1 answer", "mentions", "share"], [
+            ["exact (accuracy@1)", str(round(h["accuracy@1"] * h["n_mentions"])), _num(h["accuracy@1"])],
+            ["finer than gold (descendant)", str(h["finer"]), _num(h["finer"] / n)],
+            ["coarser than gold (ancestor)", str(h["coarser"]), _num(h["coarser"] / n)],
+            ["lenient@1 (any of these)", str(round(h["lenient@1"] * h["n_mentions"])), _num(h["lenient@1"])],
+        ]))
+
     rows = []
     for mode in MODES:
         if mode not in result:
