@@ -155,9 +155,10 @@ def export(args: argparse.Namespace) -> None:
         if name.startswith("train"):  # the gold must be among the K candidates to be learnt from
             cands, col, keep = place_gold(cands, known.gold, "skip")
             cands, col, known, source = cands[keep], col[keep], known[keep], source[ex.gold >= 0][keep]
-        else:
-            hit = cands.concepts == known.gold[:, None]
+        else:  # any of a mention's gold concepts counts (one CUI may map to several HPO terms)
+            hit = known.hits(cands.concepts)
             col = np.where(hit.any(1), hit.argmax(1), -1)
+            arrays[f"{name}_gold_mask"] = hit.astype(np.int8)
         langs = [str(x) if x else "en" for x in known.mentions.langs]
         table = np.full(cands.concepts.shape, -1, dtype=np.int32)
         for r, c in zip(*np.nonzero(cands.concepts >= 0)):

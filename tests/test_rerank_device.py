@@ -126,3 +126,21 @@ def test_init_without_returned_tensors_is_a_clear_stop(tiny_model_dir, tmp_path)
         rerank_device.main(["--bundle", str(bundle), "--out", str(tmp_path / "out"), "--scratch", str(tmp_path / "s"),
                             "--seconds", "1", "--device", "cpu", "--init", str(tmp_path / "empty"),
                             "--variant", "a:1e-3:0:4:16:train", "--single"])
+
+
+def test_any_gold_column_counts(tiny_model_dir, tmp_path):
+    """A mention with several gold concepts (one CUI, several HPO terms) is right when the chosen column is any of
+    them; a bundle without the mask (written before it existed) scores the first gold column only."""
+    bundle = _bundle(tmp_path / "bundle", tiny_model_dir)
+    data = dict(np.load(bundle / "data.npz"))
+    info = json.loads((bundle / "bundle.json").read_text())
+    gold = data["test_tiny_gold"].astype(np.int64)
+    other = (gold + 1) % 4
+    first_only = rerank_device.PairSet(data, info, "test_tiny", 4, "cpu")
+    assert rerank_device.accuracy(first_only, gold) == 1.0 and rerank_device.accuracy(first_only, other) == 0.0
+    mask = np.zeros((len(gold), 4), np.int8)
+    mask[np.arange(len(gold)), gold] = 1
+    mask[:12, :][np.arange(12), other[:12]] = 1  # the first 12 mentions have a second gold column
+    data["test_tiny_gold_mask"] = mask
+    both = rerank_device.PairSet(data, info, "test_tiny", 4, "cpu")
+    assert rerank_device.accuracy(both, gold) == 1.0 and rerank_device.accuracy(both, other) == 0.5
