@@ -25,6 +25,23 @@ def test_outputs_get_the_umask_permissions_not_the_temp_files(tmp_path, umask_02
     assert stat.S_IMODE((tmp_path / "index").stat().st_mode) == 0o755  # mkdtemp alone gives 0700
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the umask from Linux /proc")
+def test_the_umask_is_read_without_setting_it(tmp_path, monkeypatch):
+    """Setting the umask to read it would let another thread create a file unmasked in that instant."""
+    old = os.umask(0o027)
+    try:
+        def no_umask(mask):
+            raise AssertionError("os.umask called")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        with atomic_write(tmp_path / "out.jsonl") as f:
+            f.write("{}\n")
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.jsonl").stat().st_mode) == 0o640
+
+
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
     with pytest.raises(RuntimeError):
         with atomic_write(tmp_path / "out.jsonl") as f:

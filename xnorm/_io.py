@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -25,7 +26,24 @@ def file_record(path: str | os.PathLike) -> dict:
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it
+    """The process umask, read without changing it where the system allows (Linux: /proc/self/status).
+
+    Elsewhere the only way is to set it and set it back; a thread creating a file in that instant would get an
+    unmasked mode, so that is done once per process and the value kept.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _umask_once()
+
+
+@functools.lru_cache(maxsize=1)
+def _umask_once() -> int:
+    mask = os.umask(0)
     os.umask(mask)
     return mask
 
