@@ -67,6 +67,17 @@ def test_ancestor_matrix_levels(term):
     assert up(ancestor_matrix(term, None), "X:1") == set()
 
 
+def test_ancestor_matrix_stops_on_a_cycle():
+    b = TerminologyBuilder()
+    for cid in "ABCD":
+        b.add_concept(cid, cid)
+        b.add_name(cid, cid, "en")
+    for child, parent in [("A", "B"), ("B", "C"), ("C", "A"), ("D", "A")]:  # A -> B -> C -> A
+        b.add_is_a(child, parent)
+    reach = ancestor_matrix(b.build(), None).toarray()
+    assert reach[3].tolist() == [True, True, True, False] and reach[:3, :3].all()
+
+
 def test_lineage_exact_finer_coarser_and_what_never_counts(term):
     gold = [["X:4"], ["X:4"], ["X:4"], ["X:4"], ["X:4"], ["X:4"], ["X:2", "X:3"], ["Q:1"], ["X:4"]]
     top1 = ["X:4", "X:6", "X:2", "X:5", "X:1", None, "X:3", "Q:1", "X:404"]

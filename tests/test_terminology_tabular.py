@@ -33,6 +33,22 @@ def test_tsv_with_all_columns(tmp_path):
     assert set(term.name_provenance) == {"terms.tsv"}
 
 
+def test_parents_build_the_hierarchy(tmp_path):
+    # ICD-10-like codes: a chapter, a block, two codes; one parent named before it appears, one unknown.
+    p = _table(tmp_path, "icd.tsv", "concept_id\tname\tparents\n"
+               "G40.9\tEpilepsy, unspecified\tG40\nG40\tEpilepsy\tG40-G47\nG40-G47\tEpisodic disorders\t\n"
+               "G41\tStatus epilepticus\tG40-G47 | X99\n")
+    b = TerminologyBuilder()
+    assert load_table(b, p)["is_a"] == 4
+    term = b.build()
+    assert term.parents_of("G40.9") == ["G40"] and term.children_of("G40-G47") == ["G40", "G41"]
+    assert term.metadata["dropped_is_a_edges"] == 1  # X99 is no concept of the table
+    rows = [{"concept_id": "A", "names": ["a"]}, {"concept_id": "A01", "names": ["b"], "parents": ["A"]}]
+    j = _table(tmp_path, "atc.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    b = TerminologyBuilder()
+    assert load_jsonl(b, j)["is_a"] == 1 and b.build().parents_of("A01") == ["A"]
+
+
 def test_csv_quoting_and_minimal_columns(tmp_path):
     p = _table(tmp_path, "terms.csv", 'concept_id,name\nC1,"Ambiguous genitalia, male"\nC2,"a ""quoted"" name"\n')
     b = TerminologyBuilder()
@@ -92,6 +108,8 @@ def test_jsonl(tmp_path):
     ('{"concept_id": "D2", "names": [{"text": "x", "type": "syn"}]}', "names[0].type"),
     ('{"concept_id": "D2", "names": ["x"], "semantic_types": "T047"}', "semantic_types"),
     ('{"concept_id": "D2", "names": ["x"], "synonyms": []}', "synonyms"),
+    ('{"concept_id": "D2", "names": ["x"], "parents": "D1"}', "parents"),
+    ('{"concept_id": "D2", "names": ["x"], "parents": [""]}', "parents"),
     ('{"concept_id": "D2"}', "names"),
 ])
 def test_jsonl_bad_lines(tmp_path, line2, field):

@@ -94,3 +94,40 @@ def test_errors(meta, tmp_path):
     with pytest.raises(InputError, match="sg.txt:1"):
         read_semantic_groups(tmp_path / "sg.txt")
     assert read_semantic_groups(meta / "SemGroups.txt")["T031"] == ("ANAT", "Anatomy")
+
+
+# CUI1|AUI1|STYPE1|REL|CUI2|AUI2|STYPE2|RELA|RUI|SRUI|SAB|SL|RG|DIR|SUPPRESS|CVF| — REL: how CUI2 relates to CUI1.
+MRREL = """\
+C0036572|A0109617|AUI|PAR|C0004096|A0022259|AUI|inverse_isa|R01||MSH|MSH|||N||
+C0004096|A0022259|AUI|CHD|C0036572|A0109617|AUI|isa|R02||MSH|MSH|||N||
+C0005767|A0030811|AUI|RB|C0036572|A0109617|AUI||R03||SNOMEDCT_US|SNOMEDCT_US|||N||
+C0005767|A0030811|AUI|PAR|C9999999|A9|AUI||R04||MSH|MSH|||N||
+C0005767|A0030811|AUI|PAR|C0004096|A0022259|AUI||R05||MSH|MSH|||O||
+C0036572|A0109617|AUI|SY|C0004096|A0022259|AUI||R06||MSH|MSH|||N||
+"""
+
+
+def test_mrrel_parents_become_the_hierarchy(meta, tmp_path):
+    """Made-up relations (not real UMLS facts): PAR and its inverse CHD name one edge; RB only when asked for;
+    relations to concepts left out are counted; suppressed rows and other relations are skipped."""
+    (meta / "MRREL.RRF").write_text(MRREL, encoding="utf-8")
+    term, stats = _build(meta, languages=None, mrrel=meta / "MRREL.RRF")
+    assert term.parents_of("C0036572") == ["C0004096"] and term.parents_of("C0005767") == []
+    assert (stats["is_a"], stats["is_a_outside"]) == (1, 1)
+    term, stats = _build(meta, languages=None, mrrel=meta / "MRREL.RRF", hierarchy_rels=["PAR", "RB"])
+    assert term.parents_of("C0005767") == ["C0036572"] and stats["is_a"] == 2
+    term, _ = _build(meta, languages=None, mrrel=meta / "MRREL.RRF", hierarchy_rels=["RB"], sources=["MSH"])
+    assert len(term.is_a) == 0  # the RB row is SNOMEDCT_US's
+    with pytest.raises(ConfigError, match="hierarchy relation"):
+        _build(meta, mrrel=meta / "MRREL.RRF", hierarchy_rels=["ISA"])
+    bad = tmp_path / "bad" / "MRREL.RRF"
+    bad.parent.mkdir()
+    bad.write_text("C1|A1|AUI|PAR|C2|\n", encoding="utf-8")
+    with pytest.raises(InputError, match="MRREL.RRF:1"):
+        _build(meta, mrrel=bad)
+    # Through a recipe: `mrrel` is a path option (resolved beside the recipe, part of the cache key).
+    from xnorm.terminology import load_terminology
+
+    (meta / "umls.yaml").write_text("name: umls-test\nsources:\n  - type: umls\n    path: MRCONSO.RRF\n"
+                                    "    mrrel: MRREL.RRF\n    languages: null\n", encoding="utf-8")
+    assert load_terminology(meta / "umls.yaml", cache=False).parents_of("C0036572") == ["C0004096"]

@@ -26,10 +26,14 @@ def ancestor_matrix(terminology, max_levels: int | None = 1) -> sp.csr_matrix:
     step = sp.csr_matrix((np.ones(len(edges), dtype=bool), (edges[:, 0], edges[:, 1])), shape=(n, n))
     reach, frontier = step.copy(), step
     level = 1
-    # A DAG empties the frontier after its depth; the cap stops a (malformed) cyclic hierarchy.
-    while frontier.nnz and (max_levels is None or level < max_levels) and level < n:
-        frontier = frontier @ step
-        reach = reach + frontier
+    # A DAG empties the frontier after its depth; with cycles (UMLS relations across sources have some) the
+    # walk stops once a level adds no new (concept, ancestor) pair.
+    while frontier.nnz and (max_levels is None or level < max_levels):
+        frontier = (frontier @ step).astype(bool)
+        grown = (reach + frontier).astype(bool)
+        if grown.nnz == reach.nnz:
+            break
+        reach = grown
         level += 1
     return reach.astype(bool).tocsr()
 

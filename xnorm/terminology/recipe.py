@@ -50,7 +50,7 @@ LOADERS: dict[str, Callable] = {
     "jsonl": load_jsonl,
 }
 DEFAULT_OPTIONS = {"tsv": {"delimiter": "\t"}, "csv": {"delimiter": ","}}
-PATH_OPTIONS = {"umls": ("mrsty", "semantic_groups_file")}  # options that name files (resolved like `path`)
+PATH_OPTIONS = {"umls": ("mrsty", "mrrel", "semantic_groups_file")}  # options that name files (resolved like `path`)
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RECIPE_KEYS = ("name", "description", "db_name", "sources", "languages", "name_types")
 

@@ -1,9 +1,10 @@
 """Custom terminologies from simple files: TSV/CSV (one name per row) or JSONL (one concept per line).
 
-TSV / CSV header columns: ``concept_id, name`` and optionally ``lang, type, preferred_name, semantic_types``
-(several types joined by ``|``). JSONL objects: ``{"concept_id", "preferred_name", "names": ["..."] or
-[{"text", "lang", "type"}], "semantic_types": [...]}``. A bad row raises ``InputError`` naming file, line and
-column.
+TSV / CSV header columns: ``concept_id, name`` and optionally ``lang, type, preferred_name, semantic_types,
+parents`` (several types or parent ids joined by ``|``). JSONL objects: ``{"concept_id", "preferred_name", "names":
+["..."] or [{"text", "lang", "type"}], "semantic_types": [...], "parents": [...]}``. ``parents`` are the concept's
+is_a parents (``Terminology.is_a``: ICD-10 chapters, ATC levels, any hierarchy). A bad row raises ``InputError``
+naming file, line and column.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..errors import InputError
 from .babelon import normalize_lang, read_tsv_rows
 from .core import EXACT, NAME_TYPES, PREFERRED, TerminologyBuilder
 
-TABULAR_COLUMNS = ("concept_id", "name", "lang", "type", "preferred_name", "semantic_types")
+TABULAR_COLUMNS = ("concept_id", "name", "lang", "type", "preferred_name", "semantic_types", "parents")
 DELIMITERS = {".tsv": "\t", ".tab": "\t", ".txt": "\t", ".csv": ","}
 
 
@@ -64,6 +65,10 @@ def load_table(
         types = [t.strip() for t in row.get("semantic_types", "").split("|") if t.strip()]
         builder.add_concept(cid, row.get("preferred_name") or None, types, source=src)
         concepts.add(cid)
+        for parent in row.get("parents", "").split("|"):
+            if parent.strip():
+                builder.add_is_a(cid, parent.strip())
+                counts["is_a"] += 1
         builder.add_name(cid, text, normalize_lang(row.get("lang") or lang), ntype, src)
         counts["names"] += 1
     counts["concepts"] = len(concepts)
@@ -115,14 +120,21 @@ def load_jsonl(
             if isinstance(stypes, str) or not isinstance(stypes, list) or not all(isinstance(t, str) for t in stypes):
                 raise bad(lineno, "semantic_types", "semantic_types must be a list of strings.",
                           'write "semantic_types": ["T047"].')
+            parents = obj.get("parents", [])
+            if isinstance(parents, str) or not isinstance(parents, list) or not all(
+                    isinstance(p, str) and p for p in parents):
+                raise bad(lineno, "parents", "parents must be a list of concept ids.", 'write "parents": ["C0012634"].')
             if not pref and not names:
                 raise bad(lineno, "names", "a concept with no preferred_name and no names.",
                           "give at least one name.")
-            unknown = sorted(set(obj) - {"concept_id", "preferred_name", "names", "semantic_types"})
+            unknown = sorted(set(obj) - {"concept_id", "preferred_name", "names", "semantic_types", "parents"})
             if unknown:
                 raise bad(lineno, unknown[0], f"unknown field {unknown[0]!r}.",
-                          "use concept_id, preferred_name, names, semantic_types.")
+                          "use concept_id, preferred_name, names, semantic_types, parents.")
             builder.add_concept(cid, pref or None, stypes, source=src)
+            for parent in parents:
+                builder.add_is_a(cid, parent)
+                counts["is_a"] += 1
             if pref:
                 builder.add_name(cid, pref, normalize_lang(lang), PREFERRED, src)
                 counts["names"] += 1

@@ -1,4 +1,5 @@
-"""UMLS Metathesaurus loader: ``MRCONSO.RRF`` names, ``MRSTY.RRF`` semantic types, McCray's semantic groups.
+"""UMLS Metathesaurus loader: ``MRCONSO.RRF`` names, ``MRSTY.RRF`` semantic types, McCray's semantic groups,
+``MRREL.RRF`` parent relations as the is_a hierarchy.
 
 Streams the pipe-delimited RRF files (full MRCONSO has ~15M rows), so memory grows with what is kept, not with
 the file. Semantic types are stored as TUIs (``T047``) plus, when a SemGroups file is given, the group codes
@@ -18,6 +19,10 @@ from .core import ABBREVIATION, EXACT, PREFERRED, TerminologyBuilder
 MRCONSO_COLUMNS = ("CUI", "LAT", "TS", "LUI", "STT", "SUI", "ISPREF", "AUI", "SAUI", "SCUI", "SDUI", "SAB", "TTY",
                    "CODE", "STR", "SRL", "SUPPRESS", "CVF")
 MRSTY_COLUMNS = ("CUI", "TUI", "STN", "STY", "ATUI", "CVF")
+MRREL_COLUMNS = ("CUI1", "AUI1", "STYPE1", "REL", "CUI2", "AUI2", "STYPE2", "RELA", "RUI", "SRUI", "SAB", "SL", "RG",
+                 "DIR", "SUPPRESS", "CVF")
+# REL is the relation of CUI2 to CUI1: PAR / RB make CUI2 the parent (broader), CHD / RN the child (narrower).
+PARENT_RELS = {"PAR": True, "RB": True, "CHD": False, "RN": False}
 
 # UMLS language codes (LAT) -> ISO 639-1.
 LAT_TO_ISO = {
@@ -49,10 +54,11 @@ def _lat_codes(languages: Iterable[str] | None) -> set[str] | None:
     return out
 
 
-def _rrf_rows(path: Path, width: int, what: str):
+def _rrf_rows(path: Path, columns: tuple[str, ...], what: str):
     """(line number, fields) of a pipe-delimited RRF file, checked for its column count."""
     if not path.is_file():
         raise InputError(f"{what} not found.", file=str(path), fix=f"give the path of {what} (META folder).")
+    width = len(columns)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             fields = line.rstrip("\r\n").split("|")
@@ -60,7 +66,7 @@ def _rrf_rows(path: Path, width: int, what: str):
             if len(fields) < width:
                 raise InputError(f"row has {len(fields) - 1} '|'-separated fields, {what} has {width}.",
                                  file=str(path), line=lineno,
-                                 fix=f"give the unmodified {what} (columns {'|'.join(MRCONSO_COLUMNS if width == 18 else MRSTY_COLUMNS)}).")
+                                 fix=f"give the unmodified {what} (columns {'|'.join(columns)}).")
             yield lineno, fields
 
 
@@ -95,6 +101,8 @@ def load_umls(
     semantic_types: Iterable[str] | None = None,
     drop_suppress: Iterable[str] = ("O", "E", "Y"),
     preferred_language: str = "en",
+    mrrel: str | os.PathLike | None = None,
+    hierarchy_rels: Iterable[str] = ("PAR",),
 ) -> dict:
     """Add UMLS concepts and names to ``builder``; returns counts.
 
@@ -104,6 +112,8 @@ def load_umls(
     A concept's preferred name is its first ``TS=P, STT=PF, ISPREF=Y`` row in ``preferred_language``; such rows
     (the preferred string of each language) get name type ``preferred``, abbreviation term types
     ``abbreviation``, the rest ``exact``.
+    ``mrrel``: MRREL.RRF; its ``hierarchy_rels`` rows (PAR, CHD, RB, RN; default PAR: the sources' own
+    hierarchies) between two loaded concepts become is_a edges, from the ``sources`` only when that is given.
     """
     mrconso = Path(mrconso)
     lats = _lat_codes(languages)
@@ -116,6 +126,10 @@ def load_umls(
     if semantic_groups and semantic_groups_file is None:
         raise ConfigError("filtering by semantic group needs the semantic groups file.", field="semantic_groups_file",
                           fix="set `semantic_groups_file:` to McCray's SemGroups.txt.")
+    rels = {str(r).upper() for r in hierarchy_rels}
+    if rels - set(PARENT_RELS):
+        raise ConfigError(f"unknown hierarchy relation(s) {sorted(rels - set(PARENT_RELS))}.", field="hierarchy_rels",
+                          fix=f"choose from {sorted(PARENT_RELS)} (MRREL REL values).")
     groups = read_semantic_groups(semantic_groups_file) if semantic_groups_file else {}
     if semantic_groups:
         known = {g for g, _ in groups.values()}
@@ -127,7 +141,7 @@ def load_umls(
     # Semantic types first, so that the (much larger) MRCONSO pass can skip filtered-out concepts.
     types: dict[str, set[str]] = {}
     if mrsty is not None:
-        for _, f in _rrf_rows(Path(mrsty), 6, "MRSTY.RRF"):
+        for _, f in _rrf_rows(Path(mrsty), MRSTY_COLUMNS, "MRSTY.RRF"):
             tags = types.setdefault(f[0], set())
             tags.add(f[1])
             if f[1] in groups:
@@ -140,7 +154,7 @@ def load_umls(
     counts: Counter = Counter()
     preferred: dict[str, str] = {}
     seen: set[str] = set()
-    for _, f in _rrf_rows(mrconso, 18, "MRCONSO.RRF"):
+    for _, f in _rrf_rows(mrconso, MRCONSO_COLUMNS, "MRCONSO.RRF"):
         cui, lat, ts, stt, ispref, sab, tty, text, supp = f[0], f[1], f[2], f[4], f[6], f[11], f[12], f[14], f[16]
         if lats is not None and lat not in lats:
             counts["skipped_language"] += 1
@@ -167,6 +181,20 @@ def load_umls(
         builder.add_concept(cui, text)
     # Concepts with no preferred-language PF row take their first kept name (the builder's rule).
     counts["concepts"] = len(seen)
+    if mrrel is not None:
+        edges: set[tuple[str, str]] = set()  # PAR and its inverse CHD row name the same edge
+        for _, f in _rrf_rows(Path(mrrel), MRREL_COLUMNS, "MRREL.RRF"):
+            cui1, rel, cui2, sab, supp = f[0], f[3], f[4], f[10], f[14]
+            if rel not in rels or (sabs is not None and sab not in sabs) or supp in suppress:
+                continue
+            if cui1 not in seen or cui2 not in seen:
+                counts["is_a_outside"] += 1  # a relation to a concept the filters left out
+                continue
+            edges.add((cui1, cui2) if PARENT_RELS[rel] else (cui2, cui1))
+        for child, parent in sorted(edges):
+            builder.add_is_a(child, parent)
+        counts["is_a"] = len(edges)
     stats = dict(counts)
-    builder.add_source({"type": "umls", "path": str(mrconso), "mrsty": str(mrsty) if mrsty else None, **stats})
+    builder.add_source({"type": "umls", "path": str(mrconso), "mrsty": str(mrsty) if mrsty else None,
+                        "mrrel": str(mrrel) if mrrel else None, **stats})
     return stats
