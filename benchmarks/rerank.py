@@ -238,17 +238,51 @@ def _concat(parts):
     return Examples(m, np.concatenate([p.gold for p in parts]), None, "")
 
 
-def metrics(cands, ex) -> dict:
-    """acc@1, recall@k and MRR of ``cands`` against the examples' gold rows (any of several counts)."""
+def _bits(flags) -> str:
+    return "".join("1" if f else "0" for f in flags)
+
+
+def metrics(cands, ex, terminology=None) -> dict:
+    """acc@1, recall@k and MRR of ``cands`` against the examples' gold rows (any of several counts); with the
+    ``terminology`` the rows index, also lenient@1 (the first answer within one is_a level of a gold concept)."""
     hit = ex.hits(cands.concepts)
     first = np.where(hit.any(1), hit.argmax(1), -1)
-    return {"acc1": float((first == 0).mean()), "recall_k": float((first >= 0).mean()),
-            "mrr": float(np.where(first >= 0, 1.0 / np.maximum(first + 1, 1), 0.0).mean()), "n": int(len(ex)),
-            "hits1": "".join("1" if f == 0 else "0" for f in first)}  # per mention, for the paired tests
+    out = {"acc1": float((first == 0).mean()), "recall_k": float((first >= 0).mean()),
+           "mrr": float(np.where(first >= 0, 1.0 / np.maximum(first + 1, 1), 0.0).mean()), "n": int(len(ex)),
+           "hits1": _bits(first == 0)}  # per mention, for the paired tests
+    hierarchy = hierarchy_for(terminology)
+    if hierarchy is not None and len(ex):
+        from xnorm.eval.hierarchy import lineage
+
+        ids = terminology.concept_ids
+        top = cands.concepts[:, 0]
+        gold = [[ids[g] for g in row if g >= 0] for row in ex.all_gold.reshape(len(ex), -1)]
+        lenient = lineage(np.where(top >= 0, ids[np.maximum(top, 0)], None), gold, hierarchy)["lenient"]
+        out.update(lenient1=float(lenient.mean()), lenient_hits1=_bits(lenient))
+    return out
 
 
-def _hits(entry: dict) -> np.ndarray:
-    return np.frombuffer(entry["hits1"].encode(), dtype=np.uint8) == ord("1")
+_HIERARCHY: dict = {}
+
+
+def hierarchy_for(terminology):
+    """The is_a hierarchy for scoring near-misses: the terminology's own, or (for an index saved before
+    terminologies kept is_a edges) the embedded hpo-en's when the terminology is HPO; None otherwise."""
+    if terminology is None:
+        return None
+    if len(terminology.is_a):
+        return terminology
+    if not len(terminology) or not str(terminology.concept_ids[0]).startswith("HP:"):
+        return None
+    if "hpo-en" not in _HIERARCHY:
+        from xnorm.terminology import load_terminology
+
+        _HIERARCHY["hpo-en"] = load_terminology("hpo-en")
+    return _HIERARCHY["hpo-en"]
+
+
+def _hits(entry: dict, key: str = "hits1") -> np.ndarray:
+    return np.frombuffer(entry[key].encode(), dtype=np.uint8) == ord("1")
 
 
 def with_pooled(results: dict, prefix: str = "xlbel-", name: str = "xlbel (all)") -> dict:
@@ -262,9 +296,13 @@ def with_pooled(results: dict, prefix: str = "xlbel-", name: str = "xlbel (all)"
         if not all(t in entries and "hits1" in entries[t] for t in parts):
             return None
         n = sum(entries[t]["n"] for t in parts)
-        return {"acc1": sum(entries[t]["acc1"] * entries[t]["n"] for t in parts) / n, "n": n,
-                "recall_k": sum(entries[t].get("recall_k", 0) * entries[t]["n"] for t in parts) / n,
-                "hits1": "".join(entries[t]["hits1"] for t in parts)}
+        out = {"acc1": sum(entries[t]["acc1"] * entries[t]["n"] for t in parts) / n, "n": n,
+               "recall_k": sum(entries[t].get("recall_k", 0) * entries[t]["n"] for t in parts) / n,
+               "hits1": "".join(entries[t]["hits1"] for t in parts)}
+        if all("lenient_hits1" in entries[t] for t in parts):
+            out["lenient_hits1"] = "".join(entries[t]["lenient_hits1"] for t in parts)
+            out["lenient1"] = float(_hits(out, "lenient_hits1").mean())
+        return out
 
     cand[name] = pool(cand)
     runs = {}
@@ -274,13 +312,14 @@ def with_pooled(results: dict, prefix: str = "xlbel-", name: str = "xlbel (all)"
     return {**results, "candidates": cand, "runs": runs}
 
 
-def paired(run_entry: dict, cand_entry: dict) -> tuple[int, int, float] | None:
-    """Mentions won / lost at acc@1 against the candidates, and the approximate-randomization p-value."""
+def paired(run_entry: dict, cand_entry: dict, key: str = "hits1") -> tuple[int, int, float] | None:
+    """Mentions won / lost at acc@1 (``key="lenient_hits1"``: lenient@1) against the candidates, and the
+    approximate-randomization p-value."""
     from xnorm.eval.stats import approximate_randomization, won_lost
 
-    if "hits1" not in run_entry or "hits1" not in cand_entry:
+    if key not in run_entry or key not in cand_entry:
         return None
-    a, b = _hits(cand_entry), _hits(run_entry)
+    a, b = _hits(cand_entry, key), _hits(run_entry, key)
     won, lost = won_lost(a, b)
     return won, lost, approximate_randomization(a.astype(float), b.astype(float), 10000, 0).p_value
 
@@ -339,7 +378,7 @@ def rerank_tests(rr, index, tests, test_cands) -> dict:
         out = rr.rerank(ex.mentions, test_cands[tname], index.terminology)
         t_inf += time.perf_counter() - t
         n_inf += len(ex)
-        res["tests"][tname] = metrics(out, ex)
+        res["tests"][tname] = metrics(out, ex, index.terminology)
         res["tests"][tname]["lang_adapter"] = rr.adapter_for(str(ex.mentions.langs[0]) if len(ex) else "en")
         print(f"  {tname}: acc@1 {res['tests'][tname]['acc1']:.3f}", flush=True)
     res["inference_seconds_per_1k_mentions"] = round(1000 * t_inf / max(1, n_inf), 1)
@@ -383,6 +422,28 @@ def _base_models(runs: dict) -> str:
         f"`{b}` for {', '.join(names)}" for b, names in bases.items()) + "."
 
 
+def _score_table(tests: list, cand: dict, runs: dict, key: str, hits_key: str) -> list[str]:
+    """Markdown rows: the candidates' ``key`` per test set, then each run's with its change and paired test."""
+    lines = ["| pipeline | " + " | ".join(tests) + " |", "|---" * (len(tests) + 1) + "|",
+             "| candidates only | " + " | ".join(f"{cand[t][key]:.3f}" for t in tests) + " |"]
+    for name, r in runs.items():
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} |")
+            continue
+        cells = []
+        for t in tests:
+            if key not in r["tests"].get(t, {}):
+                cells.append("—")
+                continue
+            v = r["tests"][t][key]
+            d = v - cand[t][key]
+            test = paired(r["tests"][t], cand[t], hits_key)
+            cells.append(f"{v:.3f} ({d:+.3f})" if test is None else
+                         f"{v:.3f} ({d:+.3f}; {test[0]}/{test[1]}{'*' if test[2] < 0.05 else ''})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(results: dict) -> str:
     results = with_pooled(results)
     meta = results.get("meta", {})
@@ -410,29 +471,21 @@ def render(results: dict) -> str:
                 if "mantra-hpo" in cand else "")
              + ("; XL-BEL (`xlbel-*`): every query whose CUI maps to HPO, in its Wikipedia sentence, per language"
                 if any(t.startswith("xlbel-") for t in cand) else "") + ".", "",
-             "## acc@1", "",
-             "| pipeline | " + " | ".join(tests) + " |", "|---" * (len(tests) + 1) + "|"]
-    lines.append("| candidates only | " + " | ".join(f"{cand[t]['acc1']:.3f}" for t in tests) + " |")
-    lines.append(f"| (recall@{meta.get('k')}: the ceiling) | " + " | ".join(f"{cand[t]['recall_k']:.3f}" for t in tests) + " |")
-    for name, r in runs.items():
-        if "skipped" in r:
-            lines.append(f"| {name} | skipped: {r['skipped']} |")
-            continue
-        cells = []
-        for t in tests:
-            if t not in r["tests"]:
-                cells.append("—")
-                continue
-            v = r["tests"][t]["acc1"]
-            d = v - cand[t]["acc1"]
-            test = paired(r["tests"][t], cand[t])
-            cells.append(f"{v:.3f} ({d:+.3f})" if test is None else
-                         f"{v:.3f} ({d:+.3f}; {test[0]}/{test[1]}{'*' if test[2] < 0.05 else ''})")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+             "## acc@1", ""]
+    table = _score_table(tests, cand, runs, "acc1", "hits1")
+    table.insert(3, f"| (recall@{meta.get('k')}: the ceiling) | "  # below the candidates' row
+                 + " | ".join(f"{cand[t]['recall_k']:.3f}" for t in tests) + " |")
+    lines += table
     if any("hits1" in c for c in cand.values()):
         lines += ["", "In parentheses: the change against the candidates, then the mentions it turned right / wrong "
                   "at acc@1; `*`: two-sided approximate-randomization p < 0.05 (10,000 shuffles, seed 0). Without a "
                   "`*` the change is within what chance moves on that many mentions."]
+    lenient = [t for t in tests if "lenient1" in cand[t]]
+    if lenient:
+        lines += ["", "## lenient@1", "", "The first answer is a gold concept or its direct is_a parent or child "
+                  "(hp.obo; `xnorm.eval.hierarchy`): how many of a change's mentions are granularity slips. Same "
+                  "notation as above.", ""]
+        lines += _score_table(lenient, cand, runs, "lenient1", "lenient_hits1")
     lines += ["", "## Cost", "", "| run | trained params | total params | weights on disk | train mentions seen | "
               "train time | train ms / mention | inference s / 1k mentions (k candidates each) | best dev acc@1 (step) | "
               "loss first→last 20 steps |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -504,7 +557,7 @@ def main(argv=None) -> None:
                        "gsc_test": args.gsc_test, "seed": args.seed,
                        "machine": f"{platform.machine()}, {os.cpu_count()} visible CPUs, torch threads {args.threads}, "
                                   "no GPU" if not torch.cuda.is_available() else "GPU"}
-    results["candidates"] = {name: metrics(test_cands[name], ex) for name, ex in tests.items()}
+    results["candidates"] = {name: metrics(test_cands[name], ex, index.terminology) for name, ex in tests.items()}
     results.setdefault("runs", {})
     for spec in args.runs:
         mode, lam = spec.split(":")

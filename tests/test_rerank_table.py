@@ -44,3 +44,33 @@ def test_render_marks_only_significant_changes():
         e.pop("hits1")
     row = next(line for line in rerank.render(old).splitlines() if line.startswith("| r |"))
     assert "0.500 (+0.500) |" in row and "xlbel (all)" not in rerank.render(old)
+
+
+def test_lenient_table_and_metrics_on_a_hierarchy():
+    import numpy as np
+
+    from xnorm.rerank import Examples
+    from xnorm.terminology import TerminologyBuilder
+    from xnorm.types import Candidates, Mentions
+
+    b = TerminologyBuilder()  # HP:1 <- HP:2 <- HP:3, HP:4 apart
+    for cid in ("HP:1", "HP:2", "HP:3", "HP:4"):
+        b.add_concept(cid, cid)
+        b.add_name(cid, cid, "en")
+    b.add_is_a("HP:2", "HP:1")
+    b.add_is_a("HP:3", "HP:2")
+    term = b.build()
+    gold = np.array([0, 1, 1, 3])
+    concepts = np.array([[0, 1], [2, 1], [0, 1], [1, 3]])  # right; child of gold; parent of gold; unrelated
+    ex = Examples(Mentions(texts=list("abcd"), langs=["en"] * 4), gold, None, "")
+    cands = Candidates(concepts, np.ones(concepts.shape, np.float32), np.zeros_like(concepts),
+                       np.zeros(concepts.shape, np.int8))
+    m = rerank.metrics(cands, ex, term)
+    assert (m["hits1"], m["lenient_hits1"], m["lenient1"]) == ("1000", "1110", 0.75)
+    assert "lenient1" not in rerank.metrics(cands, ex)  # no terminology: exact figures only
+
+    res = _results()
+    for entry, bits in ((res["candidates"]["xlbel-de"], "1100"), (res["runs"]["r"]["tests"]["xlbel-de"], "1111")):
+        entry.update(lenient_hits1=bits, lenient1=bits.count("1") / 4)
+    lenient = rerank.render(res).split("## lenient@1")[1].split("## Cost")[0]
+    assert "| pipeline | xlbel-de |" in lenient and "1.000 (+0.500; 2/0)" in lenient and "xlbel-ko" not in lenient
