@@ -46,19 +46,24 @@ def concept_rows(ids: Sequence, terminology, aliases: Mapping[str, str] | None =
     """
     index, distinct = _dictionary_encode(ids)
     resolved = resolve_aliases(aliases)
-    local: dict[str, int] = {}
-    known = [(cid, row) for row, cid in enumerate(terminology.concept_ids.tolist())]
-    for cid, row in known + [(old, terminology.concept_index(old)) for old in terminology.aliases
-                             if terminology.resolve(old) in terminology]:
-        head, sep, tail = cid.partition(":")
-        if sep:
-            local[tail] = row if local.get(tail, row) == row else -1  # ambiguous across prefixes: no match
     lookup = np.full(len(distinct) + 1, -1, dtype=np.int64)  # the last slot: None
+    missing = []
     for i, cid in enumerate(distinct):
         cid = resolved.get(cid, cid)
         try:
             lookup[i] = terminology.concept_index(cid)
         except KeyError:
+            missing.append((i, cid))
+    if missing:  # try them as unprefixed ids (built only when needed: a pass over every concept id and alias)
+        local: dict[str, int] = {}
+        pairs = [(cid, row) for row, cid in enumerate(terminology.concept_ids.tolist())]
+        pairs += [(old, terminology.concept_index(old)) for old in terminology.aliases
+                  if terminology.resolve(old) in terminology]
+        for cid, row in pairs:
+            head, sep, tail = cid.partition(":")
+            if sep:
+                local[tail] = row if local.get(tail, row) == row else -1  # ambiguous across prefixes: no match
+        for i, cid in missing:
             lookup[i] = local.get(cid, -1)
     return lookup[index]
 
