@@ -154,6 +154,16 @@ def test_evaluate_cli_hierarchy(term, tmp_path, capsys):
     assert (h["lenient@1"], h["finer"], h["coarser"], h["max_levels"]) == (0.75, 1, 1, 1)
     code, out, err = run(capsys, str(pred), str(gold), "--hierarchy", folder, "--is-a-levels", "0")
     assert code == 0 and "lenient@1 (any of these)" in out and "1.0000" in out.split("lenient@1 (any")[1]
+    # Per group: lenient@1 beside the exact figures (entities c, d carry lang "de").
+    g = [json.loads(line) for line in gold.read_text().splitlines()]
+    for e in g[0]["entities"][2:]:
+        e["lang"] = "de"
+    gold.write_text(json.dumps(g[0]) + "\n")
+    code, out, err = run(capsys, str(pred), str(gold), "--hierarchy", folder, "--per", "lang", "--json")
+    per = json.loads(out)["per"]["lang"]
+    assert (per["de"]["accuracy@1"], per["de"]["lenient@1"], per[""]["lenient@1"]) == (0.0, 0.5, 1.0)
+    code, out, err = run(capsys, str(pred), str(gold), "--hierarchy", folder, "--per", "lang", "--k", "1")
+    assert "lenient@1" in out.split("per lang")[1]
     # A terminology without a hierarchy, or one that does not hold the gold ids: clear errors, exit 3.
     flat = TerminologyBuilder()
     flat.add_concept("X:4", "x")

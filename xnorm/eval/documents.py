@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InputError
 from .breakdown import breakdown
 from .entity import MODES, EntityTable, entity_metrics
-from .hierarchy import hierarchy_metrics
+from .hierarchy import lineage, summarize
 from .ranking import DEFAULT_KS, as_prediction_array, first_hit_ranks, metric_names, metrics_from_ranks, \
     per_mention_values
 from .stats import PAIRED_TESTS, bootstrap_ci, won_lost
@@ -253,9 +253,11 @@ def evaluate_aligned(
     """
     ranks = first_hit_ranks(run.predictions, run.gold, aliases)
     result: dict = metrics_from_ranks(ranks, ks)
+    near = None
     if hierarchy is not None:
         top1 = run.predictions[:, 0] if run.predictions.shape[1] else np.full(len(run.gold), None, dtype=object)
-        result["hierarchy"] = hierarchy_metrics(top1, run.gold, hierarchy, is_a_levels, aliases)
+        near = lineage(top1, run.gold, hierarchy, is_a_levels, aliases)
+        result["hierarchy"] = summarize(near, is_a_levels)
     if ci and len(ranks):
         low, high = bootstrap_ci(per_mention_values(ranks, ks), n_resamples, confidence, seed)
         result["ci"] = {name: [float(lo), float(hi)] for name, lo, hi in zip(metric_names(ks), low, high)}
@@ -269,6 +271,11 @@ def evaluate_aligned(
             p: breakdown(ranks, run.keys[p], ks, ci=ci, n_resamples=n_resamples, confidence=confidence, seed=seed)
             for p in per
         }
+        if near is not None:  # lenient@1 per group too, keyed as breakdown keys its groups
+            for p, groups in result["per"].items():
+                keys = np.asarray([str(k) if k is not None else "" for k in run.keys[p]])
+                for group, figures in groups.items():
+                    figures["lenient@1"] = float(near["lenient"][keys == group].mean())
     result["n_documents"] = run.n_documents
     result["n_nil_gold"] = run.n_nil_gold
     result["max_predictions"] = int(run.predictions.shape[1])

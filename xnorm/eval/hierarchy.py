@@ -110,7 +110,11 @@ def hierarchy_metrics(
     aliases: Mapping[str, str] | None = None,
 ) -> dict:
     """``lenient@1`` and the counts behind it (exact, finer, coarser) over all mentions; see the module doc."""
-    flags = lineage(top1, gold, terminology, max_levels, aliases)
+    return summarize(lineage(top1, gold, terminology, max_levels, aliases), max_levels)
+
+
+def summarize(flags: Mapping[str, np.ndarray], max_levels: int | None = 1) -> dict:
+    """The figures of :func:`hierarchy_metrics` from :func:`lineage`'s per-mention flags (or a subset of them)."""
     n = len(flags["exact"])
     return {
         "lenient@1": float(flags["lenient"].mean()) if n else 0.0,

@@ -73,8 +73,9 @@ def format_report(result: dict) -> str:
         parts.append(format_table(["match", "precision", "recall", "f1"], rows))
 
     for key, groups in (result.get("per") or {}).items():
-        short = ["acc@1"] + [f"R@{k}" for k in _ks_of(result)] + ["mrr"]
-        rows = [[g or "(none)"] + [_num(v[name]) for name in names] + [str(v["n_mentions"])]
+        lenient = ["lenient@1"] if any("lenient@1" in v for v in groups.values()) else []
+        short = ["acc@1"] + [f"R@{k}" for k in _ks_of(result)] + ["mrr"] + lenient
+        rows = [[g or "(none)"] + [_num(v[name]) for name in names + lenient] + [str(v["n_mentions"])]
                 for g, v in groups.items()]
         parts.append(f"\nper {key}")
         parts.append(format_table([key] + short + ["n"], rows))
