@@ -33,6 +33,9 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
               help="Output format [default: bigbio, or brat for a brat input].")
 @click.option("--db-name", help="db_name written with each prediction [default: the terminology's, e.g. HPO]; "
               "for PubTator input also the db_name of bare gold ids.")
+@click.option("--under", multiple=True, metavar="CONCEPT_ID",
+              help="Predict only this concept and its is_a descendants (repeatable), e.g. --under HP:0000707 for the "
+                   "nervous system branch of HPO.")
 @click.option("--threshold", type=float, help="NIL threshold: a mention whose best score is below gets no "
               "prediction (empty list).")
 @click.option("--field", default="normalized", show_default=True,
@@ -62,7 +65,7 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--part-docs", type=click.IntRange(1), default=10_000, show_default=True,
               help="--engine ray: documents per output part file.")
 def link(input_path, output, index_dir, terminology, linker_dir, config_path, top_k, lang, in_format,
-         output_format, db_name, threshold, field, overwrite, explain, text, spans, terms, batch_size,
+         output_format, db_name, under, threshold, field, overwrite, explain, text, spans, terms, batch_size,
          reranker_dir, rerank_precision, query_model, query_precision, engine, address, workers, part_docs):
     """Normalize entity mentions in INPUT and write OUTPUT.
 
@@ -79,6 +82,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
     Examples:
       xnorm link notes.bigbio.jsonl -o linked.jsonl --top-k 5
       xnorm link --text "Patient with recurrent seizures." --mention 23:31
+      xnorm link notes.bigbio.jsonl -o linked.jsonl --under HP:0000707
       printf 'convulsiones\\nbaja estatura\\n' | xnorm link --terms --lang es
       xnorm link corpus.jsonl -o linked/ --linker my-linker --engine ray --workers 2
     """
@@ -114,6 +118,8 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
             built.set_query_model(query_model, query_precision or QUERY_PRECISION)
         if db_name:
             built.config.db_name = db_name
+        if under:
+            built.set_under(list(under))
         return built
 
     if engine == "ray":

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from xnorm.cli.main import main
-from xnorm.eval.hierarchy import ancestor_matrix, concept_rows, hierarchy_metrics, lineage
+from xnorm.eval.hierarchy import concept_rows, hierarchy_metrics, lineage
+from xnorm.terminology.hierarchy import ancestor_matrix, subtree_mask
 from xnorm.terminology.core import Terminology, TerminologyBuilder
 
 EDGES = {"X:2": "X:1", "X:3": "X:1", "X:4": "X:2", "X:5": "X:2", "X:6": "X:4"}
@@ -65,6 +66,8 @@ def test_ancestor_matrix_levels(term):
     assert up(ancestor_matrix(term, 2), "X:6") == {"X:4", "X:2", "X:1"}
     assert up(ancestor_matrix(term, None), "X:6") == {"X:4", "X:2", "X:1"}
     assert up(ancestor_matrix(term, None), "X:1") == set()
+    under = subtree_mask(term, ["X:20", "X:3"])  # an alias names a root too
+    assert sorted(term.concept_ids[under]) == ["X:2", "X:3", "X:4", "X:5", "X:6"]
 
 
 def test_ancestor_matrix_stops_on_a_cycle():
@@ -74,8 +77,10 @@ def test_ancestor_matrix_stops_on_a_cycle():
         b.add_name(cid, cid, "en")
     for child, parent in [("A", "B"), ("B", "C"), ("C", "A"), ("D", "A")]:  # A -> B -> C -> A
         b.add_is_a(child, parent)
-    reach = ancestor_matrix(b.build(), None).toarray()
+    cyclic = b.build()
+    reach = ancestor_matrix(cyclic, None).toarray()
     assert reach[3].tolist() == [True, True, True, False] and reach[:3, :3].all()
+    assert subtree_mask(cyclic, ["B"]).tolist() == [True, True, True, True]
 
 
 def test_lineage_exact_finer_coarser_and_what_never_counts(term):

@@ -420,3 +420,43 @@ def test_default_encoder_follows_the_terminology(tmp_path, monkeypatch):
     monkeypatch.setenv("XNORM_HOME", str(tmp_path / "home"))
     built = Linker.from_config({"terminology": str(recipe)})
     assert seen == ["r"] and built.config.candidates["generators"][0]["type"] == "sparse"
+
+
+def test_under_restricts_predictions_to_a_branch(tmp_path, monkeypatch):
+    """`under` (LinkerConfig, `--under`): only the given concepts and their is_a descendants are predicted; a saved
+    linker keeps it; an unknown root or a terminology without hierarchy is a config error (exit 3)."""
+    from xnorm.linker import Linker, LinkerConfig
+
+    monkeypatch.setenv("XNORM_HOME", str(tmp_path / "home"))
+    rows = [{"concept_id": "X:1", "names": ["nervous system abnormality"]},
+            {"concept_id": "X:2", "names": ["seizure"], "parents": ["X:1"]},
+            {"concept_id": "X:3", "names": ["febrile seizure"], "parents": ["X:2"]},
+            {"concept_id": "X:9", "names": ["seizure-like muscle spasm"]}]  # outside the branch
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "t.yaml"
+    recipe.write_text("name: t\nsources:\n  - {type: jsonl, path: t.jsonl}\n")
+    cfg = {"terminology": str(recipe), "candidates": SPARSE, "top_k": 4, "k": 4}
+    mentions = Mentions.from_texts(["seizure", "muscle spasm"])
+    everything = Linker.from_config(cfg).predict(mentions)
+    assert "X:9" in everything.concept_ids(Linker.from_config(cfg).terminology)[0]
+    linker = Linker.from_config({**cfg, "under": ["X:1"]})
+    ids = linker.predict(mentions).concept_ids(linker.terminology)
+    assert set(ids[0]) - {None} == {"X:1", "X:2", "X:3"} and ids[0, 0] == "X:2"
+    assert "X:9" not in set(ids[1])  # its best answer is outside the branch: the next ones inside come instead
+    assert Linker.load(linker.save(tmp_path / "saved")).config.under == ["X:1"]
+    linker.set_under(None)
+    assert linker.predict(mentions).concept_ids(linker.terminology)[1, 0] == "X:9"
+    assert LinkerConfig.from_dict({"under": "X:1"}).under == ["X:1"]
+    with pytest.raises(ConfigError, match="list of concept ids"):
+        LinkerConfig.from_dict({"under": [1]})
+
+    res = run("link", "--terminology", str(recipe), "--terms", "--top-k", "3", "--under", "X:2", input="seizure\n")
+    assert res.exit_code == 0, res.output
+    assert [line.split("\t")[2] for line in res.stdout.strip().splitlines()[1:]] == ["X:2", "X:3"]
+    res = run("link", "--terminology", str(recipe), "--terms", "--under", "X:404", input="seizure\n")
+    assert res.exit_code == EXIT_BAD_INPUT and "'X:404' is not a concept" in res.output
+    flat = tmp_path / "flat.tsv"
+    flat.write_text("concept_id\tname\nX:1\tseizure\n")
+    (tmp_path / "flat.yaml").write_text(f"name: flat\nsources:\n  - {{type: tsv, path: {flat}}}\n")
+    res = run("link", "--terminology", str(tmp_path / "flat.yaml"), "--terms", "--under", "X:1", input="seizure\n")
+    assert res.exit_code == EXIT_BAD_INPUT and "no is_a hierarchy" in res.output

@@ -80,6 +80,7 @@ class LinkerConfig:
     query_model: str | None = None  # a query encoder for the mentions (distilled from the index's dense model)
     query_precision: str = QUERY_PRECISION  # the query encoder's: auto (bf16 where native), fp32, bf16, int8(-full)
     candidate_cache_mb: float = 64  # candidate rows kept across batches (a repeated mention is searched once); 0: off
+    under: list[str] | None = None  # predict only these concepts and their is_a descendants (e.g. [HP:0000707])
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "LinkerConfig":
@@ -91,6 +92,12 @@ class LinkerConfig:
                 fix=f"use only: {', '.join(sorted(known))}.",
             )
         cfg = cls(**d)
+        if isinstance(cfg.under, str):  # one root written without a list
+            cfg.under = [cfg.under]
+        if cfg.under is not None and (not isinstance(cfg.under, list) or not all(
+                isinstance(u, str) and u for u in cfg.under)):
+            raise ConfigError("under must be a list of concept ids.", file=source, field="under",
+                              fix="e.g. under: [HP:0000707] (the concepts whose branches predictions may come from).")
         if cfg.top_k < 1 or cfg.k < cfg.top_k:
             raise ConfigError(f"need 1 <= top_k <= k, got top_k={cfg.top_k}, k={cfg.k}.", file=source,
                               field="top_k", fix="lower top_k or raise k.")
@@ -116,10 +123,19 @@ class Linker:
         self.config = config or LinkerConfig()
         self.reranker = None
         self.index.set_cache(self.config.candidate_cache_mb)
+        if self.config.under is not None:
+            self.set_under(self.config.under)
         if reranker is not None or self.config.reranker:
             self.set_reranker(reranker if reranker is not None else self.config.reranker)
         if self.config.query_model:
             self.set_query_model(self.config.query_model, self.config.query_precision)
+
+    def set_under(self, under: list[str] | None) -> None:
+        """Predict only the concepts ``under`` and their is_a descendants (``None``: any concept). Checked now:
+        ``ConfigError`` for an id the terminology lacks or a terminology without hierarchy."""
+        if under is not None:
+            self.index.subtree(under)
+        self.config.under = None if under is None else list(under)
 
     def set_query_model(self, model: str | None, precision: str = QUERY_PRECISION) -> None:
         """Encode mentions with ``model``, a query encoder distilled from the model that encoded the index's names
@@ -239,7 +255,7 @@ class Linker:
         """
         k = k or self.config.k
         rk = self.rerank_k
-        cands = self.index.candidates(mentions, k=max(k, rk) if self.reranker else k)
+        cands = self.index.candidates(mentions, k=max(k, rk) if self.reranker else k, under=self.config.under)
         if self.reranker is None or len(mentions) == 0:
             return cands
         head = self.reranker.rerank(mentions, cands.top(rk), self.terminology)
@@ -467,6 +483,7 @@ def _cached_index(terminology_spec: str, candidates_config: dict | None, show_pr
     for column in (terminology.concept_ids, terminology.name_texts, terminology.name_langs):
         h.update("\x1f".join(column.tolist()).encode())
     h.update(terminology.name_concepts.tobytes())
+    h.update(terminology.is_a.tobytes())  # the hierarchy travels in the index (filters, lenient scoring)
     key = h.hexdigest()[:16]
     name = Path(str(terminology_spec)).name.replace(".yaml", "")
     path = indexes_dir() / f"{name}-{key}"

@@ -16,19 +16,21 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 
 from .. import __version__
 from .._io import atomic_dir, sha256_file
 from ..errors import ArtifactError, ConfigError
 from ..models.encoder import resolve_precision
 from ..terminology.core import Terminology, read_manifest, verify_checksums
+from ..terminology.hierarchy import subtree_mask
 from ..types import Candidates, Mentions
 from .abbreviations import expand_mentions
 from .base import CandidateGenerator, merge_best
 from .cache import RowCache
 from .config import QUERY_PRECISION, normalize_config
 from .dense import DenseGenerator, LazyEncoder, make_encoder, make_query_encoder
-from .filters import SemanticTypeFilter, allowed_per_mention
+from .filters import SemanticTypeFilter, allowed_per_mention, compact
 from .fusion import fuse_by_config
 from .sparse import SparseGenerator
 
@@ -66,6 +68,7 @@ class CandidateIndex:
         self.generators = list(generators)
         self.build_seconds = build_seconds
         self._type_filter: SemanticTypeFilter | None = None
+        self._subtrees: dict[frozenset, np.ndarray] = {}  # `under` roots -> bool[C] (the hierarchy walked once)
 
     # ---- building ----------------------------------------------------------------------------------------
     @classmethod
@@ -153,13 +156,23 @@ class CandidateIndex:
             return lists[0]
         return fuse_by_config(lists, k, self.config["fusion"])
 
+    def subtree(self, under: Iterable[str]) -> np.ndarray:
+        """bool[C]: the concepts ``under`` and their is_a descendants (``ConfigError`` for unknown ids or a
+        terminology without hierarchy); cached per set of roots."""
+        key = frozenset(under)
+        if key not in self._subtrees:
+            self._subtrees[key] = subtree_mask(self.terminology, sorted(key))
+        return self._subtrees[key]
+
     def candidates(self, mentions: Mentions, k: int = 64, *,
-                   allowed_types: Iterable[str] | Sequence[Iterable[str] | None] | None = None) -> Candidates:
+                   allowed_types: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
+                   under: Iterable[str] | None = None) -> Candidates:
         """Ranked candidates ``[len(mentions), k]``: routed, deduplicated by concept, fused, filtered.
 
         Mentions with a long form (``Mentions.long_forms``) are also queried with it (see
         ``generator_candidates``). ``allowed_types``: a collection of semantic types for all mentions, or one per
-        mention (``None`` = no filter for that one); without it the config's ``filters`` apply.
+        mention (``None`` = no filter for that one); without it the config's ``filters`` apply. ``under``: keep
+        only these concepts and their is_a descendants (e.g. ``["HP:0000707"]``, the nervous system branch).
         """
         n = len(mentions)
         if n == 0:
@@ -171,9 +184,12 @@ class CandidateIndex:
         elif isinstance(allowed_types, (list, tuple)) and len(allowed_types) == n and not all(
                 isinstance(a, str) for a in allowed_types):
             per_mention = list(allowed_types)
+        subtree = self.subtree(under) if under is not None else None
         filtering = per_mention is not None or allowed_types is not None
-        fetch = k * flt["overfetch"] if filtering else k
+        fetch = k * flt["overfetch"] if filtering or subtree is not None else k
         result = self._generate(mentions, fetch)
+        if subtree is not None:
+            result = compact(result, (result.concepts >= 0) & subtree[np.maximum(result.concepts, 0)])
         if filtering:
             if self._type_filter is None:
                 self._type_filter = SemanticTypeFilter(self.terminology)

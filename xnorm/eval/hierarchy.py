@@ -13,29 +13,9 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
+from ..terminology.hierarchy import ancestor_matrix
 from .ranking import _dictionary_encode, _encode_gold, as_prediction_array, hit_matrix, resolve_aliases
-
-
-def ancestor_matrix(terminology, max_levels: int | None = 1) -> sp.csr_matrix:
-    """Boolean ``[C, C]`` sparse matrix: ``[c, a]`` is true when ``a`` is an is_a ancestor of ``c`` at most
-    ``max_levels`` levels up (``None``: any number of levels)."""
-    n = len(terminology)
-    edges = terminology.is_a
-    step = sp.csr_matrix((np.ones(len(edges), dtype=bool), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    reach, frontier = step.copy(), step
-    level = 1
-    # A DAG empties the frontier after its depth; with cycles (UMLS relations across sources have some) the
-    # walk stops once a level adds no new (concept, ancestor) pair.
-    while frontier.nnz and (max_levels is None or level < max_levels):
-        frontier = (frontier @ step).astype(bool)
-        grown = (reach + frontier).astype(bool)
-        if grown.nnz == reach.nnz:
-            break
-        reach = grown
-        level += 1
-    return reach.astype(bool).tocsr()
 
 
 def concept_rows(ids: Sequence, terminology, aliases: Mapping[str, str] | None = None) -> np.ndarray:
