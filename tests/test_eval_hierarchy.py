@@ -159,6 +159,12 @@ def test_evaluate_cli_hierarchy(term, tmp_path, capsys):
     assert (h["lenient@1"], h["finer"], h["coarser"], h["max_levels"]) == (0.75, 1, 1, 1)
     code, out, err = run(capsys, str(pred), str(gold), "--hierarchy", folder, "--is-a-levels", "0")
     assert code == 0 and "lenient@1 (any of these)" in out and "1.0000" in out.split("lenient@1 (any")[1]
+    # Against a baseline that answers a sibling (never a near-miss) everywhere: lenient@1 is compared too.
+    base = tmp_path / "base.jsonl"
+    base.write_text(json.dumps(_doc([_ent(e, ["X:5"]) for e in "abcd"])) + "\n")
+    code, out, err = run(capsys, str(pred), str(gold), "--hierarchy", folder, "--baseline", str(base), "--json")
+    c = json.loads(out)["comparison"]["lenient@1"]
+    assert (c["baseline"], c["run"], c["won"], c["lost"]) == (0.0, 0.75, 3, 0) and c["delta"] == 0.75
     # Per group: lenient@1 beside the exact figures (entities c, d carry lang "de").
     g = [json.loads(line) for line in gold.read_text().splitlines()]
     for e in g[0]["entities"][2:]:

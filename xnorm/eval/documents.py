@@ -255,8 +255,7 @@ def evaluate_aligned(
     result: dict = metrics_from_ranks(ranks, ks)
     near = None
     if hierarchy is not None:
-        top1 = run.predictions[:, 0] if run.predictions.shape[1] else np.full(len(run.gold), None, dtype=object)
-        near = lineage(top1, run.gold, hierarchy, is_a_levels, aliases)
+        near = lineage(_top1(run), run.gold, hierarchy, is_a_levels, aliases)
         result["hierarchy"] = summarize(near, is_a_levels)
     if ci and len(ranks):
         low, high = bootstrap_ci(per_mention_values(ranks, ks), n_resamples, confidence, seed)
@@ -283,6 +282,11 @@ def evaluate_aligned(
     result["ignored_documents"] = len(run.extra_docs)
     result["id_rule"] = ID_RULE
     return result, ranks
+
+
+def _top1(run: AlignedRun) -> np.ndarray:
+    """Each gold mention's first prediction (None where there is none)."""
+    return run.predictions[:, 0] if run.predictions.shape[1] else np.full(len(run.gold), None, dtype=object)
 
 
 def compare_ranks(base_ranks: np.ndarray, ranks: np.ndarray, test: str = "bootstrap", seed: int = 0,
@@ -358,6 +362,11 @@ def evaluate_documents(
         if len(ranks):
             for metric, paired in compare_ranks(base_ranks, ranks, test, seed).items():
                 comparison[metric] = {"baseline": base_result[metric], "run": result[metric], **paired}
+            if hierarchy is not None:  # lenient@1 too: does the run trade exact answers for near-misses?
+                a, b = (lineage(_top1(r), r.gold, hierarchy, is_a_levels, aliases)["lenient"] for r in (base, run))
+                won, lost = won_lost(a, b)
+                comparison["lenient@1"] = {"baseline": float(a.mean()), "run": float(b.mean()), "won": won,
+                                           "lost": lost, **PAIRED_TESTS[test](a * 1.0, b * 1.0, 10000, seed).to_dict()}
         result["comparison"] = comparison
     return result
 

@@ -83,7 +83,7 @@ def format_report(result: dict) -> str:
     comp = result.get("comparison")
     if comp:
         rows = []
-        for metric in ("accuracy@1", "mrr"):
+        for metric in ("accuracy@1", "lenient@1", "mrr"):
             if metric in comp:
                 c = comp[metric]
                 won_lost = f"{c['won']} / {c['lost']}" if "won" in c else ""
