@@ -69,15 +69,18 @@ def lineage(
     gold_known = np.bincount(owners[known], minlength=n) > 0
     both = known & (pred_rows >= 0)
     owners, p, g = owners[both], pred_rows[both], gold_rows[both]
-    reach = ancestor_matrix(terminology, max_levels)
+    # Ancestors of the concepts involved only; p finer than g <=> g above p, coarser <=> p above g.
+    involved = np.unique(np.concatenate([p, g]))
+    reach = ancestor_matrix(terminology, max_levels, involved)
+    at = np.searchsorted(involved, p), np.searchsorted(involved, g)
 
     def any_per_mention(flags) -> np.ndarray:
         return np.bincount(owners[np.asarray(flags, dtype=bool).ravel()], minlength=n) > 0
 
     # Exact as accuracy@1 counts it (id equality after aliases, known to the terminology or not), or same concept.
     exact = hit_matrix(top1[:, None], gold, aliases)[:, 0] | any_per_mention(p == g)
-    finer = any_per_mention(reach[p, g]) & ~exact if len(p) else np.zeros(n, dtype=bool)
-    coarser = any_per_mention(reach[g, p]) & ~exact & ~finer if len(p) else np.zeros(n, dtype=bool)
+    finer = any_per_mention(reach[at[0], g]) & ~exact if len(p) else np.zeros(n, dtype=bool)
+    coarser = any_per_mention(reach[at[1], p]) & ~exact & ~finer if len(p) else np.zeros(n, dtype=bool)
     return {"exact": exact, "finer": finer, "coarser": coarser, "lenient": exact | finer | coarser,
             "gold_known": gold_known}
 

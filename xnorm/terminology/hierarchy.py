@@ -16,11 +16,16 @@ def is_a_matrix(terminology) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(edges), dtype=bool), (edges[:, 0], edges[:, 1])), shape=(n, n))
 
 
-def ancestor_matrix(terminology, max_levels: int | None = 1) -> sp.csr_matrix:
-    """Boolean ``[C, C]`` sparse matrix: ``[c, a]`` is true when ``a`` is an is_a ancestor of ``c`` at most
-    ``max_levels`` levels up (``None``: any number of levels)."""
+def ancestor_matrix(terminology, max_levels: int | None = 1, rows: np.ndarray | None = None) -> sp.csr_matrix:
+    """Boolean sparse matrix ``[len(rows), C]`` (all concepts when ``rows`` is None): ``[i, a]`` is true when
+    ``a`` is an is_a ancestor of concept ``rows[i]`` at most ``max_levels`` levels up (``None``: any number).
+
+    Walks up from the given rows only, so its size is their ancestors' count, never the closure of a whole
+    UMLS-sized hierarchy.
+    """
     step = is_a_matrix(terminology)
-    reach, frontier = step.copy(), step
+    frontier = step if rows is None else step[np.asarray(rows, dtype=np.int64)]
+    reach = frontier.copy()
     level = 1
     # A DAG empties the frontier after its depth; with cycles (UMLS relations across sources have some) the
     # walk stops once a level adds no new (concept, ancestor) pair.
