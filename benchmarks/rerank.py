@@ -69,6 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--max-length", type=int, default=32)
     p.add_argument("--context-chars", type=int, default=0, help="context characters each side in a pair (0: none)")
+    p.add_argument("--parents", action="store_true", help="candidate texts name the concept's is_a parents")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=40)
@@ -348,7 +349,8 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
         base_model=args.base_model,
         batch_size=args.batch_size, seed=args.seed, eval_every=args.eval_every, patience=args.patience, lr=args.lr,
         adapter_config=args.adapter_config, missing_gold=args.missing_gold, pooling=args.pooling,
-        lang_adapter=lang_adapter, pair_settings={"max_length": args.max_length, "context_chars": args.context_chars},
+        lang_adapter=lang_adapter,
+        pair_settings={"max_length": args.max_length, "context_chars": args.context_chars, "parents": args.parents},
         threads=args.threads, max_seconds=args.max_train_seconds, calibrate=False, teacher=args.teacher,
         teacher_weight=args.teacher_weight, show_progress=True)
     if args.calibrate:

@@ -141,9 +141,9 @@ def export(args: argparse.Namespace) -> None:
 
     model_path = resolve_model(DEFAULT_BASE)
     tokenizer = load_tokenizer(model_path)
-    pairs = {**DEFAULT_PAIRS, "max_length": args.max_length}
+    pairs = {**DEFAULT_PAIRS, "max_length": args.max_length, "parents": args.parents}
     encoder = PairEncoder(tokenizer, term, **pairs)
-    describe = CandidateTexts(term, pairs["n_names"], pairs["semantic_types"])
+    describe = CandidateTexts(term, pairs["n_names"], pairs["semantic_types"], pairs["parents"])
     texts: dict[tuple[int, str], int] = {}  # (concept row, language) -> candidate text row
     arrays: dict[str, np.ndarray] = {}
     mention_texts: list[str] = []
@@ -320,6 +320,8 @@ def main(argv=None) -> None:
     ex.add_argument("--out", type=Path, required=True)
     ex.add_argument("--k", type=int, default=16, help="candidates kept per mention (the device uses the first k)")
     ex.add_argument("--max-length", type=int, default=32)
+    ex.add_argument("--parents", action="store_true",
+                    help="candidate texts name the concept's is_a parents (needs indexes whose terminology has them)")
     ex.add_argument("--train-per-lang", type=int, default=100000, help="HPO training labels per language (all)")
     ex.add_argument("--synonyms", type=int, default=20000, help="English synonyms as weakly supervised mentions")
     ex.add_argument("--dev", type=int, default=280)

@@ -44,6 +44,9 @@ def _lang_adapter(ctx, param, values):
 @click.option("--context-chars", type=click.IntRange(0), default=0, show_default=True,
               help="Characters of the mention's context each side in a pair (0: the mention alone; context did not "
                    "help at the scale trained here, see the README).")
+@click.option("--parents", is_flag=True,
+              help="Describe each candidate with its is_a parents too (`name < parent`), so the reranker sees how "
+                   "general it is; needs a terminology with a hierarchy, at inference too.")
 @click.option("--lang-adapter", "lang_adapters", multiple=True, callback=_lang_adapter, metavar="LANG=FOLDER",
               help="Language adapter (repeatable). With --mode stack, the one of the training language "
                    "(--source-lang) is stacked under the task adapter in training; all are used at inference.")
@@ -72,8 +75,8 @@ def _lang_adapter(ctx, param, values):
                    "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
 def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
-                   max_length, context_chars, lang_adapters, source_lang, max_train, missing_gold, pooling, no_prior,
-                   eval_every, patience, max_seconds, teacher, teacher_weight, lang, seed, device, precision,
+                   max_length, context_chars, parents, lang_adapters, source_lang, max_train, missing_gold, pooling,
+                   no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang, seed, device, precision,
                    threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
 
@@ -108,7 +111,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
                       steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, eval_every=eval_every,
                       patience=patience, missing_gold=missing_gold, lang_adapter=source,
                       lang_adapters={x: p for x, p in lang_adapters.items() if x != source_lang or mode != "stack"},
-                      pair_settings={"max_length": max_length, "context_chars": context_chars},
+                      pair_settings={"max_length": max_length, "context_chars": context_chars, "parents": parents},
                       prior_weight=None if no_prior else DEFAULT_PRIOR_WEIGHT, pooling=pooling,
                       device=device, precision=precision, threads=threads,
                       max_seconds=max_seconds, teacher=teacher, teacher_weight=teacher_weight)

@@ -93,6 +93,26 @@ def test_candidate_names_in_mention_language_first_english_fallback(index):
     assert typed.text(hp1, "en") == "Seizure | phenotype"
 
 
+def test_candidate_texts_name_the_parents_after_the_first_name(index):
+    from dataclasses import replace
+
+    from xnorm.errors import ConfigError
+    from xnorm.rerank import CandidateTexts, PairEncoder
+
+    t = index.terminology
+    with pytest.raises(ConfigError, match="no is_a hierarchy"):
+        CandidateTexts(t, parents=True)
+    row = t.concept_index
+    edges = [(row("HP:1"), row("HP:2")), (row("HP:1"), row("HP:3")), (row("HP:1"), row("HP:4")),
+             (row("HP:5"), row("HP:1"))]
+    ct = CandidateTexts(replace(t, is_a=np.asarray(edges, dtype=np.int32)), n_names=2, parents=True)
+    parents = " ; ".join(ct.names(row(p), "es")[0] for p in ("HP:2", "HP:3"))  # at most two, in edge order
+    assert ct.text(row("HP:1"), "es") == f"convulsión < {parents} ; Seizure"
+    assert ct.text(row("HP:2"), "es") == CandidateTexts(t, n_names=2).text(row("HP:2"), "es")  # no parent
+    enc = PairEncoder(None, replace(t, is_a=np.asarray(edges, dtype=np.int32)), parents=True)
+    assert enc.settings()["parents"] is True
+
+
 def test_pair_encoder_flattens_valid_slots(index, tiny_model_dir):
     from transformers import AutoTokenizer
 

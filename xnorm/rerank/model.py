@@ -57,7 +57,8 @@ DEFAULT_ADAPTER: dict[str, Any] = {"architecture": "seq_bn", "reduction_factor":
 # No context by default: at size on 2 CPU cores (benchmarks/results/rerank_in_context.md) every run that read 48
 # characters of context each side lost acc@1 on GSC+ dev, while the same training without context gained on every
 # test set (GSC+ test +0.040). Context stays available (context_chars) for training at larger scale.
-DEFAULT_PAIRS: dict[str, Any] = {"max_length": 48, "context_chars": 0, "n_names": 3, "semantic_types": False}
+DEFAULT_PAIRS: dict[str, Any] = {"max_length": 48, "context_chars": 0, "n_names": 3, "semantic_types": False,
+                                 "parents": False}
 # Mean pooling: e5 was trained with mean-pooled embeddings, its [CLS] state never learned to summarise a pair;
 # mean pooling also gives an untrained head a representation that differs per candidate from the first step.
 # "segments": the mention's and the candidate's tokens are mean-pooled apart (each contextualised by the other in

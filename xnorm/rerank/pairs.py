@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..models.tokenizers import call_lock
 from ..terminology.core import (ABBREVIATION, EXACT, LAYPERSON, PREFERRED, TRANSLATION, Terminology)
 from ..types import Candidates, Mentions
@@ -26,6 +27,8 @@ from ..types import Candidates, Mentions
 MARKERS = ("[", "]")
 NAME_SEPARATOR = " ; "
 TYPE_SEPARATOR = " | "
+PARENT_SEPARATOR = " < "  # "name < parent name": where the concept sits in the hierarchy (its granularity)
+MAX_PARENTS = 2
 # Which names describe a concept best: its preferred name / label translation, then exact synonyms.
 _TYPE_RANK = {PREFERRED: 0, TRANSLATION: 0, EXACT: 1, LAYPERSON: 2, ABBREVIATION: 4}
 _OTHER_RANK = 3
@@ -106,13 +109,24 @@ class CandidateTexts:
     """Describes concepts by their names, per language, with a cache (a concept is described once per language).
 
     ``n_names``: at most this many names per concept (mention-language names first, then English ones);
-    ``semantic_types``: append ``| type`` when the terminology has one.
+    ``semantic_types``: append ``| type`` when the terminology has one; ``parents``: ``< parent`` after the first
+    name (the first name of each of up to two is_a parents), so that a reranker sees how general a candidate is.
     """
 
-    def __init__(self, terminology: Terminology, n_names: int = 3, semantic_types: bool = False) -> None:
+    def __init__(self, terminology: Terminology, n_names: int = 3, semantic_types: bool = False,
+                 parents: bool = False) -> None:
+        if parents and not len(terminology.is_a):
+            raise ConfigError("the reranker's pairs name each candidate's parents, but this terminology has no is_a "
+                              "hierarchy.", field="pairs.parents",
+                              fix="use an index built with this xnorm version from a terminology with a hierarchy "
+                                  "(e.g. hpo-en), or a reranker trained without parents.")
         self.terminology = terminology
         self.n_names = n_names
         self.semantic_types = semantic_types
+        self.parents = parents
+        self._parents: dict[int, list[int]] = {}
+        for child, parent in terminology.is_a.tolist() if parents else ():
+            self._parents.setdefault(child, []).append(parent)
         # Name rows grouped by concept, each group sorted by (language, type rank, row): one argsort, once.
         t = terminology
         rank = np.fromiter((_TYPE_RANK.get(x, _OTHER_RANK) for x in t.name_types), dtype=np.int64,
@@ -148,7 +162,11 @@ class CandidateTexts:
         key = (int(concept), lang)
         hit = self._cache.get(key)
         if hit is None:
-            hit = NAME_SEPARATOR.join(self.names(concept, lang))
+            names = self.names(concept, lang)
+            above = self._parents.get(int(concept), [])[:MAX_PARENTS]
+            if above:  # right after the first name: truncation cuts the other synonyms first
+                names[0] += PARENT_SEPARATOR + NAME_SEPARATOR.join(self.names(p, lang)[0] for p in above)
+            hit = NAME_SEPARATOR.join(names)
             if self.semantic_types:
                 st = str(self.terminology.semantic_types[concept] or "")
                 if st:
@@ -161,17 +179,18 @@ class PairEncoder:
     """Tokenizes (mention, candidate) pairs for a ``Mentions`` batch × ``Candidates[n, k]`` in one call."""
 
     def __init__(self, tokenizer: Any, terminology: Terminology, *, max_length: int = 48, context_chars: int = 0,
-                 n_names: int = 3, semantic_types: bool = False, markers: tuple[str, str] = MARKERS) -> None:
+                 n_names: int = 3, semantic_types: bool = False, parents: bool = False,
+                 markers: tuple[str, str] = MARKERS) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.context_chars = context_chars
         self.markers = tuple(markers)
-        self.candidate_texts = CandidateTexts(terminology, n_names, semantic_types)
+        self.candidate_texts = CandidateTexts(terminology, n_names, semantic_types, parents)
 
     def settings(self) -> dict:
         return {"max_length": self.max_length, "context_chars": self.context_chars,
                 "n_names": self.candidate_texts.n_names, "semantic_types": self.candidate_texts.semantic_types,
-                "markers": list(self.markers)}
+                "parents": self.candidate_texts.parents, "markers": list(self.markers)}
 
     def mention_sides(self, mentions: Mentions) -> list[str]:
         """``left [ mention ] right`` per mention, its context cut to fit the pair (see ``tokenize``).
