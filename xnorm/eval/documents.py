@@ -255,7 +255,7 @@ def evaluate_aligned(
     result: dict = metrics_from_ranks(ranks, ks)
     near = None
     if hierarchy is not None:
-        near = lineage(_top1(run), run.gold, hierarchy, is_a_levels, aliases)
+        near = lineage(top1_predictions(run), run.gold, hierarchy, is_a_levels, aliases)
         result["hierarchy"] = summarize(near, is_a_levels)
     if ci and len(ranks):
         low, high = bootstrap_ci(per_mention_values(ranks, ks), n_resamples, confidence, seed)
@@ -284,7 +284,7 @@ def evaluate_aligned(
     return result, ranks
 
 
-def _top1(run: AlignedRun) -> np.ndarray:
+def top1_predictions(run: AlignedRun) -> np.ndarray:
     """Each gold mention's first prediction (None where there is none)."""
     return run.predictions[:, 0] if run.predictions.shape[1] else np.full(len(run.gold), None, dtype=object)
 
@@ -363,7 +363,8 @@ def evaluate_documents(
             for metric, paired in compare_ranks(base_ranks, ranks, test, seed).items():
                 comparison[metric] = {"baseline": base_result[metric], "run": result[metric], **paired}
             if hierarchy is not None:  # lenient@1 too: does the run trade exact answers for near-misses?
-                a, b = (lineage(_top1(r), r.gold, hierarchy, is_a_levels, aliases)["lenient"] for r in (base, run))
+                a, b = (lineage(top1_predictions(r), r.gold, hierarchy, is_a_levels, aliases)["lenient"]
+                        for r in (base, run))
                 won, lost = won_lost(a, b)
                 comparison["lenient@1"] = {"baseline": float(a.mean()), "run": float(b.mean()), "won": won,
                                            "lost": lost, **PAIRED_TESTS[test](a * 1.0, b * 1.0, 10000, seed).to_dict()}
