@@ -52,7 +52,8 @@ def subtree_mask(terminology, roots: Iterable[str], field: str = "under") -> np.
     unknown = [r for r in roots if r not in terminology]
     if unknown:
         raise ConfigError(f"{', '.join(map(repr, unknown[:5]))} {'is' if len(unknown) == 1 else 'are'} not a concept "
-                          "of the terminology.", field=field, fix="give concept ids of the terminology, e.g. HP:0000707.")
+                          "of the terminology.", field=field,
+                          fix="give concept ids of the terminology, e.g. HP:0000707.")
     mask = np.zeros(len(terminology), dtype=bool)
     mask[[terminology.concept_index(r) for r in roots]] = True
     # Breadth-first down the hierarchy: one sparse product per level, no closure of the whole hierarchy (which
