@@ -11,6 +11,11 @@ from .ranking import DEFAULT_KS, metric_names, per_mention_values
 from .stats import bootstrap_ci
 
 
+def group_keys(keys: Sequence) -> np.ndarray:
+    """The group each mention falls in, as :func:`breakdown` names groups (``None`` -> ``""``, else ``str``)."""
+    return np.asarray([str(k) if k is not None else "" for k in keys], dtype=object)
+
+
 def breakdown(
     ranks: np.ndarray,
     keys: Sequence,
@@ -26,7 +31,7 @@ def breakdown(
     With ``ci`` each group also gets ``"ci": {metric: [low, high]}`` (bootstrap within the group, seeded).
     """
     ranks = np.asarray(ranks)
-    keys_arr = np.asarray([str(k) if k is not None else "" for k in keys], dtype=object)
+    keys_arr = group_keys(keys)
     if len(keys_arr) != len(ranks):
         raise ValueError(f"{len(ranks)} ranks but {len(keys_arr)} keys")
     if len(ranks) == 0:

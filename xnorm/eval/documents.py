@@ -27,7 +27,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .breakdown import breakdown
+from .breakdown import breakdown, group_keys
 from .entity import MODES, EntityTable, entity_metrics
 from .hierarchy import lineage, summarize
 from .ranking import DEFAULT_KS, as_prediction_array, first_hit_ranks, metric_names, metrics_from_ranks, \
@@ -272,7 +272,7 @@ def evaluate_aligned(
         }
         if near is not None:  # lenient@1 per group too, keyed as breakdown keys its groups
             for p, groups in result["per"].items():
-                keys = np.asarray([str(k) if k is not None else "" for k in run.keys[p]])
+                keys = group_keys(run.keys[p])
                 for group, figures in groups.items():
                     figures["lenient@1"] = float(near["lenient"][keys == group].mean())
     result["n_documents"] = run.n_documents
