@@ -15,8 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 DATASETS = {"gsc-plus-test": ("gsc-plus", {"split": "test"}), "mantra-hpo": ("mantra-hpo", {}),
             "xl-bel-hpo": ("xl-bel-hpo", {})}
 
@@ -28,11 +26,7 @@ def breakdown(ex, cands, terminology, hierarchy) -> dict:
 
     hits = ex.hits(cands.concepts)
     first_ok, in_k = hits[:, 0], hits.any(axis=1)
-    ids = terminology.concept_ids
-    first = cands.concepts[:, 0]
-    top1 = np.where(first >= 0, ids[np.maximum(first, 0)], None)
-    gold = [[ids[g] for g in row if g >= 0] for row in ex.all_gold.reshape(len(ex), -1)]
-    near = lineage(top1, gold, hierarchy, max_levels=None)
+    near = lineage(cands.concept_ids(terminology)[:, 0], ex.gold_ids(terminology), hierarchy, max_levels=None)
     return {"n": int(len(ex)), "acc1": float(first_ok.mean()), "recall_k": float(in_k.mean()),
             "wrong": int((~first_ok).sum()), "gold_not_in_k": int((~in_k).sum()),
             "gold_in_k_not_first": int((in_k & ~first_ok).sum()),

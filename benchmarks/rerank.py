@@ -255,10 +255,8 @@ def metrics(cands, ex, terminology=None) -> dict:
     if hierarchy is not None and len(ex):
         from xnorm.eval.hierarchy import lineage
 
-        ids = terminology.concept_ids
-        top = cands.concepts[:, 0]
-        gold = [[ids[g] for g in row if g >= 0] for row in ex.all_gold.reshape(len(ex), -1)]
-        lenient = lineage(np.where(top >= 0, ids[np.maximum(top, 0)], None), gold, hierarchy)["lenient"]
+        top1 = cands.concept_ids(terminology)[:, 0]
+        lenient = lineage(top1, ex.gold_ids(terminology), hierarchy)["lenient"]
         out.update(lenient1=float(lenient.mean()), lenient_hits1=_bits(lenient))
     return out
 

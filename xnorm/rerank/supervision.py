@@ -50,6 +50,11 @@ class Examples:
         """Every acceptable gold row: ``gold_sets`` when there are several, else ``gold``."""
         return self.gold if self.gold_sets is None else self.gold_sets
 
+    def gold_ids(self, terminology) -> list[list[str]]:
+        """Every acceptable gold concept of each mention, as ids (what ``xnorm.eval`` functions take)."""
+        ids = terminology.concept_ids
+        return [[ids[g] for g in row if g >= 0] for row in self.all_gold.reshape(len(self), -1)]
+
     def hits(self, concepts: np.ndarray) -> np.ndarray:
         """Which of ``concepts`` (``[n]`` or ``[n, k]`` concept rows, one row per mention) are a gold concept."""
         return is_gold(concepts, self.all_gold)
