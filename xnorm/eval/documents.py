@@ -294,15 +294,20 @@ def compare_ranks(base_ranks: np.ndarray, ranks: np.ndarray, test: str = "bootst
     """A run against a baseline on the same mentions, from their first-hit ranks: for accuracy@1 and MRR the
     paired ``test``'s result (``PairedTest.to_dict``); accuracy@1 also counts the mentions ``won`` / ``lost``
     (top prediction turned right / wrong), so that a delta of a few mentions reads as such."""
-    tester = PAIRED_TESTS[test]
     a, b = per_mention_values(base_ranks, [1]), per_mention_values(ranks, [1])
     names = metric_names([1])
-    out = {metric: tester(a[:, names.index(metric)], b[:, names.index(metric)], n_resamples, seed).to_dict()
-           for metric in ("accuracy@1", "mrr")}
-    j = names.index("accuracy@1")
-    won, lost = won_lost(a[:, j], b[:, j])
-    out["accuracy@1"].update(won=won, lost=lost)
-    return out
+    i, j = names.index("accuracy@1"), names.index("mrr")
+    return {"accuracy@1": compare_hits(a[:, i], b[:, i], test, seed, n_resamples),
+            "mrr": PAIRED_TESTS[test](a[:, j], b[:, j], n_resamples, seed).to_dict()}
+
+
+def compare_hits(base: np.ndarray, run: np.ndarray, test: str = "bootstrap", seed: int = 0,
+                 n_resamples: int = 10000) -> dict:
+    """Per-mention 0/1 hits of a run against a baseline's: the paired ``test``'s result and the mentions ``won`` /
+    ``lost`` (turned right / wrong)."""
+    won, lost = won_lost(base, run)
+    return {**PAIRED_TESTS[test](np.asarray(base, float), np.asarray(run, float), n_resamples, seed).to_dict(),
+            "won": won, "lost": lost}
 
 
 def evaluate_documents(
@@ -365,9 +370,8 @@ def evaluate_documents(
             if hierarchy is not None:  # lenient@1 too: does the run trade exact answers for near-misses?
                 a, b = (lineage(top1_predictions(r), r.gold, hierarchy, is_a_levels, aliases)["lenient"]
                         for r in (base, run))
-                won, lost = won_lost(a, b)
-                comparison["lenient@1"] = {"baseline": float(a.mean()), "run": float(b.mean()), "won": won,
-                                           "lost": lost, **PAIRED_TESTS[test](a * 1.0, b * 1.0, 10000, seed).to_dict()}
+                comparison["lenient@1"] = {"baseline": float(a.mean()), "run": float(b.mean()),
+                                           **compare_hits(a, b, test, seed)}
         result["comparison"] = comparison
     return result
 
