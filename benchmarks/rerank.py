@@ -22,6 +22,7 @@ can be split over several invocations) and the table ``<out>.md`` is rewritten f
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -261,9 +262,6 @@ def metrics(cands, ex, terminology=None) -> dict:
     return out
 
 
-_HIERARCHY: dict = {}
-
-
 def hierarchy_for(terminology):
     """The is_a hierarchy for scoring near-misses: the terminology's own, or (for an index saved before
     terminologies kept is_a edges) the embedded hpo-en's when the terminology is HPO; None otherwise."""
@@ -273,11 +271,14 @@ def hierarchy_for(terminology):
         return terminology
     if not len(terminology) or not str(terminology.concept_ids[0]).startswith("HP:"):
         return None
-    if "hpo-en" not in _HIERARCHY:
-        from xnorm.terminology import load_terminology
+    return _hpo_en()
 
-        _HIERARCHY["hpo-en"] = load_terminology("hpo-en")
-    return _HIERARCHY["hpo-en"]
+
+@functools.lru_cache(maxsize=1)
+def _hpo_en():
+    from xnorm.terminology import load_terminology
+
+    return load_terminology("hpo-en")
 
 
 def _hits(entry: dict, key: str = "hits1") -> np.ndarray:
