@@ -715,6 +715,9 @@ def test_cli_train_reranker_and_link(index_dir, tiny_model_dir, tmp_path):
     r = _run("train-reranker", "--index", str(index_dir), "--train", "synonyms", "-o", str(tmp_path / "x"),
              "--mode", "stack", "--base-model", str(tiny_model_dir))
     assert r.exit_code == EXIT_BAD_INPUT and "--lang-adapter" in r.output
+    r = _run("train-reranker", "--index", str(index_dir), "--train", str(docs), "-o", str(tmp_path / "x"),
+             "--parents", "--base-model", str(tiny_model_dir), "--k", "4", "--steps", "1")  # no hierarchy here
+    assert r.exit_code == EXIT_BAD_INPUT and "Traceback" not in r.output and "no is_a hierarchy" in r.output
     r = _run("link", str(plain), "-o", str(tmp_path / "l2.jsonl"), "--index", str(index_dir), "--reranker",
              str(tmp_path / "nope"))
     assert r.exit_code == EXIT_BAD_INPUT and "reranker" in r.output
