@@ -1,4 +1,5 @@
-"""``xnorm train-reranker``: train a cross-encoder reranker (task adapter, Stack(lang, task) or full fine-tuning)."""
+"""``xnorm train-reranker``: train a reranker — a cross-encoder (task adapter, Stack(lang, task) or full
+fine-tuning) or the feature reranker (``--mode features``)."""
 from __future__ import annotations
 
 import click
@@ -26,9 +27,13 @@ def _lang_adapter(ctx, param, values):
               help="Dev set for early stopping (repeatable: the weights kept are those whose worst acc@1 gain over "
                    "the candidates, across the dev sets, is best — e.g. bare labels and mentions in context).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Reranker folder to write.")
-@click.option("--mode", type=click.Choice(["adapter", "stack", "full"]), default="adapter", show_default=True,
+@click.option("--mode", type=click.Choice(["adapter", "stack", "full", "features"]), default="adapter",
+              show_default=True,
               help="adapter: task adapter on the frozen base; stack: Stack(lang, task) with --lang-adapter; "
-                   "full: fine-tune every layer (comparison point).")
+                   "full: fine-tune every layer (comparison point); features: a linear ranker over generator scores, "
+                   "name overlap, hierarchy and a memory of the training annotations (seconds on CPU, no model).")
+@click.option("--l2", type=click.FloatRange(0, min_open=True),
+              help="--mode features: L2 weight [default: the best on --dev of 0.001-0.1, else 0.01].")
 @click.option("--lambda", "lam", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Weight of the rank regularizer ||p - q||_2 (0 = plain cross-entropy).")
 @click.option("--k", type=click.IntRange(2), default=16, show_default=True, help="Candidates per mention.")
@@ -74,20 +79,22 @@ def _lang_adapter(ctx, param, values):
               help="The base model's forward/backward pass: bf16 autocast (trained tensors stay fp32), fp32, or "
                    "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
-def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_model, steps, epochs, batch_size, lr,
-                   max_length, context_chars, parents, lang_adapters, source_lang, max_train, missing_gold, pooling,
+def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, lam, k, base_model, steps, epochs, batch_size,
+                   lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train, missing_gold, pooling,
                    no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang, seed, device, precision,
                    threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
 
     The loss is softmax cross-entropy over the k candidates plus LAMBDA times the L2 distance between the
-    reranker's distribution and the candidate generator's (min-max normalised, summing to one).
+    reranker's distribution and the candidate generator's (min-max normalised, summing to one). With
+    --mode features: softmax cross-entropy of a linear ranker over each candidate's features, plus --l2.
 
     \b
     Examples:
       xnorm train-reranker --index hpo-index --train gsc_train.jsonl --dev gsc_dev.jsonl -o hpo-reranker
       xnorm train-reranker --index hpo-index --train train.jsonl --dev notes_dev.jsonl --dev labels_dev.jsonl -o rr
       xnorm train-reranker --index hpo-index --train synonyms:en --k 8 --steps 200 -o hpo-reranker-weak
+      xnorm train-reranker --index hpo-index --mode features --train gsc_train.jsonl --dev gsc_dev.jsonl -o hpo-fr
       xnorm link notes.jsonl -o linked.jsonl --index hpo-index --reranker hpo-reranker
     """
     from xnorm.candidates import CandidateIndex
@@ -96,9 +103,17 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
     from xnorm.rerank.model import DEFAULT_PRIOR_WEIGHT
     from xnorm.rerank.supervision import load_examples
 
+    if mode == "features":
+        _check_cross_encoder_options_unset()
     index = CandidateIndex.load(index_dir)
     train_ex = load_examples(train_spec, index.terminology, max_examples=max_train, seed=seed, lang=lang)
     dev_ex = {spec: load_examples(spec, index.terminology, seed=seed, lang=lang) for spec in dev_specs} or None
+    if mode == "features":
+        _train_features(index, train_ex, dev_ex, output, k, l2, threads)
+        return
+    if l2 is not None:
+        raise ConfigError("--l2 is the feature reranker's setting.", field="--l2",
+                          fix="drop --l2, or train with --mode features.")
     source = None
     if mode == "stack":
         if source_lang not in lang_adapters:
@@ -119,3 +134,39 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, lam, k, base_
             f"{report['best_step']}" if "best_dev_acc1" in report else "")
     click.echo(f"wrote {output}: {report['steps']} steps in {report['train_seconds']:.0f} s, "
                f"{report['parameters']['trained']:,} trained parameters{best}")
+
+
+CROSS_ENCODER_ONLY = ("lam", "base_model", "steps", "epochs", "batch_size", "lr", "max_length", "context_chars",
+                      "parents", "lang_adapters", "source_lang", "missing_gold", "pooling", "no_prior", "eval_every",
+                      "patience", "max_seconds", "teacher", "teacher_weight", "device", "precision")
+
+
+def _check_cross_encoder_options_unset() -> None:
+    """--mode features has no model to train: a cross-encoder option given with it is a mistake, not a no-op."""
+    from xnorm.errors import ConfigError
+
+    ctx = click.get_current_context()
+    given = [p for p in ctx.command.params if p.name in CROSS_ENCODER_ONLY
+             and ctx.get_parameter_source(p.name) not in (click.core.ParameterSource.DEFAULT, None)]
+    if given:
+        flags = ", ".join(p.opts[0] for p in given)
+        raise ConfigError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to the cross-encoder modes only.",
+                          field=given[0].opts[0], fix="drop it, or train a cross-encoder (--mode adapter/stack/full).")
+
+
+def _train_features(index, train_ex, dev_ex, output, k, l2, threads) -> None:
+    import torch
+
+    from xnorm.rerank import FeatureReranker
+
+    torch.set_num_threads(threads)  # the index's encoder embeds the training mentions
+    click.echo(f"training on {len(train_ex):,} mentions ({train_ex.description}); k={k}, mode features", err=True)
+    ranker, report = FeatureReranker.train(index, train_ex, k=k, dev=dev_ex, l2=l2)
+    ranker.save(output)
+    dev = ""
+    if report["dev"]:
+        best = next(d for d in report["dev"] if d["l2"] == report["l2"])
+        dev = "; dev acc@1 " + ", ".join(f"{name} {report['dev_candidates'][name]:.4f} -> {best[name]:.4f}"
+                                          for name in report["dev_candidates"])
+    click.echo(f"wrote {output}: {report['trained_on']:,} mentions with the gold among {k} candidates, "
+               f"l2 {report['l2']:g}, {report['train_seconds']:.0f} s{dev}")

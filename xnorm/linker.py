@@ -145,7 +145,8 @@ class Linker:
         self.config.query_model, self.config.query_precision = model, precision
 
     def set_reranker(self, reranker, precision: str | None = None) -> None:
-        """Use a reranker: a ``Reranker``, its folder, a CrossEncoder folder or an adapter-zoo name; ``None`` = off.
+        """Use a reranker: a ``Reranker`` / ``FeatureReranker``, its folder, a CrossEncoder folder or an adapter-zoo
+        name; ``None`` = off.
         ``precision`` (default: the config's ``rerank_precision``): ``auto`` (bf16 where native), fp32 or bf16."""
         precision = _check_rerank_precision(precision or self.config.rerank_precision)
         self.config.rerank_precision = precision
@@ -153,10 +154,10 @@ class Linker:
             self.reranker = reranker
             self.config.reranker = getattr(reranker, "path", None) if reranker is not None else None
         else:
-            from .rerank import Reranker
+            from .rerank import load_reranker
 
             path = _resolve_reranker(str(reranker))
-            self.reranker = Reranker.load(path)
+            self.reranker = load_reranker(path)
             self.config.reranker = str(path)
         if hasattr(self.reranker, "set_precision"):
             self.reranker.set_precision(precision)
@@ -443,7 +444,7 @@ def _save_reranker(reranker, dest: Path) -> None:
     src = getattr(reranker, "path", None)
     if src and Path(src).is_dir():
         shutil.copytree(src, dest)
-        if (dest / "manifest.json").is_file():  # an xnorm reranker (a CrossEncoder folder has no manifest)
+        if (dest / "manifest.json").is_file() and reranker.mode != "features":  # an xnorm cross-encoder's weight
             update_manifest(dest, generator_weight=reranker.info.get("generator_weight"))
     else:
         reranker.save(dest)

@@ -13,6 +13,7 @@ import numpy as np
 # English names (the fallback for concepts with no name in that language), or through names of any language.
 ROUTE_NONE, ROUTE_SAME_LANGUAGE, ROUTE_ENGLISH_FALLBACK, ROUTE_ANY_LANGUAGE = 0, 1, 2, 3
 ROUTE_NAMES = ("none", "same-language", "english-fallback", "any-language")
+GENERATOR_LISTS = "generators"  # Candidates.meta key (see Candidates)
 
 
 def _obj(values: Sequence, n: int, default="") -> np.ndarray:
@@ -66,6 +67,8 @@ class Candidates:
     ``scores[n, k]``: higher is better, ``-inf`` for empty slots; comparable within one ``source`` only.
     ``names[n, k]``: the name row that matched best for that concept (-1 if unknown).
     ``routes[n, k]``: ``ROUTE_*`` code of the route that found the candidate.
+    ``meta[GENERATOR_LISTS]`` (from ``CandidateIndex.candidates``): each generator's own ranked list for the same
+    mentions, by generator name, before fusion — what a feature reranker reads each generator's score from.
     """
 
     concepts: np.ndarray
@@ -102,8 +105,11 @@ class Candidates:
         return self.concepts.shape[0]
 
     def __getitem__(self, index) -> "Candidates":
+        meta = dict(self.meta)
+        if GENERATOR_LISTS in meta:  # row-aligned with these mentions, so sliced with them
+            meta[GENERATOR_LISTS] = {g: c[index] for g, c in meta[GENERATOR_LISTS].items()}
         return Candidates(self.concepts[index], self.scores[index], self.names[index], self.routes[index],
-                          self.source, dict(self.meta))
+                          self.source, meta)
 
     def top(self, k: int) -> "Candidates":
         """The first k columns (rows are ranked)."""
@@ -122,8 +128,14 @@ class Candidates:
         """Stack batches row-wise (they must share k and source)."""
         if not parts:
             raise ValueError("nothing to concatenate")
+        meta = dict(parts[0].meta)
+        lists = [p.meta.get(GENERATOR_LISTS) for p in parts]
+        meta.pop(GENERATOR_LISTS, None)
+        if all(lists) and all(list(x) == list(lists[0]) and all(x[g].shape[1] == lists[0][g].shape[1] for g in x)
+                              for x in lists):
+            meta[GENERATOR_LISTS] = {g: Candidates.concat([x[g] for x in lists]) for g in lists[0]}
         return Candidates(
             np.concatenate([p.concepts for p in parts]), np.concatenate([p.scores for p in parts]),
             np.concatenate([p.names for p in parts]), np.concatenate([p.routes for p in parts]),
-            parts[0].source, dict(parts[0].meta),
+            parts[0].source, meta,
         )

@@ -24,7 +24,7 @@ from ..errors import ArtifactError, ConfigError
 from ..models.encoder import resolve_precision
 from ..terminology.core import Terminology, read_manifest, verify_checksums
 from ..terminology.hierarchy import subtree_mask
-from ..types import Candidates, Mentions
+from ..types import GENERATOR_LISTS, Candidates, Mentions
 from .abbreviations import expand_mentions
 from .base import CandidateGenerator, merge_best
 from .cache import RowCache
@@ -150,11 +150,12 @@ class CandidateIndex:
                         getattr(own, attr)[rows] = getattr(both, attr)
         return lists
 
-    def _generate(self, mentions: Mentions, k: int) -> Candidates:
-        lists = list(self.generator_candidates(mentions, k).values())
+    def _generate(self, mentions: Mentions, k: int) -> tuple[Candidates, dict[str, Candidates]]:
+        """The fused list and the generators' own lists it was fused from."""
+        lists = self.generator_candidates(mentions, k)
         if len(lists) == 1:
-            return lists[0]
-        return fuse_by_config(lists, k, self.config["fusion"])
+            return next(iter(lists.values())), lists
+        return fuse_by_config(list(lists.values()), k, self.config["fusion"]), lists
 
     def subtree(self, under: Iterable[str]) -> np.ndarray:
         """bool[C]: the concepts ``under`` and their is_a descendants (``ConfigError`` for unknown ids or a
@@ -187,7 +188,7 @@ class CandidateIndex:
         subtree = self.subtree(under) if under is not None else None
         filtering = per_mention is not None or allowed_types is not None
         fetch = k * flt["overfetch"] if filtering or subtree is not None else k
-        result = self._generate(mentions, fetch)
+        result, lists = self._generate(mentions, fetch)
         if subtree is not None:
             result = compact(result, (result.concepts >= 0) & subtree[np.maximum(result.concepts, 0)])
         if filtering:
@@ -197,7 +198,9 @@ class CandidateIndex:
                 result = self._type_filter.apply_per_mention(result, per_mention)
             else:
                 result = self._type_filter.apply(result, allowed_types)  # type: ignore[arg-type]
-        return result.top(k)
+        result = result.top(k)
+        result.meta[GENERATOR_LISTS] = lists
+        return result
 
     def describe(self) -> str:
         """One line: what generates candidates and how they are combined."""

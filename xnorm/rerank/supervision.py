@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..types import Candidates, Mentions
+from ..types import GENERATOR_LISTS, Candidates, Mentions
 
 
 @dataclass
@@ -136,9 +136,9 @@ def candidates_for(index, examples: Examples, k: int) -> Candidates:
     cfg = index.config
     lists = [_generator_excluding(g, examples.mentions, k, cfg["routing"], cfg["default_lang"],
                                   examples.exclude_names) for g in index.generators]
-    if len(lists) == 1:
-        return lists[0]
-    return fuse_by_config(lists, k, cfg["fusion"])
+    out = lists[0].top(k) if len(lists) == 1 else fuse_by_config(lists, k, cfg["fusion"])  # a copy: no self-reference
+    out.meta[GENERATOR_LISTS] = {g.name: c for g, c in zip(index.generators, lists)}
+    return out
 
 
 def _generator_excluding(gen, mentions: Mentions, k: int, routing: str, default_lang: str,

@@ -1,0 +1,243 @@
+"""The feature reranker (xnorm.rerank.features / feature_ranker): hand-checked features, the annotation memory,
+training that learns a corpus's convention, save/load, the Linker and `xnorm train-reranker --mode features`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xnorm.errors import EXIT_BAD_INPUT, ArtifactError, ConfigError
+from xnorm.types import GENERATOR_LISTS, Candidates, Mentions
+
+TERMS = {
+    "HP:1": ["Seizure", "Epileptic seizure", "Convulsions"],
+    "HP:2": ["Short stature", "Small stature"],
+    "HP:3": ["Intellectual disability", "Mental retardation"],
+    "HP:4": ["Microcephaly", "Small head"],
+    "HP:6": ["Fever", "Pyrexia"],
+    "HP:9": ["Seizure cluster", "Cluster of seizures"],
+    "HP:10": ["Abnormality of the nervous system"],
+}
+IS_A = [("HP:9", "HP:1"), ("HP:1", "HP:10"), ("HP:3", "HP:10"), ("HP:4", "HP:10")]
+
+
+def _terminology():
+    from xnorm.terminology.core import TerminologyBuilder
+
+    b = TerminologyBuilder()
+    for cid, names in TERMS.items():
+        b.add_concept(cid, names[0], ["phenotype"], "test")
+        for i, text in enumerate(names):
+            b.add_name(cid, text, "en", "preferred" if i == 0 else "exact", "test")
+    b.add_name("HP:6", "fiebre", "es", "translation", "test")
+    for child, parent in IS_A:
+        b.add_is_a(child, parent)
+    return b.build(name="tiny-hpo", db_name="HPO")
+
+
+@pytest.fixture(scope="module")
+def index(tiny_model_dir):
+    from xnorm.candidates import CandidateIndex
+
+    return CandidateIndex.build(_terminology(), {
+        "generators": [{"type": "sparse"}, {"type": "dense", "model": str(tiny_model_dir), "index": "Flat"}],
+        "routing": "fallback", "fusion": {"method": "minmax"}})
+
+
+@pytest.fixture(scope="module")
+def index_dir(index, tmp_path_factory) -> Path:
+    return index.save(tmp_path_factory.mktemp("fr") / "index")
+
+
+def _doc(i: int, before: str, mention: str, after: str, cid: str | None, lang: str = "en") -> dict:
+    text = f"{before}{mention}{after}"
+    start = len(before)
+    return {"id": f"d{i}", "document_id": f"d{i}", "lang": lang,
+            "passages": [{"id": f"d{i}p", "type": "abstract", "text": [text], "offsets": [[0, len(text)]]}],
+            "entities": [{"id": f"e{i}", "type": "phenotype", "text": [mention], "offsets": [[start, start + len(mention)]],
+                          "normalized": [{"db_name": "HPO", "db_id": cid}] if cid else []}]}
+
+
+# The corpus's convention: a "seizure cluster" is annotated as the coarser Seizure (HP:1), which the candidate
+# stage ranks below the literal match Seizure cluster (HP:9).
+TRAIN_DOCS = ([_doc(i, "The patient had a ", "seizure cluster", " last year.", "HP:1") for i in range(6)]
+              + [_doc(10 + i, "She presented with ", t, " at birth.", c) for i, (t, c) in
+                 enumerate([("pyrexia", "HP:6"), ("small head", "HP:4"), ("short stature", "HP:2"),
+                            ("mental retardation", "HP:3"), ("convulsions", "HP:1"), ("fever", "HP:6")])])
+TEST_DOCS = [_doc(90, "Twins with one ", "seizure cluster", " each.", "HP:1"),
+             _doc(91, "A girl with ", "pyrexia", " and rash.", "HP:6")]
+
+
+def _examples(index, docs):
+    from xnorm.rerank import examples_from_documents
+
+    return examples_from_documents(docs, index.terminology, context_chars=100)
+
+
+@pytest.fixture(scope="module")
+def trained(index):
+    from xnorm.rerank import FeatureReranker
+
+    return FeatureReranker.train(index, _examples(index, TRAIN_DOCS), k=4)
+
+
+# ---- features ---------------------------------------------------------------------------------------------
+def test_corpus_memory_counts_normalises_and_leaves_one_out(index):
+    from xnorm.rerank.features import CorpusMemory
+
+    term = index.terminology
+    mem = CorpusMemory.from_annotations(["Seizure  cluster", "seizure cluster", "fever", "fiebre"],
+                                        ["en", "en", "en", "es"], ["HP:1", "HP:1", "HP:6", "HP:6"])
+    assert len(mem) == 3  # case and spaces normalised: one (en, "seizure cluster", HP:1) entry counted twice
+    rows = np.asarray([[term.concept_index("HP:1"), term.concept_index("HP:9"), -1],
+                       [term.concept_index("HP:6"), term.concept_index("HP:1"), -1],
+                       [term.concept_index("HP:6"), -1, -1]])
+    m = Mentions(texts=["SEIZURE cluster", "pyrexia", "fiebre"], langs=["en", "en", "de"])
+    prior, memory = mem.lookup(m, rows, term)
+    assert prior[0].tolist() == [2, 0, 0] and memory[0].tolist() == [2, 0, 0]
+    assert prior[1].tolist() == [1, 2, 0] and memory[1].tolist() == [0, 0, 0]  # prior per language, text exact
+    assert prior[2].tolist() == [0, 0, 0]  # German: nothing annotated in German
+    prior, memory = mem.lookup(m, rows, term, exclude=np.asarray([rows[0, 0], -1, -1]))
+    assert prior[0, 0] == 1 and memory[0, 0] == 1  # a training mention does not see its own annotation
+
+
+def test_candidate_features_by_hand(index):
+    from xnorm.rerank.features import CorpusMemory, candidate_features, feature_names
+
+    term = index.terminology
+    r = term.concept_index
+    m = Mentions(texts=["Seizure", "small head"], langs=["en", "en"])
+    names = [[int(np.flatnonzero(term.name_texts == "Seizure cluster")[0]), int(np.flatnonzero(term.name_texts == "Seizure")[0])],
+             [int(np.flatnonzero(term.name_texts == "Small head")[0]), -1]]
+    cands = Candidates([[r("HP:9"), r("HP:1")], [r("HP:4"), -1]], [[0.9, 0.5], [0.7, -np.inf]], names,
+                       [[1, 1], [1, 0]])
+    own = Candidates([[r("HP:1"), r("HP:2")], [r("HP:4"), r("HP:3")]], [[0.8, 0.1], [0.6, 0.2]],
+                     [[-1, -1], [-1, -1]], [[1, 1], [1, 1]])
+    cands.meta[GENERATOR_LISTS] = {"g": own}
+    empty = CorpusMemory.from_annotations([], [], [])
+    x = candidate_features(m, cands, term, empty, ["g"])
+    f = {name: x[..., i] for i, name in enumerate(feature_names(["g"]))}
+    assert x.shape == (2, 2, len(feature_names(["g"])))
+    assert f["exact_name"][0].tolist() == [0, 1] and f["exact_name"][1, 0] == 1  # case-insensitive
+    assert f["gram_jaccard"][0, 1] == pytest.approx(1.0) and 0 < f["gram_jaccard"][0, 0] < 1
+    assert f["name_extra_words"][0].tolist() == [1, 0]  # "Seizure cluster" has one word the mention lacks
+    assert f["mention_words_in_name"][0].tolist() == [1, 1] and f["name_words_in_mention"][0, 0] == 0.5
+    assert f["fused_minmax"][0].tolist() == [1, 0] and f["fused_gap"][0, 1] == pytest.approx(0.4)
+    # HP:1 is HP:9's parent: HP:9 (first) has an ancestor in the list, ranked below it; HP:1 a descendant above it.
+    assert f["ancestor_in_list"][0].tolist() == [1, 0] and f["descendant_above"][0].tolist() == [0, 1]
+    assert f["ancestor_above"][0].tolist() == [0, 0] and f["ancestors"][0].tolist() == [2, 1]
+    assert f["log_children"][0, 1] == pytest.approx(np.log(2))
+    # Generator list "g": HP:9 absent (worst score of the row, 0.1), HP:1 present with 0.8.
+    assert f["g_absent"][0].tolist() == [1, 0] and f["g_score"][0].tolist() == pytest.approx([0.1, 0.8])
+    assert f["g_gap"][0, 1] == pytest.approx(0.0)
+    assert (x[1, 1] == 0).all()  # the empty slot
+    with pytest.raises(ConfigError, match="other"):
+        candidate_features(m, cands, term, empty, ["other"])
+
+
+def test_index_candidates_carry_each_generators_list(index):
+    m = Mentions(texts=["seizure cluster", "pyrexia", "small head"], langs=["en"] * 3)
+    c = index.candidates(m, k=3)
+    lists = c.meta[GENERATOR_LISTS]
+    assert list(lists) == ["sparse", "dense"] and all(len(x) == 3 for x in lists.values())
+    sub = c[np.asarray([2, 0])]  # row slicing slices the lists with the mentions
+    np.testing.assert_array_equal(sub.meta[GENERATOR_LISTS]["sparse"].concepts, lists["sparse"].concepts[[2, 0]])
+    both = Candidates.concat([c, c[:1]])
+    assert len(both.meta[GENERATOR_LISTS]["dense"]) == 4
+
+
+# ---- training -----------------------------------------------------------------------------------------------
+def test_training_learns_the_corpus_convention(index, trained):
+    ranker, report = trained
+    test = _examples(index, TEST_DOCS)
+    cands = index.candidates(test.mentions, 4)
+    term = index.terminology
+    assert term.concept_ids[cands.concepts[0, 0]] == "HP:9"  # the candidate stage takes the literal match
+    out = ranker.rerank(test.mentions, cands, term)
+    assert test.hits(out.concepts[:, 0]).all()  # reranked: the corpus's Seizure, and Fever stays first
+    np.testing.assert_allclose(out.scores.sum(axis=1), 1.0, rtol=1e-5)
+    assert report["trained_on"] == 12 and report["l2"] == pytest.approx(0.01) and report["k"] == 4
+    assert ranker.context_languages == ["en"] and ranker.info["k"] == 4
+    # Bare labels / languages without in-context training data use only the shared half of the weights.
+    m = Mentions(texts=["seizure cluster", "seizure cluster"], langs=["en", "en"], left=["A ", ""], right=[".", ""])
+    z = ranker.design(m, index.candidates(m, 4), term)
+    half = z.shape[-1] // 2
+    np.testing.assert_allclose(z[0, :, half:], z[0, :, :half])
+    assert (z[1, :, half:] == 0).all()
+
+
+def test_l2_chosen_on_dev_and_shrinks_the_weights(index):
+    from xnorm.rerank import FeatureReranker
+
+    train, dev = _examples(index, TRAIN_DOCS), _examples(index, TEST_DOCS)
+    ranker, report = FeatureReranker.train(index, train, k=4, dev={"test-docs": dev})
+    assert [d["l2"] for d in report["dev"]] == [0.001, 0.003, 0.01, 0.03, 0.1]
+    assert report["dev"][[d["l2"] for d in report["dev"]].index(report["l2"])]["test-docs"] == 1.0
+    flat, _ = FeatureReranker.train(index, train, k=4, l2=1e3)
+    assert np.abs(flat.weights).max() < 0.01 * np.abs(ranker.weights).max()
+
+
+def test_save_load_round_trip_and_tampering(index, trained, tmp_path):
+    from xnorm.rerank import FeatureReranker, load_reranker
+
+    ranker, _ = trained
+    ranker.save(tmp_path / "fr")
+    again = load_reranker(tmp_path / "fr")
+    assert isinstance(again, FeatureReranker) and again.path == str(tmp_path / "fr")
+    test = _examples(index, TEST_DOCS)
+    c = index.candidates(test.mentions, 4)
+    np.testing.assert_allclose(again.rerank_scores(test.mentions, c, index.terminology),
+                               ranker.rerank_scores(test.mentions, c, index.terminology))
+    memory = tmp_path / "fr" / "memory.parquet"
+    memory.write_bytes(memory.read_bytes() + b"x")
+    with pytest.raises(ArtifactError, match="memory.parquet"):
+        load_reranker(tmp_path / "fr")
+
+
+def test_linker_with_feature_reranker_links_and_round_trips(index_dir, trained, tmp_path):
+    from xnorm.linker import Linker
+
+    ranker, _ = trained
+    ranker.save(tmp_path / "fr")
+    linker = Linker.from_config({"index": str(index_dir), "reranker": str(tmp_path / "fr"), "k": 5})
+    assert "reranked by feature reranker(" in linker.pipeline and linker.rerank_k == 4
+    docs = list(linker.link(json.loads(json.dumps(TEST_DOCS)), overwrite=True))
+    assert [d["entities"][0]["normalized"][0]["db_id"] for d in docs] == ["HP:1", "HP:6"]
+    linker.save(tmp_path / "linker")
+    again = Linker.load(tmp_path / "linker")
+    m = _examples(again.index, TEST_DOCS).mentions
+    np.testing.assert_allclose(again.candidates(m).scores, linker.candidates(m).scores)
+
+
+def _run(*args):
+    from tests.test_link import run
+
+    return run(*args)
+
+
+def test_cli_train_features_and_link(index_dir, tmp_path):
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(d) + "\n" for d in TRAIN_DOCS))
+    test.write_text("".join(json.dumps(d) + "\n" for d in TEST_DOCS))
+    out = tmp_path / "fr"
+    r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train),
+             "--dev", str(test), "--k", "4", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and "dev acc@1" in r.output
+    assert json.loads((out / "manifest.json").read_text())["format"] == "xnorm-feature-reranker"
+    r = _run("link", str(test), "-o", str(tmp_path / "linked.jsonl"), "--index", str(index_dir), "--reranker",
+             str(out), "--overwrite")
+    assert r.exit_code == 0, r.output
+    linked = [json.loads(x) for x in (tmp_path / "linked.jsonl").read_text().splitlines()]
+    assert [d["entities"][0]["normalized"][0]["db_id"] for d in linked] == ["HP:1", "HP:6"]
+    r = _run("evaluate", str(tmp_path / "linked.jsonl"), str(test))
+    assert r.exit_code == 0 and "1.000" in r.output, r.output
+    # User errors: one line, exit code 3, no traceback.
+    r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train),
+             "--lambda", "0", "-o", str(tmp_path / "x"))
+    assert r.exit_code == EXIT_BAD_INPUT and "--lambda" in r.output and "Traceback" not in r.output
+    r = _run("train-reranker", "--index", str(index_dir), "--train", str(train), "--l2", "0.1", "-o",
+             str(tmp_path / "x"))
+    assert r.exit_code == EXIT_BAD_INPUT and "--l2" in r.output and not (tmp_path / "x").exists()

@@ -1,0 +1,232 @@
+"""Features of (mention, candidate) pairs for the feature reranker (:mod:`.feature_ranker`), vectorised over the
+``[n, k]`` candidate arrays; no model forward pass, so they cost milliseconds per thousand mentions.
+
+- generator: the fused score, its gap to the mention's best, the rank; per generator (by name) the candidate's
+  score in that generator's own list (``Candidates.meta[GENERATOR_LISTS]``; absent: the list's worst, plus a
+  flag) and its gap to that list's best; whether the candidate was found through another language's names.
+- lexical: the mention against the name the candidate matched with: character 3-gram Jaccard, the share of the
+  mention's words in the name and of the name's words in the mention, the name's extra words, exact equality
+  (case- and Unicode-normalised) with that name or the preferred name.
+- hierarchy (zeros without is_a edges): the concept's children and ancestors (how general it is), and whether
+  one of its ancestors / descendants is also a candidate, ranked above it — the granularity a corpus annotates at.
+- corpus memory (:class:`CorpusMemory`, from the training annotations): how often annotators of the mention's
+  language chose this concept, and this concept for this exact mention text.
+"""
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..terminology.hierarchy import ancestor_matrix
+from ..types import GENERATOR_LISTS, ROUTE_SAME_LANGUAGE, Candidates, Mentions
+from .pairs import FALLBACK_LANG
+
+BASE_FEATURES = (
+    "fused", "fused_minmax", "fused_gap", "rank_inverse", "is_first", "other_language_route",
+    "gram_jaccard", "mention_words_in_name", "name_words_in_mention", "name_extra_words", "exact_name",
+    "log_children", "ancestors", "ancestor_in_list", "descendant_in_list", "ancestor_above", "descendant_above",
+    "log_prior", "prior_seen", "log_memory",
+)
+GENERATOR_FEATURES = ("score", "gap", "absent")
+
+
+def feature_names(generators: Sequence[str]) -> list[str]:
+    """The feature columns, in order, for an index with these generators."""
+    return list(BASE_FEATURES) + [f"{g}_{f}" for g in generators for f in GENERATOR_FEATURES]
+
+
+def normalise(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", str(text)).lower().split())
+
+
+def mention_langs(mentions: Mentions) -> np.ndarray:
+    return np.asarray([str(x) if x else FALLBACK_LANG for x in mentions.langs], dtype=object)
+
+
+def has_context(mentions: Mentions) -> np.ndarray:
+    return np.asarray([bool(a) or bool(b) for a, b in zip(mentions.left, mentions.right)], dtype=bool)
+
+
+@dataclass
+class CorpusMemory:
+    """What annotators chose: per (language, normalised mention text, concept id), how many training mentions.
+
+    ``prior`` sums it over texts (how often a concept is annotated in a language); ``memory`` is the exact text's
+    count. Kept as four columns, stored as a table next to the reranker's weights (no pickles).
+    """
+
+    langs: np.ndarray
+    texts: np.ndarray
+    concept_ids: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def from_annotations(cls, texts: Sequence[str], langs: Sequence[str], concept_ids: Sequence[str]) -> "CorpusMemory":
+        counted = Counter((lang, normalise(t), c) for t, lang, c in zip(texts, langs, concept_ids) if c is not None)
+        keys = sorted(counted)
+        col = lambda i: np.asarray([k[i] for k in keys], dtype=object)  # noqa: E731
+        return cls(col(0), col(1), col(2), np.asarray([counted[k] for k in keys], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def lookup(self, mentions: Mentions, concepts: np.ndarray, terminology,
+               exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(prior, memory)`` counts ``[n, k]`` for candidate rows ``concepts`` of ``mentions``; ``exclude``: per
+        mention a concept row whose count drops by one (a training mention must not see its own annotation)."""
+        size = len(terminology)
+        lang_ids, prior_table, text_ids, codes, counts = self._tables(terminology)
+        langs = mention_langs(mentions)
+        safe = np.maximum(concepts, 0).astype(np.int64)
+        m_lang = np.asarray([lang_ids.get(x, -1) for x in langs], dtype=np.int64)[:, None]
+        prior = np.where((m_lang >= 0) & (concepts >= 0), prior_table[np.maximum(m_lang, 0) * size + safe], 0.0)
+        m_text = np.asarray([text_ids.get((lang, normalise(t)), -1) for lang, t in zip(langs, mentions.texts)],
+                            dtype=np.int64)[:, None]
+        query = np.maximum(m_text, 0) * size + safe
+        at = np.minimum(np.searchsorted(codes, query), len(codes) - 1)
+        found = (m_text >= 0) & (concepts >= 0) & (codes[at] == query)
+        memory = np.where(found, counts[at], 0.0)
+        if exclude is not None:
+            own = (concepts == np.asarray(exclude)[:, None]) & (concepts >= 0)
+            prior, memory = np.maximum(prior - own, 0), np.maximum(memory - own, 0)
+        return prior, memory
+
+    def _tables(self, terminology):
+        """Lookup tables for one terminology (cached): language ids, per (language, concept row) counts, text ids,
+        and the sorted (text, concept row) codes with their counts; ids outside the terminology are left out."""
+        if getattr(self, "_cache", (None,))[0] is not terminology:
+            size = len(terminology)
+            rows = np.asarray([terminology.concept_index(c) if c in terminology else -1 for c in self.concept_ids],
+                              dtype=np.int64)
+            known = rows >= 0
+            lang_ids = {x: i for i, x in enumerate(sorted(set(self.langs.tolist())))}
+            entry_lang = np.asarray([lang_ids[x] for x in self.langs], dtype=np.int64)
+            prior = np.bincount(entry_lang[known] * size + rows[known], weights=self.counts[known],
+                                minlength=max(len(lang_ids), 1) * size)
+            keys = list(zip(self.langs.tolist(), self.texts.tolist()))
+            text_ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+            codes = np.asarray([text_ids[key] for key in keys], dtype=np.int64)[known] * size + rows[known]
+            order = np.argsort(codes)
+            # a sentinel above every code keeps searchsorted's index in range, also when nothing is stored
+            codes = np.r_[codes[order], np.iinfo(np.int64).max]
+            counts = np.r_[self.counts[known][order], 0].astype(np.float64)
+            self._cache = (terminology, (lang_ids, prior, text_ids, codes, counts))
+        return self._cache[1]
+
+
+def candidate_features(mentions: Mentions, candidates: Candidates, terminology, memory: CorpusMemory,
+                       generators: Sequence[str], exclude: np.ndarray | None = None) -> np.ndarray:
+    """``[n, k, F]`` float32 features (columns: :func:`feature_names`); empty slots hold zeros."""
+    c = candidates.concepts
+    n, k = c.shape
+    valid = c >= 0
+    cc = np.maximum(c, 0)
+    f: dict[str, np.ndarray] = {}
+    s = np.where(valid, candidates.scores.astype(np.float64), np.nan)
+    with np.errstate(invalid="ignore"):
+        hi = np.nanmax(np.where(valid.any(1, keepdims=True), s, 0.0), axis=1, keepdims=True)
+        lo = np.nanmin(np.where(valid.any(1, keepdims=True), s, 0.0), axis=1, keepdims=True)
+    f["fused"] = s
+    f["fused_minmax"] = np.where(hi > lo, (s - lo) / np.where(hi > lo, hi - lo, 1.0), 1.0)
+    f["fused_gap"] = hi - s
+    f["rank_inverse"] = np.broadcast_to(1.0 / np.arange(1, k + 1), (n, k))
+    f["is_first"] = np.broadcast_to(np.arange(k) == 0, (n, k))
+    f["other_language_route"] = candidates.routes > ROUTE_SAME_LANGUAGE
+    f.update(_lexical(mentions, candidates, terminology))
+    f.update(_hierarchy(terminology, c, valid))
+    prior, mem = memory.lookup(mentions, c, terminology, exclude)
+    f["log_prior"], f["prior_seen"], f["log_memory"] = np.log1p(prior), prior > 0, np.log1p(mem)
+    lists = candidates.meta.get(GENERATOR_LISTS, {})
+    missing = [g for g in generators if g not in lists]
+    if missing:
+        raise ConfigError(f"the candidates carry no list of the generator(s) {', '.join(missing)} this reranker "
+                          "was trained with.", field="reranker",
+                          fix="rerank candidates of the index the reranker was trained on (same generator names), "
+                              "straight from `CandidateIndex.candidates`.")
+    for g in generators:
+        f.update(_generator(g, lists[g], c, valid))
+    names = feature_names(generators)
+    out = np.stack([np.broadcast_to(np.asarray(f[x], dtype=np.float64), (n, k)) for x in names], axis=-1)
+    return np.where(valid[..., None], np.nan_to_num(out), 0.0).astype(np.float32)
+
+
+def _generator(name: str, own: Candidates, concepts: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    """The candidate's score in one generator's list (``[n, kg]``, same mentions)."""
+    ok = own.concepts >= 0
+    g = np.where(ok, own.scores.astype(np.float64), np.nan)
+    has = ok.any(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        worst = np.where(has, np.nanmin(np.where(has, g, 0.0), axis=1, keepdims=True), 0.0)
+        best = np.where(has, np.nanmax(np.where(has, g, 0.0), axis=1, keepdims=True), 0.0)
+    match = (own.concepts[:, None, :] == concepts[:, :, None]) & ok[:, None, :] & valid[:, :, None]  # [n, k, kg]
+    found = match.any(axis=2)
+    score = np.where(found, np.take_along_axis(np.nan_to_num(g), match.argmax(axis=2), axis=1), worst)
+    return {f"{name}_score": score, f"{name}_gap": best - score, f"{name}_absent": ~found}
+
+
+def _lexical(mentions: Mentions, candidates: Candidates, terminology) -> dict[str, np.ndarray]:
+    """Overlap of each mention with each candidate's matched name (hashed binary n-gram / word vectors)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    n, k = candidates.shape
+    name_rows = candidates.names
+    texts = np.where(name_rows >= 0, terminology.name_texts[np.maximum(name_rows, 0)],
+                     terminology.preferred_names[np.maximum(candidates.concepts, 0)]).ravel()
+    preferred = terminology.preferred_names[np.maximum(candidates.concepts, 0)].ravel()
+    m_norm = [normalise(t) for t in mentions.texts]
+    n_norm = [normalise(t) for t in texts]
+    common = dict(binary=True, norm=None, alternate_sign=False, n_features=1 << 20, lowercase=False)
+    grams = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 3), **common)
+    words = HashingVectorizer(analyzer="word", token_pattern=r"(?u)\b\w+\b", **common)
+    rep = np.repeat(np.arange(n), k)
+    out = {}
+    for key, vec in (("gram", grams), ("word", words)):
+        m, c = vec.transform(m_norm), vec.transform(n_norm)
+        inter = np.asarray(m[rep].multiply(c).sum(axis=1)).ravel()
+        m_size, c_size = m.getnnz(axis=1)[rep].astype(np.float64), c.getnnz(axis=1).astype(np.float64)
+        out[key] = (inter, m_size, c_size)
+    inter, a, b = out["gram"]
+    w_inter, w_m, w_c = out["word"]
+    exact = (np.asarray(n_norm, dtype=object) == np.asarray(m_norm, dtype=object)[rep])
+    exact |= np.asarray([normalise(p) for p in preferred], dtype=object) == np.asarray(m_norm, dtype=object)[rep]
+    shape = (n, k)
+    return {
+        "gram_jaccard": (inter / np.maximum(a + b - inter, 1)).reshape(shape),
+        "mention_words_in_name": (w_inter / np.maximum(w_m, 1)).reshape(shape),
+        "name_words_in_mention": (w_inter / np.maximum(w_c, 1)).reshape(shape),
+        "name_extra_words": np.minimum(w_c - w_inter, 5).reshape(shape),
+        "exact_name": exact.reshape(shape),
+    }
+
+
+def _hierarchy(terminology, concepts: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    n, k = concepts.shape
+    zero = np.zeros((n, k))
+    if not len(terminology.is_a) or not valid.any():
+        return {x: zero for x in ("log_children", "ancestors", "ancestor_in_list", "descendant_in_list",
+                                  "ancestor_above", "descendant_above")}
+    size = len(terminology)
+    children = np.bincount(terminology.is_a[:, 1], minlength=size)
+    uniq, pos = np.unique(np.maximum(concepts, 0), return_inverse=True)
+    pos = pos.reshape(n, k)
+    up = ancestor_matrix(terminology, None, rows=uniq).tocoo()  # [len(uniq), C]: the candidates' ancestors
+    codes = np.sort(up.row.astype(np.int64) * size + up.col)
+    query = pos[:, :, None].astype(np.int64) * size + np.maximum(concepts, 0)[:, None, :]  # [n, j, l]: l above j?
+    at = np.clip(np.searchsorted(codes, query), 0, max(len(codes) - 1, 0))
+    above_of = (codes[at] == query) if len(codes) else np.zeros(query.shape, bool)
+    above_of &= valid[:, :, None] & valid[:, None, :]
+    earlier = np.tril(np.ones((k, k), dtype=bool), -1)  # [j, l]: l ranked before j
+    below_of = above_of.transpose(0, 2, 1)
+    return {
+        "log_children": np.log1p(children[np.maximum(concepts, 0)]),
+        "ancestors": np.minimum(np.asarray(up.tocsr().getnnz(axis=1))[pos], 30),
+        "ancestor_in_list": above_of.any(axis=2),
+        "descendant_in_list": below_of.any(axis=2),
+        "ancestor_above": (above_of & earlier).any(axis=2),
+        "descendant_above": (below_of & earlier).any(axis=2),
+    }
