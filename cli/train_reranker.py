@@ -34,6 +34,9 @@ def _lang_adapter(ctx, param, values):
                    "name overlap, hierarchy and a memory of the training annotations (seconds on CPU, no model).")
 @click.option("--l2", type=click.FloatRange(0, min_open=True),
               help="--mode features: L2 weight [default: the best on --dev of 0.001-0.1, else 0.01].")
+@click.option("--no-memory", is_flag=True,
+              help="--mode features: remember no training annotations (no concept prior, no exact-mention memory), "
+                   "for a ranker meant for other corpora than its training one.")
 @click.option("--lambda", "lam", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Weight of the rank regularizer ||p - q||_2 (0 = plain cross-entropy).")
 @click.option("--k", type=click.IntRange(2), default=16, show_default=True, help="Candidates per mention.")
@@ -79,7 +82,7 @@ def _lang_adapter(ctx, param, values):
               help="The base model's forward/backward pass: bf16 autocast (trained tensors stay fp32), fp32, or "
                    "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
-def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, lam, k, base_model, steps, epochs, batch_size,
+def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory, lam, k, base_model, steps, epochs, batch_size,
                    lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train, missing_gold, pooling,
                    no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang, seed, device, precision,
                    threads):
@@ -105,15 +108,16 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, lam, k, b
 
     if mode == "features":
         _check_cross_encoder_options_unset()
+    elif l2 is not None or no_memory:
+        flag = "--l2" if l2 is not None else "--no-memory"
+        raise ConfigError(f"{flag} is the feature reranker's setting.", field=flag,
+                          fix=f"drop {flag}, or train with --mode features.")
     index = CandidateIndex.load(index_dir)
     train_ex = load_examples(train_spec, index.terminology, max_examples=max_train, seed=seed, lang=lang)
     dev_ex = {spec: load_examples(spec, index.terminology, seed=seed, lang=lang) for spec in dev_specs} or None
     if mode == "features":
-        _train_features(index, train_ex, dev_ex, output, k, l2, threads)
+        _train_features(index, train_ex, dev_ex, output, k, l2, not no_memory, threads)
         return
-    if l2 is not None:
-        raise ConfigError("--l2 is the feature reranker's setting.", field="--l2",
-                          fix="drop --l2, or train with --mode features.")
     source = None
     if mode == "stack":
         if source_lang not in lang_adapters:
@@ -154,14 +158,14 @@ def _check_cross_encoder_options_unset() -> None:
                           field=given[0].opts[0], fix="drop it, or train a cross-encoder (--mode adapter/stack/full).")
 
 
-def _train_features(index, train_ex, dev_ex, output, k, l2, threads) -> None:
+def _train_features(index, train_ex, dev_ex, output, k, l2, memory, threads) -> None:
     import torch
 
     from xnorm.rerank import FeatureReranker
 
     torch.set_num_threads(threads)  # the index's encoder embeds the training mentions
     click.echo(f"training on {len(train_ex):,} mentions ({train_ex.description}); k={k}, mode features", err=True)
-    ranker, report = FeatureReranker.train(index, train_ex, k=k, dev=dev_ex, l2=l2)
+    ranker, report = FeatureReranker.train(index, train_ex, k=k, dev=dev_ex, l2=l2, memory=memory)
     ranker.save(output)
     dev = ""
     if report["dev"]:

@@ -99,8 +99,23 @@ def test_corpus_memory_counts_normalises_and_leaves_one_out(index):
     assert prior[0].tolist() == [2, 0, 0] and memory[0].tolist() == [2, 0, 0]
     assert prior[1].tolist() == [1, 2, 0] and memory[1].tolist() == [0, 0, 0]  # prior per language, text exact
     assert prior[2].tolist() == [0, 0, 0]  # German: nothing annotated in German
-    prior, memory = mem.lookup(m, rows, term, exclude=np.asarray([rows[0, 0], -1, -1]))
-    assert prior[0, 0] == 1 and memory[0, 0] == 1  # a training mention does not see its own annotation
+
+
+
+def test_training_mentions_do_not_see_their_own_documents_annotations(index):
+    from xnorm.rerank.features import CorpusMemory, candidate_features, feature_names, own_documents
+
+    term = index.terminology
+    texts, ids = ["seizure cluster", "seizure cluster", "seizure cluster", "fever"], ["HP:1", "HP:1", "HP:1", "HP:6"]
+    m = Mentions(texts=texts, langs=["en"] * 4, doc_ids=["a", "a", "b", ""])
+    mem = CorpusMemory.from_annotations(texts, ["en"] * 4, ids)
+    c = index.candidates(m, 3)
+    x = candidate_features(m, c, term, mem, ["sparse", "dense"], own_documents(m, ids))
+    slot = c.concepts == term.concept_index("HP:1")
+    memory = np.expm1(x[..., feature_names(["sparse", "dense"]).index("log_memory")])
+    assert memory[0][slot[0]] == pytest.approx(1) and memory[2][slot[2]] == pytest.approx(2)  # doc a: b's; b: a's
+    fever = c.concepts[3] == term.concept_index("HP:6")
+    assert np.expm1(x[3][fever][:, feature_names(["sparse", "dense"]).index("log_prior")]) == pytest.approx(0)
 
 
 def test_candidate_features_by_hand(index):

@@ -5,7 +5,8 @@ generator scores, lexical overlap with the matched name, position in the is_a hi
 training annotations), once as they are and once more for mentions *in domain* — in context and in a language the
 training set annotated in context — so a corpus's conventions (its granularity, its favourite concepts) are
 learnt there without being imposed on bare labels or other languages. Trained as a conditional logit: softmax
-cross-entropy over each mention's candidates (any gold counts) + L2, by L-BFGS; the L2 weight is chosen on dev
+cross-entropy over each mention's candidates (any gold counts) + L2, by L-BFGS, each training mention seeing the
+memory without its own document's annotations (as a test mention would); the L2 weight is chosen on dev
 sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by).
 
 Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` — no pickles,
@@ -26,7 +27,8 @@ from .._io import atomic_dir, sha256_file
 from ..errors import ArtifactError, InputError
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
-from .features import CorpusMemory, candidate_features, feature_names, has_context, mention_langs
+from .features import (CorpusMemory, candidate_features, feature_names, has_context, mention_langs,
+                       own_documents)
 from .model import reorder, softmax_rows
 from .supervision import Examples, candidates_for
 
@@ -59,11 +61,10 @@ class FeatureReranker:
     def features(self) -> list[str]:
         return feature_names(self.generators)
 
-    def design(self, mentions: Mentions, candidates: Candidates, terminology,
-               exclude: np.ndarray | None = None) -> np.ndarray:
+    def design(self, mentions: Mentions, candidates: Candidates, terminology) -> np.ndarray:
         """``[n, k, 2F]``: standardised features, then the same again for in-domain mentions (zeros elsewhere)."""
-        return self._expand(candidate_features(mentions, candidates, terminology, self.memory, self.generators,
-                                               exclude), mentions)
+        return self._expand(candidate_features(mentions, candidates, terminology, self.memory, self.generators),
+                            mentions)
 
     def _expand(self, x: np.ndarray, mentions: Mentions) -> np.ndarray:
         z = (x - self.mean) / self.std
@@ -91,10 +92,12 @@ class FeatureReranker:
     # ---- training ------------------------------------------------------------------------------------------
     @classmethod
     def train(cls, index, train: Examples, *, k: int = 16, dev: Mapping[str, Examples] | None = None,
-              l2: float | None = None, l2_grid=L2_GRID) -> tuple["FeatureReranker", dict]:
+              l2: float | None = None, l2_grid=L2_GRID, memory: bool = True) -> tuple["FeatureReranker", dict]:
         """Fit on ``train`` (gold rows over ``index``'s terminology) with ``index``'s top-k candidates.
 
         ``l2``: a fixed weight; else the best of ``l2_grid`` on the ``dev`` sets (no dev: ``DEFAULT_L2``).
+        ``memory=False``: remember no annotations (the prior and memory features stay zero), for a ranker meant
+        for other corpora than the one it was trained on.
         Returns the reranker and a report (sizes, time, per-l2 dev acc@1).
         """
         t0 = time.perf_counter()
@@ -104,8 +107,10 @@ class FeatureReranker:
             raise InputError("no training mention has a gold concept in the index's terminology.", field="--train",
                              fix="train with documents annotated with this terminology's ids.")
         ids = term.concept_ids
-        memory = CorpusMemory.from_annotations(list(train.mentions.texts), mention_langs(train.mentions).tolist(),
-                                               [ids[g] for g in train.gold])
+        remembered = np.arange(len(train) if memory else 0)
+        memory = CorpusMemory.from_annotations(train.mentions.texts[remembered],
+                                               mention_langs(train.mentions)[remembered].tolist(),
+                                               [ids[g] for g in train.gold[remembered]])
         generators = [g.name for g in index.generators]
         context_languages = sorted(set(mention_langs(train.mentions)[has_context(train.mentions)].tolist()))
         cands = candidates_for(index, train, k)
@@ -115,7 +120,8 @@ class FeatureReranker:
             raise InputError(f"no training mention has its gold concept among its {k} candidates.", field="--train",
                              fix="check that the annotations use the index's terminology, or raise --k.")
         train, cands = train[keep], cands[keep]
-        x = candidate_features(train.mentions, cands, term, memory, generators, exclude=train.gold)
+        held_out = own_documents(train.mentions, [ids[g] for g in train.gold]) if len(memory) else None
+        x = candidate_features(train.mentions, cands, term, memory, generators, held_out)
         valid = cands.concepts >= 0
         mean, std = x[valid].mean(axis=0), x[valid].std(axis=0)
         n_feat = x.shape[-1]

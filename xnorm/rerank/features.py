@@ -75,10 +75,8 @@ class CorpusMemory:
     def __len__(self) -> int:
         return len(self.counts)
 
-    def lookup(self, mentions: Mentions, concepts: np.ndarray, terminology,
-               exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(prior, memory)`` counts ``[n, k]`` for candidate rows ``concepts`` of ``mentions``; ``exclude``: per
-        mention a concept row whose count drops by one (a training mention must not see its own annotation)."""
+    def lookup(self, mentions: Mentions, concepts: np.ndarray, terminology) -> tuple[np.ndarray, np.ndarray]:
+        """``(prior, memory)`` counts ``[n, k]`` for candidate rows ``concepts`` of ``mentions``."""
         size = len(terminology)
         lang_ids, prior_table, text_ids, codes, counts = self._tables(terminology)
         langs = mention_langs(mentions)
@@ -90,11 +88,7 @@ class CorpusMemory:
         query = np.maximum(m_text, 0) * size + safe
         at = np.minimum(np.searchsorted(codes, query), len(codes) - 1)
         found = (m_text >= 0) & (concepts >= 0) & (codes[at] == query)
-        memory = np.where(found, counts[at], 0.0)
-        if exclude is not None:
-            own = (concepts == np.asarray(exclude)[:, None]) & (concepts >= 0)
-            prior, memory = np.maximum(prior - own, 0), np.maximum(memory - own, 0)
-        return prior, memory
+        return prior, np.where(found, counts[at], 0.0)
 
     def _tables(self, terminology):
         """Lookup tables for one terminology (cached): language ids, per (language, concept row) counts, text ids,
@@ -119,9 +113,21 @@ class CorpusMemory:
         return self._cache[1]
 
 
+def own_documents(mentions: Mentions, concept_ids: Sequence[str]) -> tuple[Mentions, CorpusMemory]:
+    """The training mentions' annotations per document, keyed so that a lookup of these mentions finds only their
+    own document's (a mention without a document id is its own document): what ``candidate_features`` subtracts
+    with ``held_out``, so that in training, as at test time, no mention sees its own document's annotations."""
+    docs = [f"{lang}\t{doc}" if doc else f"{lang}\t#{i}"
+            for i, (lang, doc) in enumerate(zip(mention_langs(mentions), mentions.doc_ids))]
+    keyed = Mentions(texts=mentions.texts, langs=np.asarray(docs, dtype=object))
+    return keyed, CorpusMemory.from_annotations(mentions.texts, docs, concept_ids)
+
+
 def candidate_features(mentions: Mentions, candidates: Candidates, terminology, memory: CorpusMemory,
-                       generators: Sequence[str], exclude: np.ndarray | None = None) -> np.ndarray:
-    """``[n, k, F]`` float32 features (columns: :func:`feature_names`); empty slots hold zeros."""
+                       generators: Sequence[str],
+                       held_out: tuple[Mentions, CorpusMemory] | None = None) -> np.ndarray:
+    """``[n, k, F]`` float32 features (columns: :func:`feature_names`); empty slots hold zeros. ``held_out``
+    (:func:`own_documents`): annotations subtracted from the memory's counts (training)."""
     c = candidates.concepts
     n, k = c.shape
     valid = c >= 0
@@ -139,7 +145,10 @@ def candidate_features(mentions: Mentions, candidates: Candidates, terminology, 
     f["other_language_route"] = candidates.routes > ROUTE_SAME_LANGUAGE
     f.update(_lexical(mentions, candidates, terminology))
     f.update(_hierarchy(terminology, c, valid))
-    prior, mem = memory.lookup(mentions, c, terminology, exclude)
+    prior, mem = memory.lookup(mentions, c, terminology)
+    if held_out is not None:
+        own_prior, own_mem = held_out[1].lookup(held_out[0], c, terminology)
+        prior, mem = np.maximum(prior - own_prior, 0), np.maximum(mem - own_mem, 0)
     f["log_prior"], f["prior_seen"], f["log_memory"] = np.log1p(prior), prior > 0, np.log1p(mem)
     lists = candidates.meta.get(GENERATOR_LISTS, {})
     missing = [g for g in generators if g not in lists]
