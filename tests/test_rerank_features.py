@@ -250,6 +250,8 @@ def test_cli_train_features_and_link(index_dir, tmp_path):
     r = _run("evaluate", str(tmp_path / "linked.jsonl"), str(test))
     assert r.exit_code == 0 and "1.000" in r.output, r.output
     # User errors: one line, exit code 3, no traceback.
+    r = _run("adapters", "add-reranker", str(out), "fr-zoo")
+    assert r.exit_code == EXIT_BAD_INPUT and "no zoo entry" in r.output and "Traceback" not in r.output
     r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train),
              "--lambda", "0", "-o", str(tmp_path / "x"))
     assert r.exit_code == EXIT_BAD_INPUT and "--lambda" in r.output and "Traceback" not in r.output

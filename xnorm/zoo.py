@@ -194,7 +194,13 @@ def add_reranker(reranker_dir: str | os.PathLike, name: str, *, root: str | os.P
     the zoo manifest (training data, metrics, license)."""
     from xnorm.models.registry import resolve_model
 
+    from xnorm.rerank.feature_ranker import is_feature_reranker
+
     src = Path(reranker_dir)
+    if is_feature_reranker(src):
+        raise ArtifactError("a feature reranker belongs to the index it was trained on, not to a base model, so it "
+                            "has no zoo entry.", file=str(src), fix="pass its folder to --reranker directly, or save "
+                            "a linker with it (Linker.save) to ship index and reranker together.")
     inner = read_folder_manifest(src, "xnorm-reranker", 1, what="a reranker folder",
                                  fix="give the folder `xnorm train-reranker -o DIR` wrote.")
     base = str(inner["base_model"])

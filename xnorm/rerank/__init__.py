@@ -15,7 +15,7 @@ from .loss import generator_distribution, rank_regularized_loss
 from .model import MODES, Reranker, reorder, softmax_rows
 from .pairs import CandidateTexts, PairEncoder, mention_texts
 from .supervision import (Examples, candidates_for, examples_from_documents, examples_from_labels,
-                          examples_from_synonyms)
+                          examples_from_synonyms, load_examples)
 from .train import place_gold, train_reranker
 
 
@@ -30,5 +30,5 @@ def load_reranker(path: str | Path, **kwargs):
 __all__ = [
     "MODES", "CandidateTexts", "Examples", "FeatureReranker", "PairEncoder", "Reranker", "calibrate_generator_weight", "candidates_for",
     "examples_from_documents", "examples_from_labels", "examples_from_synonyms", "generator_distribution",
-    "load_reranker", "mention_texts", "place_gold", "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
+    "load_examples", "load_reranker", "mention_texts", "place_gold", "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
 ]
