@@ -167,10 +167,8 @@ def _train_features(index, train_ex, dev_ex, output, k, l2, memory, threads) -> 
     click.echo(f"training on {len(train_ex):,} mentions ({train_ex.description}); k={k}, mode features", err=True)
     ranker, report = FeatureReranker.train(index, train_ex, k=k, dev=dev_ex, l2=l2, memory=memory)
     ranker.save(output)
-    dev = ""
-    if report["dev"]:
-        best = next(d for d in report["dev"] if d["l2"] == report["l2"])
-        dev = "; dev acc@1 " + ", ".join(f"{name} {report['dev_candidates'][name]:.4f} -> {best[name]:.4f}"
-                                          for name in report["dev_candidates"])
-    click.echo(f"wrote {output}: {report['trained_on']:,} mentions with the gold among {k} candidates, "
-               f"l2 {report['l2']:g}, {report['train_seconds']:.0f} s{dev}")
+    dev = "".join(f"; dev acc@1 {name} {report['dev_candidates'][name]:.4f} -> {acc:.4f}"
+                  for name, acc in report["dev_chosen"].items())
+    click.echo(f"wrote {output}: {report['trained_on']:,} mentions with the gold among {k} candidates, l2 "
+               f"{report['l2']['shared']:g} (shared) / {report['l2']['in_domain']:g} (in domain), "
+               f"{report['train_seconds']:.0f} s{dev}")

@@ -173,7 +173,7 @@ def test_training_learns_the_corpus_convention(index, trained):
     out = ranker.rerank(test.mentions, cands, term)
     assert test.hits(out.concepts[:, 0]).all()  # reranked: the corpus's Seizure, and Fever stays first
     np.testing.assert_allclose(out.scores.sum(axis=1), 1.0, rtol=1e-5)
-    assert report["trained_on"] == 12 and report["l2"] == pytest.approx(0.01) and report["k"] == 4
+    assert report["trained_on"] == 12 and report["l2"] == {"shared": 0.01, "in_domain": 0.01} and report["k"] == 4
     assert ranker.context_languages == ["en"] and ranker.info["k"] == 4
     # Bare labels / languages without in-context training data use only the shared half of the weights.
     m = Mentions(texts=["seizure cluster", "seizure cluster"], langs=["en", "en"], left=["A ", ""], right=[".", ""])
@@ -188,8 +188,10 @@ def test_l2_chosen_on_dev_and_shrinks_the_weights(index):
 
     train, dev = _examples(index, TRAIN_DOCS), _examples(index, TEST_DOCS)
     ranker, report = FeatureReranker.train(index, train, k=4, dev={"test-docs": dev})
-    assert [d["l2"] for d in report["dev"]] == [0.001, 0.003, 0.01, 0.03, 0.1]
-    assert report["dev"][[d["l2"] for d in report["dev"]].index(report["l2"])]["test-docs"] == 1.0
+    grid = [0.001, 0.003, 0.01, 0.03, 0.1]
+    assert [d["l2"] for d in report["dev"]] == [[a, b] for a in grid for b in grid]  # shared x in-domain
+    assert report["dev_chosen"]["test-docs"] == 1.0
+    assert report["l2"] == {"shared": 0.1, "in_domain": 0.1}  # every pair ties on this dev set: the largest
     flat, _ = FeatureReranker.train(index, train, k=4, l2=1e3)
     assert np.abs(flat.weights).max() < 0.01 * np.abs(ranker.weights).max()
 

@@ -7,7 +7,8 @@ training set annotated in context — so a corpus's conventions (its granularity
 learnt there without being imposed on bare labels or other languages. Trained as a conditional logit: softmax
 cross-entropy over each mention's candidates (any gold counts) + L2, by L-BFGS, each training mention seeing the
 memory without its own document's annotations (as a test mention would); the L2 weight is chosen on dev
-sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by).
+sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by), one for the
+shared and one for the in-domain half of the weights.
 
 Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` — no pickles,
 nothing executable. ``xnorm train-reranker --mode features``; the ``Linker`` loads it like any reranker.
@@ -95,7 +96,9 @@ class FeatureReranker:
               l2: float | None = None, l2_grid=L2_GRID, memory: bool = True) -> tuple["FeatureReranker", dict]:
         """Fit on ``train`` (gold rows over ``index``'s terminology) with ``index``'s top-k candidates.
 
-        ``l2``: a fixed weight; else the best of ``l2_grid`` on the ``dev`` sets (no dev: ``DEFAULT_L2``).
+        ``l2``: a fixed weight; else two, one for the shared and one for the in-domain half of the weights, the
+        best pair from ``l2_grid`` on the ``dev`` sets (no dev: ``DEFAULT_L2``). Two, because a dev set of bare
+        labels depends on the shared half only, and should not hold the in-domain half back.
         ``memory=False``: remember no annotations (the prior and memory features stay zero), for a ranker meant
         for other corpora than the one it was trained on.
         Returns the reranker and a report (sizes, time, per-l2 dev acc@1).
@@ -128,22 +131,28 @@ class FeatureReranker:
         probe = cls(np.zeros(2 * n_feat), mean, np.where(std > 1e-6, std, 1.0), generators, context_languages,
                     memory)
         z = probe._expand(x, train.mentions)
-        dev_sets = {name: (ex.known(), candidates_for(index, ex.known(), k)) for name, ex in (dev or {}).items()}
-        grid = [float(l2)] if l2 is not None else (sorted(l2_grid) if dev_sets else [DEFAULT_L2])
+        gold = train.hits(cands.concepts)
+        dev_sets = {}
+        for name, ex in (dev or {}).items():
+            ex = ex.known()
+            c = candidates_for(index, ex, k)
+            dev_sets[name] = (ex, c, probe.design(ex.mentions, c, term))
+        grid = ([(float(l2), float(l2))] if l2 is not None else
+                [(a, b) for a in sorted(l2_grid) for b in sorted(l2_grid)] if dev_sets else [(DEFAULT_L2, DEFAULT_L2)])
         fits, scores = [], []
-        for value in grid:
-            probe.weights = _fit(z, valid, train.hits(cands.concepts), value)
-            fits.append(probe.weights)
-            scores.append({name: _acc1(probe, ex, c, term) for name, (ex, c) in dev_sets.items()})
-        base = {name: float(ex.hits(c.concepts[:, 0]).mean()) for name, (ex, c) in dev_sets.items()}
+        for shared, domain in grid:
+            fits.append(_fit(z, valid, gold, np.repeat([shared, domain], n_feat)))
+            scores.append({name: _acc1(fits[-1], *d) for name, d in dev_sets.items()})
+        base = {name: float(ex.hits(c.concepts[:, 0]).mean()) for name, (ex, c, _) in dev_sets.items()}
         gains = [min((s[n] - base[n] for n in s), default=0.0) for s in scores]
-        best = max(i for i, g in enumerate(gains) if g >= max(gains) - 1e-12)  # ties: the larger L2
+        best = max(i for i, g in enumerate(gains) if g >= max(gains) - 1e-12)  # ties: the larger L2s
         probe.weights = fits[best]
-        report = {"train_mentions": n_train, "trained_on": int(len(keep)), "k": int(k),
-                  "l2": grid[best], "dev_candidates": base,
-                  "dev": [{"l2": v, **s} for v, s in zip(grid, scores)],
+        chosen = {"shared": grid[best][0], "in_domain": grid[best][1]}
+        report = {"train_mentions": n_train, "trained_on": int(len(keep)), "k": int(k), "l2": chosen,
+                  "dev_candidates": base, "dev_chosen": scores[best],
+                  "dev": [{"l2": list(v), **s} for v, s in zip(grid, scores)],
                   "train_seconds": round(time.perf_counter() - t0, 2), "description": train.description}
-        probe.info.update({"k": int(k), "l2": grid[best], "training": report})
+        probe.info.update({"k": int(k), "l2": chosen, "training": report})
         return probe, report
 
     # ---- persistence ---------------------------------------------------------------------------------------
@@ -196,14 +205,14 @@ def is_feature_reranker(path: str | os.PathLike) -> bool:
         return False
 
 
-def _acc1(ranker: FeatureReranker, ex: Examples, cands: Candidates, terminology) -> float:
-    s = ranker.logits(ex.mentions, cands, terminology)
+def _acc1(weights: np.ndarray, ex: Examples, cands: Candidates, design: np.ndarray) -> float:
+    s = np.where(cands.concepts >= 0, design @ weights, -np.inf)
     return float(ex.hits(cands.concepts[np.arange(len(ex)), s.argmax(axis=1)]).mean()) if len(ex) else 0.0
 
 
-def _fit(z: np.ndarray, valid: np.ndarray, gold: np.ndarray, l2: float) -> np.ndarray:
+def _fit(z: np.ndarray, valid: np.ndarray, gold: np.ndarray, l2: np.ndarray) -> np.ndarray:
     """Conditional-logit weights: mean over mentions of ``-log Σ_gold p`` (p: softmax over the valid slots),
-    plus ``l2 · |w|²``, minimised by L-BFGS with the analytic gradient."""
+    plus ``Σ l2_f · w_f²`` (one L2 weight per feature), minimised by L-BFGS with the analytic gradient."""
     from scipy.optimize import minimize
 
     n = len(z)
@@ -215,7 +224,7 @@ def _fit(z: np.ndarray, valid: np.ndarray, gold: np.ndarray, l2: float) -> np.nd
         e = np.where(valid, np.exp(s), 0.0)
         eg = np.where(gold, e, 0.0)
         tot, tot_g = e.sum(axis=1), eg.sum(axis=1)
-        loss = float(np.mean(np.log(tot) - np.log(tot_g))) + l2 * float(w @ w)
+        loss = float(np.mean(np.log(tot) - np.log(tot_g))) + float(l2 @ (w * w))
         coef = e / tot[:, None] - eg / tot_g[:, None]  # p - q, q: p renormalised over the gold slots
         grad = np.einsum("nk,nkf->f", coef, z) / n + 2 * l2 * w
         return loss, grad

@@ -77,40 +77,46 @@ class CorpusMemory:
 
     def lookup(self, mentions: Mentions, concepts: np.ndarray, terminology) -> tuple[np.ndarray, np.ndarray]:
         """``(prior, memory)`` counts ``[n, k]`` for candidate rows ``concepts`` of ``mentions``."""
-        size = len(terminology)
-        lang_ids, prior_table, text_ids, codes, counts = self._tables(terminology)
+        lang_ids, text_ids, prior_table, memory_table = self._tables(terminology)
         langs = mention_langs(mentions)
-        safe = np.maximum(concepts, 0).astype(np.int64)
-        m_lang = np.asarray([lang_ids.get(x, -1) for x in langs], dtype=np.int64)[:, None]
-        prior = np.where((m_lang >= 0) & (concepts >= 0), prior_table[np.maximum(m_lang, 0) * size + safe], 0.0)
+        m_lang = np.asarray([lang_ids.get(x, -1) for x in langs], dtype=np.int64)
         m_text = np.asarray([text_ids.get((lang, normalise(t)), -1) for lang, t in zip(langs, mentions.texts)],
-                            dtype=np.int64)[:, None]
-        query = np.maximum(m_text, 0) * size + safe
-        at = np.minimum(np.searchsorted(codes, query), len(codes) - 1)
-        found = (m_text >= 0) & (concepts >= 0) & (codes[at] == query)
-        return prior, np.where(found, counts[at], 0.0)
+                            dtype=np.int64)
+        size = len(terminology)
+        return _count_at(prior_table, m_lang, concepts, size), _count_at(memory_table, m_text, concepts, size)
 
     def _tables(self, terminology):
-        """Lookup tables for one terminology (cached): language ids, per (language, concept row) counts, text ids,
-        and the sorted (text, concept row) codes with their counts; ids outside the terminology are left out."""
+        """Lookup tables for one terminology (cached): language ids, (language, text) ids, and the counts per
+        (language, concept row) and per (text, concept row) as sorted codes; ids outside the terminology are left
+        out. Sparse, because the training keys one "language" per document (:func:`own_documents`)."""
         if getattr(self, "_cache", (None,))[0] is not terminology:
             size = len(terminology)
             rows = np.asarray([terminology.concept_index(c) if c in terminology else -1 for c in self.concept_ids],
                               dtype=np.int64)
             known = rows >= 0
-            lang_ids = {x: i for i, x in enumerate(sorted(set(self.langs.tolist())))}
-            entry_lang = np.asarray([lang_ids[x] for x in self.langs], dtype=np.int64)
-            prior = np.bincount(entry_lang[known] * size + rows[known], weights=self.counts[known],
-                                minlength=max(len(lang_ids), 1) * size)
+            lang_ids = {x: i for i, x in enumerate(dict.fromkeys(self.langs.tolist()))}
             keys = list(zip(self.langs.tolist(), self.texts.tolist()))
             text_ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-            codes = np.asarray([text_ids[key] for key in keys], dtype=np.int64)[known] * size + rows[known]
-            order = np.argsort(codes)
-            # a sentinel above every code keeps searchsorted's index in range, also when nothing is stored
-            codes = np.r_[codes[order], np.iinfo(np.int64).max]
-            counts = np.r_[self.counts[known][order], 0].astype(np.float64)
-            self._cache = (terminology, (lang_ids, prior, text_ids, codes, counts))
+            by_lang = np.asarray([lang_ids[x] for x in self.langs], dtype=np.int64)
+            by_text = np.asarray([text_ids[key] for key in keys], dtype=np.int64)
+            tables = [_table(ids[known] * size + rows[known], self.counts[known]) for ids in (by_lang, by_text)]
+            self._cache = (terminology, (lang_ids, text_ids, *tables))
         return self._cache[1]
+
+
+def _table(codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Summed counts per distinct code, sorted, with a sentinel above every code (keeps searchsorted in range)."""
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    sums = np.bincount(inverse, weights=counts, minlength=len(uniq))
+    return np.r_[uniq, np.iinfo(np.int64).max], np.r_[sums, 0.0]
+
+
+def _count_at(table: tuple[np.ndarray, np.ndarray], keys: np.ndarray, concepts: np.ndarray, size: int) -> np.ndarray:
+    """``[n, k]`` count of (``keys[n]``, concept row) in ``table`` (0 for an unknown key or an empty slot)."""
+    codes, counts = table
+    query = np.maximum(keys, 0)[:, None] * size + np.maximum(concepts, 0)
+    at = np.searchsorted(codes, query)
+    return np.where((keys[:, None] >= 0) & (concepts >= 0) & (codes[at] == query), counts[at], 0.0)
 
 
 def own_documents(mentions: Mentions, concept_ids: Sequence[str]) -> tuple[Mentions, CorpusMemory]:
