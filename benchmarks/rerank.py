@@ -629,7 +629,8 @@ def main(argv=None) -> None:
         name = f"{mode}{args.tag}" if mode in ("features", "features-nomemory", "lookup") else \
             f"{mode} λ={float(lam):g}{args.tag}"
         print(f"run {name}", flush=True)
-        results["runs"][name] = run_one(args, name.replace(" ", "_").replace("λ=", "lam"), mode, float(lam or 0), index,
+        results["runs"][name] = run_one(args, name.replace(" ", "_").replace("λ=", "lam"), mode, float(lam or 0),
+                                        index,
                                         train_index, train, dev, tests, test_cands)
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(results, indent=2, ensure_ascii=False))

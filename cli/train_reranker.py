@@ -82,8 +82,8 @@ def _lang_adapter(ctx, param, values):
               help="The base model's forward/backward pass: bf16 autocast (trained tensors stay fp32), fp32, or "
                    "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
-def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory, lam, k, base_model, steps, epochs, batch_size,
-                   lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train, missing_gold, pooling,
+def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory, lam, k, base_model, steps, epochs,
+                   batch_size, lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train, missing_gold, pooling,
                    no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang, seed, device, precision,
                    threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.

@@ -56,8 +56,8 @@ def _doc(i: int, before: str, mention: str, after: str, cid: str | None, lang: s
     start = len(before)
     return {"id": f"d{i}", "document_id": f"d{i}", "lang": lang,
             "passages": [{"id": f"d{i}p", "type": "abstract", "text": [text], "offsets": [[0, len(text)]]}],
-            "entities": [{"id": f"e{i}", "type": "phenotype", "text": [mention], "offsets": [[start, start + len(mention)]],
-                          "normalized": [{"db_name": "HPO", "db_id": cid}] if cid else []}]}
+            "entities": [{"id": f"e{i}", "type": "phenotype", "text": [mention],
+                          "offsets": [[start, start + len(mention)]], "normalized": [{"db_name": "HPO", "db_id": cid}] if cid else []}]}
 
 
 # The corpus's convention: a "seizure cluster" is annotated as the coarser Seizure (HP:1), which the candidate
@@ -124,8 +124,8 @@ def test_candidate_features_by_hand(index):
     term = index.terminology
     r = term.concept_index
     m = Mentions(texts=["Seizure", "small head"], langs=["en", "en"])
-    names = [[int(np.flatnonzero(term.name_texts == "Seizure cluster")[0]), int(np.flatnonzero(term.name_texts == "Seizure")[0])],
-             [int(np.flatnonzero(term.name_texts == "Small head")[0]), -1]]
+    name = lambda text: int(np.flatnonzero(term.name_texts == text)[0])  # noqa: E731
+    names = [[name("Seizure cluster"), name("Seizure")], [name("Small head"), -1]]
     cands = Candidates([[r("HP:9"), r("HP:1")], [r("HP:4"), -1]], [[0.9, 0.5], [0.7, -np.inf]], names,
                        [[1, 1], [1, 0]])
     own = Candidates([[r("HP:1"), r("HP:2")], [r("HP:4"), r("HP:3")]], [[0.8, 0.1], [0.6, 0.2]],

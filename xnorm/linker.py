@@ -1,4 +1,4 @@
-"""The ``Linker``: candidate generation + an optional cross-encoder reranker + NIL threshold over documents.
+"""The ``Linker``: candidate generation + an optional reranker (cross-encoder or feature) + NIL threshold.
 
 A linker is one folder (manifest + config + the candidate index [+ the reranker]), built in code, from a YAML
 config, or the embedded default (English HPO + the embedded multilingual encoder), which works offline right

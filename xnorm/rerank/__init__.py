@@ -28,7 +28,8 @@ def load_reranker(path: str | Path, **kwargs):
 
 
 __all__ = [
-    "MODES", "CandidateTexts", "Examples", "FeatureReranker", "PairEncoder", "Reranker", "calibrate_generator_weight", "candidates_for",
-    "examples_from_documents", "examples_from_labels", "examples_from_synonyms", "generator_distribution",
-    "load_examples", "load_reranker", "mention_texts", "place_gold", "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
+    "MODES", "CandidateTexts", "Examples", "FeatureReranker", "PairEncoder", "Reranker",
+    "calibrate_generator_weight", "candidates_for", "examples_from_documents", "examples_from_labels",
+    "examples_from_synonyms", "generator_distribution", "load_examples", "load_reranker", "mention_texts",
+    "place_gold", "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
 ]
