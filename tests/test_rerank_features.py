@@ -196,6 +196,18 @@ def test_l2_chosen_on_dev_and_shrinks_the_weights(index):
     assert np.abs(flat.weights).max() < 0.01 * np.abs(ranker.weights).max()
 
 
+def test_choose_l2_worst_set_then_mean_gain_then_larger():
+    from xnorm.rerank.feature_ranker import choose_l2
+
+    grid = [(0.001, 0.001), (0.1, 0.001), (0.1, 0.1)]
+    base = {"labels": 0.80, "notes": 0.73}
+    # labels: the first pair loses there (-0.01); the others tie on the worst set (0): the better notes gain wins.
+    scores = [{"labels": 0.79, "notes": 0.81}, {"labels": 0.80, "notes": 0.80}, {"labels": 0.80, "notes": 0.76}]
+    assert choose_l2(grid, scores, base) == 1
+    assert choose_l2(grid, [{"labels": 0.8, "notes": 0.8}] * 3, base) == 2  # all equal: the larger L2s
+    assert choose_l2([(0.01, 0.01)], [{}], {}) == 0  # no dev set
+
+
 def test_save_load_round_trip_and_tampering(index, trained, tmp_path):
     from xnorm.rerank import FeatureReranker, load_reranker
 

@@ -7,8 +7,8 @@ training set annotated in context — so a corpus's conventions (its granularity
 learnt there without being imposed on bare labels or other languages. Trained as a conditional logit: softmax
 cross-entropy over each mention's candidates (any gold counts) + L2, by L-BFGS, each training mention seeing the
 memory without its own document's annotations (as a test mention would); the L2 weight is chosen on dev
-sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by), one for the
-shared and one for the in-domain half of the weights.
+sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by; among equals,
+the best mean gain), one for the shared and one for the in-domain half of the weights.
 
 Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` — no pickles,
 nothing executable. ``xnorm train-reranker --mode features``; the ``Linker`` loads it like any reranker.
@@ -144,8 +144,7 @@ class FeatureReranker:
             fits.append(_fit(z, valid, gold, np.repeat([shared, domain], n_feat)))
             scores.append({name: _acc1(fits[-1], *d) for name, d in dev_sets.items()})
         base = {name: float(ex.hits(c.concepts[:, 0]).mean()) for name, (ex, c, _) in dev_sets.items()}
-        gains = [min((s[n] - base[n] for n in s), default=0.0) for s in scores]
-        best = max(i for i, g in enumerate(gains) if g >= max(gains) - 1e-12)  # ties: the larger L2s
+        best = choose_l2(grid, scores, base)
         probe.weights = fits[best]
         chosen = {"shared": grid[best][0], "in_domain": grid[best][1]}
         report = {"train_mentions": n_train, "trained_on": int(len(keep)), "k": int(k), "l2": chosen,
@@ -203,6 +202,14 @@ def is_feature_reranker(path: str | os.PathLike) -> bool:
         return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8")).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def choose_l2(grid: list[tuple[float, float]], scores: list[dict[str, float]], base: dict[str, float]) -> int:
+    """The index of the grid's best L2 pair: the best worst-set dev acc@1 gain over the candidates (``base``); among
+    equals the best mean gain (a dev set that every pair leaves unchanged must not decide for the others), then the
+    larger L2s."""
+    gains = [[s[n] - base[n] for n in s] or [0.0] for s in scores]
+    return max(range(len(grid)), key=lambda i: (round(min(gains[i]), 9), round(float(np.mean(gains[i])), 9), grid[i]))
 
 
 def _acc1(weights: np.ndarray, ex: Examples, cands: Candidates, design: np.ndarray) -> float:
