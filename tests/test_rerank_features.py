@@ -118,6 +118,32 @@ def test_training_mentions_do_not_see_their_own_documents_annotations(index):
     assert np.expm1(x[3][fever][:, feature_names(["sparse", "dense"]).index("log_prior")]) == pytest.approx(0)
 
 
+def test_remembered_concepts_join_the_candidates(index):
+    from xnorm.rerank.features import CorpusMemory, add_remembered, own_documents
+    from xnorm.types import ROUTE_NONE
+
+    term = index.terminology
+    r = term.concept_index
+    mem = CorpusMemory.from_annotations(["seizure cluster"] * 3 + ["small head"], ["en"] * 4,
+                                        ["HP:1", "HP:1", "HP:3", "HP:4"])
+    m = Mentions(texts=["Seizure cluster", "small head", "pyrexia"], langs=["en"] * 3)
+    c = Candidates([[r("HP:9"), r("HP:2"), r("HP:6")], [r("HP:9"), -1, -1], [r("HP:6"), r("HP:2"), -1]],
+                   [[0.9, 0.5, 0.4], [0.7, -np.inf, -np.inf], [0.8, 0.3, -np.inf]],
+                   [[-1, -1, -1], [-1, -1, -1], [-1, -1, -1]], [[1, 1, 1], [1, 0, 0], [1, 1, 0]])
+    out = add_remembered(m, c, term, mem)
+    ids = out.concept_ids(term)
+    # The most often annotated first, in the last slots; an empty slot is filled before a candidate is displaced.
+    assert ids[0].tolist() == ["HP:9", "HP:1", "HP:3"] and ids[1].tolist() == ["HP:9", "HP:4", None]
+    assert ids[2].tolist() == ["HP:6", "HP:2", None]  # nothing remembered for "pyrexia"
+    assert out.routes[0, 1:].tolist() == [ROUTE_NONE] * 2 and out.scores[0, 1] == pytest.approx(0.4)
+    assert (c.concepts[0] == [r("HP:9"), r("HP:2"), r("HP:6")]).all()  # the input is left as it was
+    # Training: a mention does not get concepts remembered only from its own document.
+    train = Mentions(texts=["small head", "seizure cluster"], langs=["en"] * 2, doc_ids=["a", "b"])
+    mem = CorpusMemory.from_annotations(train.texts, ["en"] * 2, ["HP:4", "HP:1"])
+    held = own_documents(train, ["HP:4", "HP:1"])
+    assert (add_remembered(train, c[:2], term, mem, held).concepts == c[:2].concepts).all()
+
+
 def test_candidate_features_by_hand(index):
     from xnorm.rerank.features import CorpusMemory, candidate_features, feature_names
 
@@ -135,6 +161,7 @@ def test_candidate_features_by_hand(index):
     x = candidate_features(m, cands, term, empty, ["g"])
     f = {name: x[..., i] for i, name in enumerate(feature_names(["g"]))}
     assert x.shape == (2, 2, len(feature_names(["g"])))
+    assert f["remembered_only"].sum() == 0  # route 0 only in the empty slot, whose features are zeros
     assert f["exact_name"][0].tolist() == [0, 1] and f["exact_name"][1, 0] == 1  # case-insensitive
     assert f["gram_jaccard"][0, 1] == pytest.approx(1.0) and 0 < f["gram_jaccard"][0, 0] < 1
     assert f["name_extra_words"][0].tolist() == [1, 0]  # "Seizure cluster" has one word the mention lacks
@@ -172,6 +199,8 @@ def test_training_learns_the_corpus_convention(index, trained):
     assert term.concept_ids[cands.concepts[0, 0]] == "HP:9"  # the candidate stage takes the literal match
     out = ranker.rerank(test.mentions, cands, term)
     assert test.hits(out.concepts[:, 0]).all()  # reranked: the corpus's Seizure, and Fever stays first
+    one = ranker.rerank(test.mentions, cands.top(1), term)  # Seizure is not a candidate: the memory adds it
+    assert test.hits(one.concepts[:, 0]).all()
     np.testing.assert_allclose(out.scores.sum(axis=1), 1.0, rtol=1e-5)
     assert report["trained_on"] == 12 and report["l2"] == {"shared": 0.01, "in_domain": 0.01} and report["k"] == 4
     assert ranker.context_languages == ["en"] and ranker.info["k"] == 4

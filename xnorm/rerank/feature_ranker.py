@@ -28,8 +28,8 @@ from .._io import atomic_dir, sha256_file
 from ..errors import ArtifactError, InputError
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
-from .features import (CorpusMemory, candidate_features, feature_names, has_context, mention_langs,
-                       own_documents)
+from .features import (CorpusMemory, add_remembered, candidate_features, feature_names, has_context,
+                       mention_langs, own_documents)
 from .model import reorder, softmax_rows
 from .supervision import Examples, candidates_for
 
@@ -82,7 +82,10 @@ class FeatureReranker:
         return softmax_rows(self.logits(mentions, candidates, terminology))
 
     def rerank(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> Candidates:
-        """``candidates`` re-ordered by :meth:`rerank_scores` (ties keep the generator's order)."""
+        """``candidates`` with the concepts the memory holds for a mention's exact text added
+        (:func:`~xnorm.rerank.features.add_remembered`), re-ordered by :meth:`rerank_scores` (ties keep the
+        generator's order)."""
+        candidates = add_remembered(mentions, candidates, terminology, self.memory)
         return reorder(candidates, self.rerank_scores(mentions, candidates, terminology))
 
     def describe(self) -> str:
@@ -116,14 +119,16 @@ class FeatureReranker:
                                                [ids[g] for g in train.gold[remembered]])
         generators = [g.name for g in index.generators]
         context_languages = sorted(set(mention_langs(train.mentions)[has_context(train.mentions)].tolist()))
-        cands = candidates_for(index, train, k)
+        # every training mention's own document, counted before any mention is dropped below
+        held_out = own_documents(train.mentions, [ids[g] for g in train.gold]) if len(memory) else None
+        cands = add_remembered(train.mentions, candidates_for(index, train, k), term, memory, held_out)
         n_train = len(train)
         keep = np.flatnonzero(train.hits(cands.concepts).any(axis=1))  # the gold is among the candidates
         if not len(keep):
             raise InputError(f"no training mention has its gold concept among its {k} candidates.", field="--train",
                              fix="check that the annotations use the index's terminology, or raise --k.")
         train, cands = train[keep], cands[keep]
-        held_out = own_documents(train.mentions, [ids[g] for g in train.gold]) if len(memory) else None
+        held_out = (held_out[0][keep], held_out[1]) if held_out is not None else None
         x = candidate_features(train.mentions, cands, term, memory, generators, held_out)
         valid = cands.concepts >= 0
         mean, std = x[valid].mean(axis=0), x[valid].std(axis=0)
@@ -135,7 +140,7 @@ class FeatureReranker:
         dev_sets = {}
         for name, ex in (dev or {}).items():
             ex = ex.known()
-            c = candidates_for(index, ex, k)
+            c = add_remembered(ex.mentions, candidates_for(index, ex, k), term, memory)
             dev_sets[name] = (ex, c, probe.design(ex.mentions, c, term))
         grid = ([(float(l2), float(l2))] if l2 is not None else
                 [(a, b) for a in sorted(l2_grid) for b in sorted(l2_grid)] if dev_sets else [(DEFAULT_L2, DEFAULT_L2)])

@@ -10,7 +10,8 @@
 - hierarchy (zeros without is_a edges): the concept's children and ancestors (how general it is), and whether
   one of its ancestors / descendants is also a candidate, ranked above it — the granularity a corpus annotates at.
 - corpus memory (:class:`CorpusMemory`, from the training annotations): how often annotators of the mention's
-  language chose this concept, and this concept for this exact mention text.
+  language chose this concept, and this concept for this exact mention text; whether the candidate is one the
+  memory added (:func:`add_remembered`: annotated for this text, but missed by the candidate stage).
 """
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..terminology.hierarchy import ancestor_matrix
-from ..types import GENERATOR_LISTS, ROUTE_SAME_LANGUAGE, Candidates, Mentions
+from ..types import GENERATOR_LISTS, ROUTE_NONE, ROUTE_SAME_LANGUAGE, Candidates, Mentions
 from .pairs import FALLBACK_LANG
 
 BASE_FEATURES = (
-    "fused", "fused_minmax", "fused_gap", "rank_inverse", "is_first", "other_language_route",
+    "fused", "fused_minmax", "fused_gap", "rank_inverse", "is_first", "other_language_route", "remembered_only",
     "gram_jaccard", "mention_words_in_name", "name_words_in_mention", "name_extra_words", "exact_name",
     "log_children", "ancestors", "ancestor_in_list", "descendant_in_list", "ancestor_above", "descendant_above",
     "log_prior", "prior_seen", "log_memory",
@@ -77,13 +78,25 @@ class CorpusMemory:
 
     def lookup(self, mentions: Mentions, concepts: np.ndarray, terminology) -> tuple[np.ndarray, np.ndarray]:
         """``(prior, memory)`` counts ``[n, k]`` for candidate rows ``concepts`` of ``mentions``."""
-        lang_ids, text_ids, prior_table, memory_table = self._tables(terminology)
-        langs = mention_langs(mentions)
-        m_lang = np.asarray([lang_ids.get(x, -1) for x in langs], dtype=np.int64)
-        m_text = np.asarray([text_ids.get((lang, normalise(t)), -1) for lang, t in zip(langs, mentions.texts)],
-                            dtype=np.int64)
+        lang_ids, _, prior_table, memory_table = self._tables(terminology)
+        m_lang = np.asarray([lang_ids.get(x, -1) for x in mention_langs(mentions)], dtype=np.int64)
         size = len(terminology)
-        return _count_at(prior_table, m_lang, concepts, size), _count_at(memory_table, m_text, concepts, size)
+        return (_count_at(prior_table, m_lang, concepts, size),
+                _count_at(memory_table, self._text_keys(mentions, terminology), concepts, size))
+
+    def remembered(self, mentions: Mentions, terminology) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per mention, the concept rows annotated for its exact text in its language, and how often."""
+        codes, counts = self._tables(terminology)[3]
+        size = len(terminology)
+        keys = self._text_keys(mentions, terminology)
+        lo, hi = np.searchsorted(codes, keys * size), np.searchsorted(codes, (keys + 1) * size)
+        return [(codes[a:b] - key * size, counts[a:b]) if key >= 0 else (codes[:0], counts[:0])
+                for key, a, b in zip(keys, lo, hi)]
+
+    def _text_keys(self, mentions: Mentions, terminology) -> np.ndarray:
+        text_ids = self._tables(terminology)[1]
+        return np.asarray([text_ids.get((lang, normalise(t)), -1)
+                           for lang, t in zip(mention_langs(mentions), mentions.texts)], dtype=np.int64)
 
     def _tables(self, terminology):
         """Lookup tables for one terminology (cached): language ids, (language, text) ids, and the counts per
@@ -129,6 +142,39 @@ def own_documents(mentions: Mentions, concept_ids: Sequence[str]) -> tuple[Menti
     return keyed, CorpusMemory.from_annotations(mentions.texts, docs, concept_ids)
 
 
+def add_remembered(mentions: Mentions, candidates: Candidates, terminology, memory: CorpusMemory,
+                   held_out: tuple[Mentions, CorpusMemory] | None = None, limit: int = 2) -> Candidates:
+    """``candidates`` plus the concepts annotated in training for each mention's exact text (same language) that
+    the candidate stage did not find — up to ``limit`` per mention, the most often annotated first, in the last
+    slots (displacing the lowest-ranked candidates). They carry route ``ROUTE_NONE`` (found by no generator; the
+    ``remembered_only`` feature), the row's lowest score and no matched name. ``held_out``: as in
+    :func:`candidate_features` (training: only other documents' annotations count)."""
+    own = held_out[1].remembered(held_out[0], terminology) if held_out is not None else None
+    found = memory.remembered(mentions, terminology)
+    n, k = candidates.shape
+    out = None
+    for i, (rows, counts) in enumerate(found):
+        if not len(rows):
+            continue
+        if own is not None:  # subtract the mention's own document's annotations
+            own_rows, own_counts = own[i]
+            counts = counts - np.asarray([own_counts[own_rows == r].sum() for r in rows])
+        row = candidates.concepts[i]
+        order = np.argsort(-counts, kind="stable")
+        new = [int(rows[j]) for j in order if counts[j] > 0 and rows[j] not in row][:min(limit, k)]
+        if not new:
+            continue
+        if out is None:
+            out = Candidates(candidates.concepts.copy(), candidates.scores.copy(), candidates.names.copy(),
+                             candidates.routes.copy(), candidates.source, dict(candidates.meta))
+        kept = int(min((row >= 0).sum(), k - len(new)))
+        lowest = candidates.scores[i][row >= 0].min() if (row >= 0).any() else 0.0
+        slots = slice(kept, kept + len(new))
+        out.concepts[i, slots], out.scores[i, slots], out.names[i, slots] = new, lowest, -1
+        out.routes[i, slots] = ROUTE_NONE
+    return candidates if out is None else out
+
+
 def candidate_features(mentions: Mentions, candidates: Candidates, terminology, memory: CorpusMemory,
                        generators: Sequence[str],
                        held_out: tuple[Mentions, CorpusMemory] | None = None) -> np.ndarray:
@@ -149,6 +195,7 @@ def candidate_features(mentions: Mentions, candidates: Candidates, terminology, 
     f["rank_inverse"] = np.broadcast_to(1.0 / np.arange(1, k + 1), (n, k))
     f["is_first"] = np.broadcast_to(np.arange(k) == 0, (n, k))
     f["other_language_route"] = candidates.routes > ROUTE_SAME_LANGUAGE
+    f["remembered_only"] = candidates.routes == ROUTE_NONE
     f.update(_lexical(mentions, candidates, terminology))
     f.update(_hierarchy(terminology, c, valid))
     prior, mem = memory.lookup(mentions, c, terminology)
