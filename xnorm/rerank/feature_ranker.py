@@ -114,14 +114,14 @@ class FeatureReranker:
                              fix="train with documents annotated with this terminology's ids.")
         ids = term.concept_ids
         remembered = np.arange(len(train) if memory else 0)
-        memory = CorpusMemory.from_annotations(train.mentions.texts[remembered],
+        annotations = CorpusMemory.from_annotations(train.mentions.texts[remembered],
                                                mention_langs(train.mentions)[remembered].tolist(),
                                                [ids[g] for g in train.gold[remembered]])
         generators = [g.name for g in index.generators]
         context_languages = sorted(set(mention_langs(train.mentions)[has_context(train.mentions)].tolist()))
         # every training mention's own document, counted before any mention is dropped below
-        held_out = own_documents(train.mentions, [ids[g] for g in train.gold]) if len(memory) else None
-        cands = add_remembered(train.mentions, candidates_for(index, train, k), term, memory, held_out)
+        held_out = own_documents(train.mentions, [ids[g] for g in train.gold]) if len(annotations) else None
+        cands = add_remembered(train.mentions, candidates_for(index, train, k), term, annotations, held_out)
         n_train = len(train)
         keep = np.flatnonzero(train.hits(cands.concepts).any(axis=1))  # the gold is among the candidates
         if not len(keep):
@@ -129,18 +129,18 @@ class FeatureReranker:
                              fix="check that the annotations use the index's terminology, or raise --k.")
         train, cands = train[keep], cands[keep]
         held_out = (held_out[0][keep], held_out[1]) if held_out is not None else None
-        x = candidate_features(train.mentions, cands, term, memory, generators, held_out)
+        x = candidate_features(train.mentions, cands, term, annotations, generators, held_out)
         valid = cands.concepts >= 0
         mean, std = x[valid].mean(axis=0), x[valid].std(axis=0)
         n_feat = x.shape[-1]
         probe = cls(np.zeros(2 * n_feat), mean, np.where(std > 1e-6, std, 1.0), generators, context_languages,
-                    memory)
+                    annotations)
         z = probe._expand(x, train.mentions)
         gold = train.hits(cands.concepts)
         dev_sets = {}
         for name, ex in (dev or {}).items():
             ex = ex.known()
-            c = add_remembered(ex.mentions, candidates_for(index, ex, k), term, memory)
+            c = add_remembered(ex.mentions, candidates_for(index, ex, k), term, annotations)
             dev_sets[name] = (ex, c, probe.design(ex.mentions, c, term))
         grid = ([(float(l2), float(l2))] if l2 is not None else
                 [(a, b) for a in sorted(l2_grid) for b in sorted(l2_grid)] if dev_sets else [(DEFAULT_L2, DEFAULT_L2)])
