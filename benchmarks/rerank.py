@@ -568,7 +568,8 @@ def render(results: dict) -> str:
             f"{_loss(r['loss_first_20'])} → {_loss(r['loss_last_20'])} |")
     lines += ["", "Dev acc@1 of the candidates alone (same dev slice): "
               + ", ".join(f"{n}: {r['train'].get('dev_acc1_candidates', float('nan')):.3f}"
-                          for n, r in runs.items() if "skipped" not in r), ""]
+                          for n, r in runs.items()
+                          if "skipped" not in r and "dev_acc1_candidates" in r["train"]), ""]
     weights = {n: r["generator_weight"] for n, r in runs.items() if r.get("generator_weight")}
     if weights:
         lines += ["Generator weights (`xnorm.rerank.calibrate`, chosen on the dev sets): " + "; ".join(
