@@ -39,6 +39,13 @@ def calibrate_reranker(reranker_dir, index_dir, dev_specs, k, min_per_language, 
     from xnorm.rerank.model import update_manifest
     from xnorm.rerank.supervision import candidates_for, load_examples
 
+    from xnorm.rerank.feature_ranker import is_feature_reranker
+
+    if is_feature_reranker(reranker_dir):
+        raise ConfigError("a feature reranker has no generator weight: its scores already weigh the generators' "
+                          "(learnt in training).", file=reranker_dir,
+                          fix="retrain it with `xnorm train-reranker --mode features --dev FILE` to choose its L2 "
+                              "on other dev data.")
     torch.set_num_threads(threads)
     index = CandidateIndex.load(index_dir)
     reranker = Reranker.load(reranker_dir)

@@ -120,7 +120,7 @@ def test_training_mentions_do_not_see_their_own_documents_annotations(index):
 
 def test_remembered_concepts_join_the_candidates(index):
     from xnorm.rerank.features import CorpusMemory, add_remembered, own_documents
-    from xnorm.types import ROUTE_NONE
+    from xnorm.types import ROUTE_MEMORY
 
     term = index.terminology
     r = term.concept_index
@@ -135,7 +135,7 @@ def test_remembered_concepts_join_the_candidates(index):
     # The most often annotated first, in the last slots; an empty slot is filled before a candidate is displaced.
     assert ids[0].tolist() == ["HP:9", "HP:1", "HP:3"] and ids[1].tolist() == ["HP:9", "HP:4", None]
     assert ids[2].tolist() == ["HP:6", "HP:2", None]  # nothing remembered for "pyrexia"
-    assert out.routes[0, 1:].tolist() == [ROUTE_NONE] * 2 and out.scores[0, 1] == pytest.approx(0.4)
+    assert out.routes[0, 1:].tolist() == [ROUTE_MEMORY] * 2 and out.scores[0, 1] == pytest.approx(0.4)
     assert (c.concepts[0] == [r("HP:9"), r("HP:2"), r("HP:6")]).all()  # the input is left as it was
     # Training: a mention does not get concepts remembered only from its own document.
     train = Mentions(texts=["small head", "seizure cluster"], langs=["en"] * 2, doc_ids=["a", "b"])
@@ -161,7 +161,7 @@ def test_candidate_features_by_hand(index):
     x = candidate_features(m, cands, term, empty, ["g"])
     f = {name: x[..., i] for i, name in enumerate(feature_names(["g"]))}
     assert x.shape == (2, 2, len(feature_names(["g"])))
-    assert f["remembered_only"].sum() == 0  # route 0 only in the empty slot, whose features are zeros
+    assert f["remembered_only"].sum() == 0 and f["other_language_route"].sum() == 0
     assert f["exact_name"][0].tolist() == [0, 1] and f["exact_name"][1, 0] == 1  # case-insensitive
     assert f["gram_jaccard"][0, 1] == pytest.approx(1.0) and 0 < f["gram_jaccard"][0, 0] < 1
     assert f["name_extra_words"][0].tolist() == [1, 0]  # "Seizure cluster" has one word the mention lacks
@@ -263,6 +263,11 @@ def test_linker_with_feature_reranker_links_and_round_trips(index_dir, trained, 
     assert "reranked by feature reranker(" in linker.pipeline and linker.rerank_k == 4
     docs = list(linker.link(json.loads(json.dumps(TEST_DOCS)), overwrite=True))
     assert [d["entities"][0]["normalized"][0]["db_id"] for d in docs] == ["HP:1", "HP:6"]
+    # One candidate only (Seizure cluster): the memory adds Seizure, and --explain says where it came from.
+    one = Linker.from_config({"index": str(index_dir), "reranker": str(tmp_path / "fr"), "k": 1, "rerank_k": 1})
+    doc = next(one.link(json.loads(json.dumps(TEST_DOCS[:1])), overwrite=True, explain=True))
+    norm = doc["entities"][0]["normalized"][0]
+    assert norm["db_id"] == "HP:1" and "annotation-memory" in json.dumps(norm) and "Seizure" in json.dumps(norm)
     linker.save(tmp_path / "linker")
     again = Linker.load(tmp_path / "linker")
     m = _examples(again.index, TEST_DOCS).mentions
@@ -293,6 +298,8 @@ def test_cli_train_features_and_link(index_dir, tmp_path):
     r = _run("evaluate", str(tmp_path / "linked.jsonl"), str(test))
     assert r.exit_code == 0 and "1.000" in r.output, r.output
     # User errors: one line, exit code 3, no traceback.
+    r = _run("calibrate-reranker", str(out), "--index", str(index_dir), "--dev", str(test))
+    assert r.exit_code == EXIT_BAD_INPUT and "no generator weight" in r.output and "Traceback" not in r.output
     r = _run("adapters", "add-reranker", str(out), "fr-zoo")
     assert r.exit_code == EXIT_BAD_INPUT and "no zoo entry" in r.output and "Traceback" not in r.output
     r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train),

@@ -11,8 +11,9 @@ import numpy as np
 
 # How a candidate was reached (``Candidates.routes``): through names in the mention's own language, through
 # English names (the fallback for concepts with no name in that language), or through names of any language.
-ROUTE_NONE, ROUTE_SAME_LANGUAGE, ROUTE_ENGLISH_FALLBACK, ROUTE_ANY_LANGUAGE = 0, 1, 2, 3
-ROUTE_NAMES = ("none", "same-language", "english-fallback", "any-language")
+ROUTE_NONE, ROUTE_SAME_LANGUAGE, ROUTE_ENGLISH_FALLBACK, ROUTE_ANY_LANGUAGE, ROUTE_MEMORY = 0, 1, 2, 3, 4
+# ROUTE_MEMORY: not found through names, added by a feature reranker that remembers it annotated for this text
+ROUTE_NAMES = ("none", "same-language", "english-fallback", "any-language", "annotation-memory")
 GENERATOR_LISTS = "generators"  # Candidates.meta key (see Candidates)
 
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..terminology.hierarchy import ancestor_matrix
-from ..types import GENERATOR_LISTS, ROUTE_NONE, ROUTE_SAME_LANGUAGE, Candidates, Mentions
+from ..types import (GENERATOR_LISTS, ROUTE_ANY_LANGUAGE, ROUTE_ENGLISH_FALLBACK, ROUTE_MEMORY, Candidates,
+                     Mentions)
 from .pairs import FALLBACK_LANG
 
 BASE_FEATURES = (
@@ -146,8 +147,8 @@ def add_remembered(mentions: Mentions, candidates: Candidates, terminology, memo
                    held_out: tuple[Mentions, CorpusMemory] | None = None, limit: int = 2) -> Candidates:
     """``candidates`` plus the concepts annotated in training for each mention's exact text (same language) that
     the candidate stage did not find — up to ``limit`` per mention, the most often annotated first, in the last
-    slots (displacing the lowest-ranked candidates). They carry route ``ROUTE_NONE`` (found by no generator; the
-    ``remembered_only`` feature), the row's lowest score and no matched name. ``held_out``: as in
+    slots (displacing the lowest-ranked candidates). They carry route ``ROUTE_MEMORY`` ("annotation-memory" in
+    ``xnorm link --explain``; the ``remembered_only`` feature), the row's lowest score and no matched name. ``held_out``: as in
     :func:`candidate_features` (training: only other documents' annotations count)."""
     own = held_out[1].remembered(held_out[0], terminology) if held_out is not None else None
     found = memory.remembered(mentions, terminology)
@@ -171,7 +172,7 @@ def add_remembered(mentions: Mentions, candidates: Candidates, terminology, memo
         lowest = candidates.scores[i][row >= 0].min() if (row >= 0).any() else 0.0
         slots = slice(kept, kept + len(new))
         out.concepts[i, slots], out.scores[i, slots], out.names[i, slots] = new, lowest, -1
-        out.routes[i, slots] = ROUTE_NONE
+        out.routes[i, slots] = ROUTE_MEMORY
     return candidates if out is None else out
 
 
@@ -194,8 +195,8 @@ def candidate_features(mentions: Mentions, candidates: Candidates, terminology, 
     f["fused_gap"] = hi - s
     f["rank_inverse"] = np.broadcast_to(1.0 / np.arange(1, k + 1), (n, k))
     f["is_first"] = np.broadcast_to(np.arange(k) == 0, (n, k))
-    f["other_language_route"] = candidates.routes > ROUTE_SAME_LANGUAGE
-    f["remembered_only"] = candidates.routes == ROUTE_NONE
+    f["other_language_route"] = np.isin(candidates.routes, (ROUTE_ENGLISH_FALLBACK, ROUTE_ANY_LANGUAGE))
+    f["remembered_only"] = candidates.routes == ROUTE_MEMORY
     f.update(_lexical(mentions, candidates, terminology))
     f.update(_hierarchy(terminology, c, valid))
     prior, mem = memory.lookup(mentions, c, terminology)
