@@ -57,7 +57,8 @@ def _doc(i: int, before: str, mention: str, after: str, cid: str | None, lang: s
     return {"id": f"d{i}", "document_id": f"d{i}", "lang": lang,
             "passages": [{"id": f"d{i}p", "type": "abstract", "text": [text], "offsets": [[0, len(text)]]}],
             "entities": [{"id": f"e{i}", "type": "phenotype", "text": [mention],
-                          "offsets": [[start, start + len(mention)]], "normalized": [{"db_name": "HPO", "db_id": cid}] if cid else []}]}
+                          "offsets": [[start, start + len(mention)]],
+                          "normalized": [{"db_name": "HPO", "db_id": cid}] if cid else []}]}
 
 
 # The corpus's convention: a "seizure cluster" is annotated as the coarser Seizure (HP:1), which the candidate

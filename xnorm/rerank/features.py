@@ -148,8 +148,8 @@ def add_remembered(mentions: Mentions, candidates: Candidates, terminology, memo
     """``candidates`` plus the concepts annotated in training for each mention's exact text (same language) that
     the candidate stage did not find — up to ``limit`` per mention, the most often annotated first, in the last
     slots (displacing the lowest-ranked candidates). They carry route ``ROUTE_MEMORY`` ("annotation-memory" in
-    ``xnorm link --explain``; the ``remembered_only`` feature), the row's lowest score and no matched name. ``held_out``: as in
-    :func:`candidate_features` (training: only other documents' annotations count)."""
+    ``xnorm link --explain``; the ``remembered_only`` feature), the row's lowest score and no matched name.
+    ``held_out``: as in :func:`candidate_features` (training: only other documents' annotations count)."""
     own = held_out[1].remembered(held_out[0], terminology) if held_out is not None else None
     found = memory.remembered(mentions, terminology)
     n, k = candidates.shape
@@ -184,7 +184,6 @@ def candidate_features(mentions: Mentions, candidates: Candidates, terminology, 
     c = candidates.concepts
     n, k = c.shape
     valid = c >= 0
-    cc = np.maximum(c, 0)
     f: dict[str, np.ndarray] = {}
     s = np.where(valid, candidates.scores.astype(np.float64), np.nan)
     with np.errstate(invalid="ignore"):
