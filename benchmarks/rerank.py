@@ -1,4 +1,6 @@
-"""Reranker ablation: candidates only vs. full fine-tuning vs. task adapter vs. Stack(lang, task), λ = 0 vs 1.
+"""Reranker ablation: candidates only vs. full fine-tuning vs. task adapter vs. Stack(lang, task), λ = 0 vs 1, and
+the feature reranker (``--runs features features-nomemory``) against a lookup of the training annotations
+(``--runs lookup``).
 
 Data (read where it lies, nothing copied):
 - HPO translations, concept-level split (``hpo-labels``, ``split: held_out``): the labels of the index-half
