@@ -203,7 +203,9 @@ def test_training_learns_the_corpus_convention(index, trained):
     one = ranker.rerank(test.mentions, cands.top(1), term)  # Seizure is not a candidate: the memory adds it
     assert test.hits(one.concepts[:, 0]).all()
     np.testing.assert_allclose(out.scores.sum(axis=1), 1.0, rtol=1e-5)
-    assert report["trained_on"] == 12 and report["l2"] == {"shared": 0.01, "in_domain": 0.01} and report["k"] == 4
+    assert report["trained_on"] == 12 and report["k"] == 4
+    # No dev set: one L2 for both halves, chosen by cross-validation over the 12 training documents.
+    assert report["l2"]["shared"] == report["l2"]["in_domain"] and "cross-validation" in report["dev_chosen"]
     assert ranker.context_languages == ["en"] and ranker.info["k"] == 4
     # Bare labels / languages without in-context training data use only the shared half of the weights.
     m = Mentions(texts=["seizure cluster", "seizure cluster"], langs=["en", "en"], left=["A ", ""], right=[".", ""])
@@ -218,12 +220,21 @@ def test_l2_chosen_on_dev_and_shrinks_the_weights(index):
 
     train, dev = _examples(index, TRAIN_DOCS), _examples(index, TEST_DOCS)
     ranker, report = FeatureReranker.train(index, train, k=4, dev={"test-docs": dev})
-    grid = [0.001, 0.003, 0.01, 0.03, 0.1]
+    grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
     assert [d["l2"] for d in report["dev"]] == [[a, b] for a in grid for b in grid]  # shared x in-domain
     assert report["dev_chosen"]["test-docs"] == 1.0
-    assert report["l2"] == {"shared": 0.1, "in_domain": 0.1}  # every pair ties on this dev set: the largest
+    assert report["l2"] == {"shared": 1.0, "in_domain": 1.0}  # every pair ties on this dev set: the largest
     flat, _ = FeatureReranker.train(index, train, k=4, l2=1e3)
     assert np.abs(flat.weights).max() < 0.01 * np.abs(ranker.weights).max()
+
+
+def test_document_folds_keep_documents_together():
+    from xnorm.rerank.feature_ranker import document_folds
+
+    m = Mentions(texts=["a"] * 7, langs=["en"] * 7, doc_ids=["d1", "d1", "d2", "d3", "d3", "", ""])
+    folds = document_folds(m, n_folds=3)
+    assert folds[0] == folds[1] and folds[3] == folds[4] and len(set(folds.tolist())) == 3
+    assert document_folds(Mentions(texts=["a", "b"], langs=["en"] * 2, doc_ids=["d1", "d1"])) is None
 
 
 def test_choose_l2_worst_set_then_mean_gain_then_larger():

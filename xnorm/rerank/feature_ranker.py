@@ -36,8 +36,9 @@ from .supervision import Examples, candidates_for
 FORMAT = "xnorm-feature-reranker"
 FORMAT_VERSION = 1
 MEMORY = "memory.parquet"
-L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 DEFAULT_L2 = 1e-2
+CROSS_VALIDATION = "cross-validation"  # the dev-set name of the held-out folds' acc@1 in a report
 
 
 class FeatureReranker:
@@ -100,8 +101,10 @@ class FeatureReranker:
         """Fit on ``train`` (gold rows over ``index``'s terminology) with ``index``'s top-k candidates.
 
         ``l2``: a fixed weight; else two, one for the shared and one for the in-domain half of the weights, the
-        best pair from ``l2_grid`` on the ``dev`` sets (no dev: ``DEFAULT_L2``). Two, because a dev set of bare
-        labels depends on the shared half only, and should not hold the in-domain half back.
+        best pair from ``l2_grid`` on the ``dev`` sets — two, because a dev set of bare labels depends on the
+        shared half only, and should not hold the in-domain half back. Without dev sets, one L2 for both, chosen by
+        cross-validation over the training documents (:func:`document_folds`; fewer than two documents:
+        ``DEFAULT_L2``): a small training set needs a much larger L2 than a large one.
         ``memory=False``: remember no annotations (the prior and memory features stay zero), for a ranker meant
         for other corpora than the one it was trained on.
         Returns the reranker and a report (sizes, time, per-l2 dev acc@1).
@@ -115,8 +118,8 @@ class FeatureReranker:
         ids = term.concept_ids
         remembered = np.arange(len(train) if memory else 0)
         annotations = CorpusMemory.from_annotations(train.mentions.texts[remembered],
-                                               mention_langs(train.mentions)[remembered].tolist(),
-                                               [ids[g] for g in train.gold[remembered]])
+                                                    mention_langs(train.mentions)[remembered].tolist(),
+                                                    [ids[g] for g in train.gold[remembered]])
         generators = [g.name for g in index.generators]
         context_languages = sorted(set(mention_langs(train.mentions)[has_context(train.mentions)].tolist()))
         # every training mention's own document, counted before any mention is dropped below
@@ -142,13 +145,24 @@ class FeatureReranker:
             ex = ex.known()
             c = add_remembered(ex.mentions, candidates_for(index, ex, k), term, annotations)
             dev_sets[name] = (ex, c, probe.design(ex.mentions, c, term))
-        grid = ([(float(l2), float(l2))] if l2 is not None else
-                [(a, b) for a in sorted(l2_grid) for b in sorted(l2_grid)] if dev_sets else [(DEFAULT_L2, DEFAULT_L2)])
+        folds = None if dev_sets or l2 is not None else document_folds(train.mentions)
+        if l2 is not None:
+            grid = [(float(l2), float(l2))]
+        elif dev_sets:
+            grid = [(a, b) for a in sorted(l2_grid) for b in sorted(l2_grid)]
+        else:  # cross-validation: one training distribution, so one L2 for both halves
+            grid = [(a, a) for a in sorted(l2_grid)] if folds is not None else [(DEFAULT_L2, DEFAULT_L2)]
         fits, scores = [], []
         for shared, domain in grid:
-            fits.append(_fit(z, valid, gold, np.repeat([shared, domain], n_feat)))
-            scores.append({name: _acc1(fits[-1], *d) for name, d in dev_sets.items()})
+            penalty = np.repeat([shared, domain], n_feat)
+            fits.append(_fit(z, valid, gold, penalty))
+            if folds is not None:
+                scores.append({CROSS_VALIDATION: _cross_validated(z, valid, gold, folds, penalty)})
+            else:
+                scores.append({name: _acc1(fits[-1], *d) for name, d in dev_sets.items()})
         base = {name: float(ex.hits(c.concepts[:, 0]).mean()) for name, (ex, c, _) in dev_sets.items()}
+        if folds is not None:
+            base = {CROSS_VALIDATION: float(gold[:, 0].mean())}
         best = choose_l2(grid, scores, base)
         probe.weights = fits[best]
         chosen = {"shared": grid[best][0], "in_domain": grid[best][1]}
@@ -215,6 +229,31 @@ def choose_l2(grid: list[tuple[float, float]], scores: list[dict[str, float]], b
     larger L2s."""
     gains = [[s[n] - base[n] for n in s] or [0.0] for s in scores]
     return max(range(len(grid)), key=lambda i: (round(min(gains[i]), 9), round(float(np.mean(gains[i])), 9), grid[i]))
+
+
+def document_folds(mentions: Mentions, n_folds: int = 5, seed: int = 0) -> np.ndarray | None:
+    """Per mention, its cross-validation fold: whole documents (a mention without a document id is one), dealt
+    round-robin in a seeded order; ``None`` with fewer than two documents."""
+    groups = np.asarray([str(d) if d else f"#{i}" for i, d in enumerate(mentions.doc_ids)], dtype=object)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    if len(uniq) < 2:
+        return None
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    fold_of_group = np.empty(len(uniq), dtype=np.int64)
+    fold_of_group[order] = np.arange(len(uniq)) % min(n_folds, len(uniq))
+    return fold_of_group[inverse]
+
+
+def _cross_validated(z: np.ndarray, valid: np.ndarray, gold: np.ndarray, folds: np.ndarray,
+                     l2: np.ndarray) -> float:
+    """acc@1 of the held-out folds, each ranked by weights fitted on the other folds."""
+    right = 0
+    for f in np.unique(folds):
+        out = folds == f
+        w = _fit(z[~out], valid[~out], gold[~out], l2)
+        s = np.where(valid[out], z[out] @ w, -np.inf)
+        right += int(gold[out][np.arange(int(out.sum())), s.argmax(axis=1)].sum())
+    return right / len(z)
 
 
 def _acc1(weights: np.ndarray, ex: Examples, cands: Candidates, design: np.ndarray) -> float:
