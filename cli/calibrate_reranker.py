@@ -36,10 +36,9 @@ def calibrate_reranker(reranker_dir, index_dir, dev_specs, k, min_per_language, 
     from xnorm.errors import ConfigError
     from xnorm.rerank import Reranker
     from xnorm.rerank.calibrate import MIN_PER_LANGUAGE, calibrate_generator_weight
+    from xnorm.rerank.feature_ranker import is_feature_reranker
     from xnorm.rerank.model import update_manifest
     from xnorm.rerank.supervision import candidates_for, load_examples
-
-    from xnorm.rerank.feature_ranker import is_feature_reranker
 
     if is_feature_reranker(reranker_dir):
         raise ConfigError("a feature reranker has no generator weight: its scores already weigh the generators' "

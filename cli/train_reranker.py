@@ -33,7 +33,8 @@ def _lang_adapter(ctx, param, values):
                    "full: fine-tune every layer (comparison point); features: a linear ranker over generator scores, "
                    "name overlap, hierarchy and a memory of the training annotations (seconds on CPU, no model).")
 @click.option("--l2", type=click.FloatRange(0, min_open=True),
-              help="--mode features: L2 weight [default: the best on --dev of 0.001-0.1, else 0.01].")
+              help="--mode features: L2 weight [default: with --dev the best pair (shared, in-domain weights) "
+                   "of 0.001-1; without, one chosen by 5-fold cross-validation over the training documents].")
 @click.option("--no-memory", is_flag=True,
               help="--mode features: remember no training annotations (no concept prior, no exact-mention memory), "
                    "for a ranker meant for other corpora than its training one.")
@@ -83,9 +84,9 @@ def _lang_adapter(ctx, param, values):
                    "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
 def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory, lam, k, base_model, steps, epochs,
-                   batch_size, lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train, missing_gold, pooling,
-                   no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang, seed, device, precision,
-                   threads):
+                   batch_size, lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train,
+                   missing_gold, pooling, no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang,
+                   seed, device, precision, threads):
     """Train a reranker over the top-k candidates of INDEX_DIR and save it to OUTPUT.
 
     The loss is softmax cross-entropy over the k candidates plus LAMBDA times the L2 distance between the

@@ -193,7 +193,6 @@ def add_reranker(reranker_dir: str | os.PathLike, name: str, *, root: str | os.P
     ``--reranker NAME`` finds it. ``root``: the user zoo (``$XNORM_HOME/adapters``) by default; ``fields`` go into
     the zoo manifest (training data, metrics, license)."""
     from xnorm.models.registry import resolve_model
-
     from xnorm.rerank.feature_ranker import is_feature_reranker
 
     src = Path(reranker_dir)
