@@ -280,6 +280,11 @@ def test_linker_with_feature_reranker_links_and_round_trips(index_dir, trained, 
     doc = next(one.link(json.loads(json.dumps(TEST_DOCS[:1])), overwrite=True, explain=True))
     norm = doc["entities"][0]["normalized"][0]
     assert norm["db_id"] == "HP:1" and "annotation-memory" in json.dumps(norm) and "Seizure" in json.dumps(norm)
+    # Restricted to Seizure cluster's branch, the remembered Seizure (its parent) is not offered.
+    branch = Linker.from_config({"index": str(index_dir), "reranker": str(tmp_path / "fr"), "k": 3,
+                                 "under": ["HP:9"]})
+    ids = branch.candidates(_examples(branch.index, TEST_DOCS[:1]).mentions).concept_ids(branch.terminology)
+    assert ids[0].tolist() == ["HP:9", None, None]
     linker.save(tmp_path / "linker")
     again = Linker.load(tmp_path / "linker")
     m = _examples(again.index, TEST_DOCS).mentions

@@ -267,7 +267,8 @@ class Linker:
             head = Candidates(np.hstack([head.concepts, tail.concepts]), np.hstack([head.scores, tail.scores]),
                               np.hstack([head.names, tail.names]), np.hstack([head.routes, tail.routes]),
                               head.source, head.meta)
-        return head.top(k)
+        # A reranker may add candidates (a feature reranker's memory): the same branch and type rules apply to them.
+        return self.index.restrict(mentions, head, under=self.config.under).top(k)
 
     def calibrate_threshold(self, mentions: Mentions, gold, *, target_precision: float | None = None) -> float:
         """Set (and return) the NIL threshold from a dev set with gold ids (``None``/empty = a NIL mention).

@@ -178,29 +178,44 @@ class CandidateIndex:
         n = len(mentions)
         if n == 0:
             return Candidates.empty(0, k, "fusion" if len(self.generators) > 1 else self.generators[0].name)
-        flt = self.config["filters"]
-        per_mention = None
-        if allowed_types is None:
-            per_mention = allowed_per_mention(mentions, flt["semantic_types"], flt["by_entity_type"])
-        elif isinstance(allowed_types, (list, tuple)) and len(allowed_types) == n and not all(
-                isinstance(a, str) for a in allowed_types):
-            per_mention = list(allowed_types)
-        subtree = self.subtree(under) if under is not None else None
-        filtering = per_mention is not None or allowed_types is not None
-        fetch = k * flt["overfetch"] if filtering or subtree is not None else k
+        _, filtering = self._type_rule(mentions, allowed_types)
+        if under is not None:
+            self.subtree(under)  # unknown roots fail before the search (the mask is cached for restrict)
+        fetch = k * self.config["filters"]["overfetch"] if filtering or under is not None else k
         result, lists = self._generate(mentions, fetch)
-        if subtree is not None:
-            result = compact(result, (result.concepts >= 0) & subtree[np.maximum(result.concepts, 0)])
+        result = self.restrict(mentions, result, allowed_types=allowed_types, under=under).top(k)
+        result.meta[GENERATOR_LISTS] = lists
+        return result
+
+    def restrict(self, mentions: Mentions, candidates: Candidates, *,
+                 allowed_types: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
+                 under: Iterable[str] | None = None) -> Candidates:
+        """``candidates`` without the concepts :meth:`candidates` would not give these mentions (outside the
+        ``under`` branches, or of a semantic type the filters do not allow; same arguments), order kept. For
+        candidates added after the search, such as those a feature reranker remembers."""
+        if under is not None:
+            subtree = self.subtree(under)
+            candidates = compact(candidates, (candidates.concepts >= 0) & subtree[np.maximum(candidates.concepts, 0)])
+        per_mention, filtering = self._type_rule(mentions, allowed_types)
         if filtering:
             if self._type_filter is None:
                 self._type_filter = SemanticTypeFilter(self.terminology)
             if per_mention is not None:
-                result = self._type_filter.apply_per_mention(result, per_mention)
+                candidates = self._type_filter.apply_per_mention(candidates, per_mention)
             else:
-                result = self._type_filter.apply(result, allowed_types)  # type: ignore[arg-type]
-        result = result.top(k)
-        result.meta[GENERATOR_LISTS] = lists
-        return result
+                candidates = self._type_filter.apply(candidates, allowed_types)  # type: ignore[arg-type]
+        return candidates
+
+    def _type_rule(self, mentions: Mentions, allowed_types) -> tuple[list | None, bool]:
+        """(per-mention allow-lists or None, whether a semantic-type filter applies at all)."""
+        if allowed_types is None:
+            flt = self.config["filters"]
+            per_mention = allowed_per_mention(mentions, flt["semantic_types"], flt["by_entity_type"])
+            return per_mention, per_mention is not None
+        if isinstance(allowed_types, (list, tuple)) and len(allowed_types) == len(mentions) and not all(
+                isinstance(a, str) for a in allowed_types):
+            return list(allowed_types), True
+        return None, True
 
     def describe(self) -> str:
         """One line: what generates candidates and how they are combined."""
