@@ -208,7 +208,9 @@ def build_sets(args, terminology):
 
 def _is_gsc(ex) -> np.ndarray:
     """The mentions with context (GSC+), as opposed to bare HPO labels."""
-    return np.asarray([bool(x) for x in ex.mentions.left]) | np.asarray([bool(x) for x in ex.mentions.right])
+    from xnorm.rerank.features import has_context
+
+    return has_context(ex.mentions)
 
 
 def matched_split(train, dev, terminology, split_json: str, seed: int):
@@ -410,12 +412,10 @@ class AnnotationLookup:
 
 
 def run_lookup(index, train, tests, test_cands) -> dict:
-    from xnorm.rerank.features import CorpusMemory, mention_langs
+    from xnorm.rerank.features import CorpusMemory
 
     t = time.perf_counter()
-    ids = index.terminology.concept_ids
-    memory = CorpusMemory.from_annotations(train.mentions.texts, mention_langs(train.mentions).tolist(),
-                                           [ids[g] for g in train.gold])
+    memory = CorpusMemory.from_examples(train, index.terminology)
     seconds = time.perf_counter() - t
     train_info = {"parameters": {"trained": 0, "total": 0}, "steps": 1, "batch_size": len(train),
                   "train_seconds": seconds, "seconds_per_mention": seconds / max(1, len(train)),

@@ -25,11 +25,11 @@ import numpy as np
 
 from .. import __version__
 from .._io import atomic_dir, sha256_file
+from ..candidates.base import mention_langs
 from ..errors import ArtifactError, InputError
 from ..terminology.core import read_manifest, verify_checksums
 from ..types import Candidates, Mentions
-from .features import (CorpusMemory, add_remembered, candidate_features, feature_names, has_context,
-                       mention_langs, own_documents)
+from .features import CorpusMemory, add_remembered, candidate_features, feature_names, has_context, own_documents
 from .model import reorder, softmax_rows
 from .supervision import Examples, candidates_for
 
@@ -116,10 +116,7 @@ class FeatureReranker:
             raise InputError("no training mention has a gold concept in the index's terminology.", field="--train",
                              fix="train with documents annotated with this terminology's ids.")
         ids = term.concept_ids
-        remembered = np.arange(len(train) if memory else 0)
-        annotations = CorpusMemory.from_annotations(train.mentions.texts[remembered],
-                                                    mention_langs(train.mentions)[remembered].tolist(),
-                                                    [ids[g] for g in train.gold[remembered]])
+        annotations = CorpusMemory.from_examples(train if memory else train[np.arange(0)], term)
         generators = [g.name for g in index.generators]
         context_languages = sorted(set(mention_langs(train.mentions)[has_context(train.mentions)].tolist()))
         # every training mention's own document, counted before any mention is dropped below

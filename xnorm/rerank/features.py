@@ -22,11 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..candidates.base import mention_langs
 from ..errors import ConfigError
 from ..terminology.hierarchy import ancestor_matrix
 from ..types import (GENERATOR_LISTS, ROUTE_ANY_LANGUAGE, ROUTE_ENGLISH_FALLBACK, ROUTE_MEMORY, Candidates,
                      Mentions)
-from .pairs import FALLBACK_LANG
 
 BASE_FEATURES = (
     "fused", "fused_minmax", "fused_gap", "rank_inverse", "is_first", "other_language_route", "remembered_only",
@@ -44,10 +44,6 @@ def feature_names(generators: Sequence[str]) -> list[str]:
 
 def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", str(text)).lower().split())
-
-
-def mention_langs(mentions: Mentions) -> np.ndarray:
-    return np.asarray([str(x) if x else FALLBACK_LANG for x in mentions.langs], dtype=object)
 
 
 def has_context(mentions: Mentions) -> np.ndarray:
@@ -73,6 +69,13 @@ class CorpusMemory:
         keys = sorted(counted)
         col = lambda i: np.asarray([k[i] for k in keys], dtype=object)  # noqa: E731
         return cls(col(0), col(1), col(2), np.asarray([counted[k] for k in keys], dtype=np.int64))
+
+    @classmethod
+    def from_examples(cls, examples, terminology) -> "CorpusMemory":
+        """The annotations of training ``Examples`` (their ``gold`` rows over ``terminology``)."""
+        ids = terminology.concept_ids
+        return cls.from_annotations(examples.mentions.texts, mention_langs(examples.mentions).tolist(),
+                                    [ids[g] for g in examples.gold])
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -181,6 +184,13 @@ def candidate_features(mentions: Mentions, candidates: Candidates, terminology, 
                        held_out: tuple[Mentions, CorpusMemory] | None = None) -> np.ndarray:
     """``[n, k, F]`` float32 features (columns: :func:`feature_names`); empty slots hold zeros. ``held_out``
     (:func:`own_documents`): annotations subtracted from the memory's counts (training)."""
+    lists = candidates.meta.get(GENERATOR_LISTS, {})
+    missing = [g for g in generators if g not in lists]
+    if missing:
+        raise ConfigError(f"the candidates carry no list of the generator(s) {', '.join(missing)} this reranker "
+                          "was trained with.", field="reranker",
+                          fix="rerank candidates of the index the reranker was trained on (same generator names), "
+                              "straight from `CandidateIndex.candidates`.")
     c = candidates.concepts
     n, k = c.shape
     valid = c >= 0
@@ -203,13 +213,6 @@ def candidate_features(mentions: Mentions, candidates: Candidates, terminology, 
         own_prior, own_mem = held_out[1].lookup(held_out[0], c, terminology)
         prior, mem = np.maximum(prior - own_prior, 0), np.maximum(mem - own_mem, 0)
     f["log_prior"], f["prior_seen"], f["log_memory"] = np.log1p(prior), prior > 0, np.log1p(mem)
-    lists = candidates.meta.get(GENERATOR_LISTS, {})
-    missing = [g for g in generators if g not in lists]
-    if missing:
-        raise ConfigError(f"the candidates carry no list of the generator(s) {', '.join(missing)} this reranker "
-                          "was trained with.", field="reranker",
-                          fix="rerank candidates of the index the reranker was trained on (same generator names), "
-                              "straight from `CandidateIndex.candidates`.")
     for g in generators:
         f.update(_generator(g, lists[g], c, valid))
     names = feature_names(generators)
@@ -276,17 +279,15 @@ def _hierarchy(terminology, concepts: np.ndarray, valid: np.ndarray) -> dict[str
     children = np.bincount(terminology.is_a[:, 1], minlength=size)
     uniq, pos = np.unique(np.maximum(concepts, 0), return_inverse=True)
     pos = pos.reshape(n, k)
-    up = ancestor_matrix(terminology, None, rows=uniq).tocoo()  # [len(uniq), C]: the candidates' ancestors
-    codes = np.sort(up.row.astype(np.int64) * size + up.col)
-    query = pos[:, :, None].astype(np.int64) * size + np.maximum(concepts, 0)[:, None, :]  # [n, j, l]: l above j?
-    at = np.clip(np.searchsorted(codes, query), 0, max(len(codes) - 1, 0))
-    above_of = (codes[at] == query) if len(codes) else np.zeros(query.shape, bool)
+    up = ancestor_matrix(terminology, None, rows=uniq)  # [len(uniq), C]: the candidates' ancestors
+    j, l = np.broadcast_arrays(pos[:, :, None], np.maximum(concepts, 0)[:, None, :])  # [n, j, l]: l above j?
+    above_of = np.asarray(up[j.ravel(), l.ravel()]).reshape(n, k, k)
     above_of &= valid[:, :, None] & valid[:, None, :]
     earlier = np.tril(np.ones((k, k), dtype=bool), -1)  # [j, l]: l ranked before j
     below_of = above_of.transpose(0, 2, 1)
     return {
         "log_children": np.log1p(children[np.maximum(concepts, 0)]),
-        "ancestors": np.minimum(np.asarray(up.tocsr().getnnz(axis=1))[pos], 30),
+        "ancestors": np.minimum(up.getnnz(axis=1)[pos], 30),
         "ancestor_in_list": above_of.any(axis=2),
         "descendant_in_list": below_of.any(axis=2),
         "ancestor_above": (above_of & earlier).any(axis=2),
