@@ -260,10 +260,29 @@ def test_save_load_round_trip_and_tampering(index, trained, tmp_path):
     c = index.candidates(test.mentions, 4)
     np.testing.assert_allclose(again.rerank_scores(test.mentions, c, index.terminology),
                                ranker.rerank_scores(test.mentions, c, index.terminology))
+    manifest = tmp_path / "fr" / "manifest.json"
+    written = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**written, "features": written["features"][:-1]}))
+    with pytest.raises(ArtifactError, match="other features"):  # written by another version of the features
+        load_reranker(tmp_path / "fr")
+    manifest.write_text(json.dumps(written))
     memory = tmp_path / "fr" / "memory.parquet"
     memory.write_bytes(memory.read_bytes() + b"x")
     with pytest.raises(ArtifactError, match="memory.parquet"):
         load_reranker(tmp_path / "fr")
+
+
+def test_training_errors_name_the_problem(index):
+    from xnorm.errors import InputError
+    from xnorm.rerank import FeatureReranker
+
+    unknown = _examples(index, [_doc(1, "A ", "zebra stripes", ".", "HP:999")])
+    with pytest.raises(InputError, match="no training mention has a gold concept"):
+        FeatureReranker.train(index, unknown, k=2)
+    far = _examples(index, [_doc(1, "A ", "pyrexia", ".", "HP:9")])  # Fever's synonym annotated as a seizure
+    assert "HP:9" not in index.candidates(far.mentions, 1).concept_ids(index.terminology)[0].tolist()
+    with pytest.raises(InputError, match="among its 1 candidates"):
+        FeatureReranker.train(index, far, k=1)
 
 
 def test_linker_with_feature_reranker_links_and_round_trips(index_dir, trained, tmp_path):
