@@ -342,8 +342,9 @@ def lang_adapter_for(lang: str):
 def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_cands) -> dict:
     from xnorm.rerank import train_reranker
 
-    if mode in ("features", "features-nomemory"):
-        return run_features(args, name, index, train, dev, tests, test_cands, memory=mode == "features")
+    if mode in ("features", "features-nomemory", "features+translation"):
+        return run_features(args, name, index, train, dev, tests, test_cands, memory=mode != "features-nomemory",
+                            translation=translation_model(args, train, dev) if mode == "features+translation" else None)
     if mode == "lookup":
         return run_lookup(index, train, tests, test_cands)
 
@@ -371,12 +372,27 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
             "lang_adapters_used": sorted(rr.lang_adapters), **rerank_tests(rr, index, tests, test_cands)}
 
 
-def run_features(args, name, index, train, dev, tests, test_cands, memory: bool) -> dict:
+def translation_model(args, train, dev):
+    """Word-piece translation tables from the hpo-multilingual terminology's names, leaving out every concept a
+    training, dev or test mention is annotated with (the split's dev and test concepts, GSC+'s concepts only
+    in English, which has no table)."""
+    from xnorm.rerank import TranslationModel
+    from xnorm.terminology import load_terminology
+
+    split = json.loads(Path(args.test_concepts).read_text())
+    t = time.perf_counter()
+    model = TranslationModel.from_terminology(load_terminology("hpo-multilingual"), languages=args.langs,
+                                              exclude=set(split["dev"]) | set(split["test"]))
+    print(f"  translation tables {model.info['pairs']} in {time.perf_counter() - t:.0f} s", flush=True)
+    return model
+
+
+def run_features(args, name, index, train, dev, tests, test_cands, memory: bool, translation=None) -> dict:
     """The feature reranker (xnorm.rerank.FeatureReranker): L2 chosen on the dev sets; its figures in the shape the
     cost table reads (one "step" over every training mention with the gold among its candidates)."""
     from xnorm.rerank import FeatureReranker
 
-    rr, report = FeatureReranker.train(index, train, k=args.k, dev=dev, memory=memory)
+    rr, report = FeatureReranker.train(index, train, k=args.k, dev=dev, memory=memory, translation=translation)
     out_dir = rr.save(Path(args.work_dir) / name)
     chosen, sets = report["dev_chosen"], list(report["dev_candidates"])
     l2 = f"l2 {report['l2']['shared']:g} / {report['l2']['in_domain']:g}"
@@ -629,7 +645,7 @@ def main(argv=None) -> None:
     results.setdefault("runs", {})
     for spec in args.runs:
         mode, _, lam = spec.partition(":")
-        name = f"{mode}{args.tag}" if mode in ("features", "features-nomemory", "lookup") else \
+        name = f"{mode}{args.tag}" if mode in ("features", "features-nomemory", "features+translation", "lookup") else \
             f"{mode} λ={float(lam):g}{args.tag}"
         print(f"run {name}", flush=True)
         results["runs"][name] = run_one(args, name.replace(" ", "_").replace("λ=", "lam"), mode, float(lam or 0),

@@ -38,6 +38,17 @@ def _lang_adapter(ctx, param, values):
 @click.option("--no-memory", is_flag=True,
               help="--mode features: remember no training annotations (no concept prior, no exact-mention memory), "
                    "for a ranker meant for other corpora than its training one.")
+@click.option("--translations", "translations_spec", metavar="DIR_OR_RECIPE",
+              help="--mode features: learn word-piece translation tables (IBM Model 1) from this terminology's "
+                   "names in other languages than English, paired with their concepts' English names (e.g. "
+                   "hpo-multilingual); how well a mention and a candidate's English names translate each other "
+                   "becomes a feature. Names of the training and dev mentions' concepts in their language are "
+                   "left out.")
+@click.option("--exclude-concepts", type=click.Path(dir_okay=False), metavar="FILE",
+              help="--translations: also leave out these concepts' names (one id per line, or a split.json's test "
+                   "ids), e.g. a benchmark's test concepts.")
+@click.option("--tokenizer", default="multilingual-e5-small", show_default=True,
+              help="--translations: the subword tokenizer (model name or folder) that splits names into pieces.")
 @click.option("--lambda", "lam", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Weight of the rank regularizer ||p - q||_2 (0 = plain cross-entropy).")
 @click.option("--k", type=click.IntRange(2), default=16, show_default=True, help="Candidates per mention.")
@@ -83,7 +94,8 @@ def _lang_adapter(ctx, param, values):
               help="The base model's forward/backward pass: bf16 autocast (trained tensors stay fp32), fp32, or "
                    "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
-def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory, lam, k, base_model, steps, epochs,
+def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory, translations_spec,
+                   exclude_concepts, tokenizer, lam, k, base_model, steps, epochs,
                    batch_size, lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train,
                    missing_gold, pooling, no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang,
                    seed, device, precision, threads):
@@ -99,6 +111,8 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory
       xnorm train-reranker --index hpo-index --train train.jsonl --dev notes_dev.jsonl --dev labels_dev.jsonl -o rr
       xnorm train-reranker --index hpo-index --train synonyms:en --k 8 --steps 200 -o hpo-reranker-weak
       xnorm train-reranker --index hpo-index --mode features --train gsc_train.jsonl --dev gsc_dev.jsonl -o hpo-fr
+      xnorm train-reranker --index hpo-index --mode features --train ja_labels.jsonl \
+          --translations hpo-multilingual -o hpo-fr-ja
       xnorm link notes.jsonl -o linked.jsonl --index hpo-index --reranker hpo-reranker
     """
     from xnorm.candidates import CandidateIndex
@@ -108,16 +122,20 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory
     from xnorm.rerank.supervision import load_examples
 
     if mode == "features":
-        _check_cross_encoder_options_unset()
-    elif l2 is not None or no_memory:
-        flag = "--l2" if l2 is not None else "--no-memory"
-        raise ConfigError(f"{flag} is the feature reranker's setting.", field=flag,
-                          fix=f"drop {flag}, or train with --mode features.")
+        _check_unset(CROSS_ENCODER_ONLY, "the cross-encoder modes", "train a cross-encoder (--mode adapter/stack/full)")
+        if not translations_spec:
+            _check_unset(TRANSLATIONS_ONLY, "--translations", "pass --translations TERMINOLOGY")
+    else:
+        _check_unset(FEATURES_ONLY + TRANSLATIONS_ONLY, "--mode features", "train with --mode features")
     index = CandidateIndex.load(index_dir)
     train_ex = load_examples(train_spec, index.terminology, max_examples=max_train, seed=seed, lang=lang)
     dev_ex = {spec: load_examples(spec, index.terminology, seed=seed, lang=lang) for spec in dev_specs} or None
     if mode == "features":
-        _train_features(index, train_ex, dev_ex, output, k, l2, not no_memory, threads)
+        translation = None
+        if translations_spec:
+            translation = _translations(translations_spec, exclude_concepts, tokenizer,
+                                        [train_ex, *(dev_ex or {}).values()], index.terminology)
+        _train_features(index, train_ex, dev_ex, output, k, l2, not no_memory, threads, translation)
         return
     source = None
     if mode == "stack":
@@ -144,29 +162,54 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory
 CROSS_ENCODER_ONLY = ("lam", "base_model", "steps", "epochs", "batch_size", "lr", "max_length", "context_chars",
                       "parents", "lang_adapters", "source_lang", "missing_gold", "pooling", "no_prior", "eval_every",
                       "patience", "max_seconds", "teacher", "teacher_weight", "device", "precision")
+FEATURES_ONLY = ("l2", "no_memory", "translations_spec")
+TRANSLATIONS_ONLY = ("exclude_concepts", "tokenizer")
 
 
-def _check_cross_encoder_options_unset() -> None:
-    """--mode features has no model to train: a cross-encoder option given with it is a mistake, not a no-op."""
+def _check_unset(names, applies_to: str, fix: str) -> None:
+    """An option given where it does nothing (a cross-encoder option with --mode features, a --translations option
+    without it, ...) is a mistake, not a no-op."""
     from xnorm.errors import ConfigError
 
     ctx = click.get_current_context()
-    given = [p for p in ctx.command.params if p.name in CROSS_ENCODER_ONLY
+    given = [p for p in ctx.command.params if p.name in names
              and ctx.get_parameter_source(p.name) not in (click.core.ParameterSource.DEFAULT, None)]
     if given:
         flags = ", ".join(p.opts[0] for p in given)
-        raise ConfigError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to the cross-encoder modes only.",
-                          field=given[0].opts[0], fix="drop it, or train a cross-encoder (--mode adapter/stack/full).")
+        raise ConfigError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to {applies_to} only.",
+                          field=given[0].opts[0], fix=f"drop it, or {fix}.")
 
 
-def _train_features(index, train_ex, dev_ex, output, k, l2, memory, threads) -> None:
+def _translations(spec, exclude_concepts, tokenizer, example_sets, terminology):
+    """Translation tables from the terminology ``spec``, without the names of the concepts the training / dev
+    mentions are annotated with in their language (those would hand the ranker its own answers), nor of
+    ``exclude_concepts``."""
+    from xnorm.candidates.base import mention_langs
+    from xnorm.rerank import TranslationModel
+    from xnorm.terminology import load_terminology
+    from xnorm.training.pairs import read_concept_list
+
+    ids = terminology.concept_ids
+    exclude: set = set(read_concept_list(exclude_concepts)) if exclude_concepts else set()
+    for ex in example_sets:
+        known = ex.known()
+        exclude |= {(lang, ids[g]) for lang, g in zip(mention_langs(known.mentions).tolist(), known.gold)}
+    click.echo(f"learning translation tables from {spec} ...", err=True)
+    model = TranslationModel.from_terminology(load_terminology(spec), exclude=exclude, tokenizer=tokenizer)
+    pairs = ", ".join(f"{lang} {n:,}" for lang, n in model.info["pairs"].items())
+    click.echo(f"translation tables: {pairs} name pairs", err=True)
+    return model
+
+
+def _train_features(index, train_ex, dev_ex, output, k, l2, memory, threads, translation=None) -> None:
     import torch
 
     from xnorm.rerank import FeatureReranker
 
     torch.set_num_threads(threads)  # the index's encoder embeds the training mentions
     click.echo(f"training on {len(train_ex):,} mentions ({train_ex.description}); k={k}, mode features", err=True)
-    ranker, report = FeatureReranker.train(index, train_ex, k=k, dev=dev_ex, l2=l2, memory=memory)
+    ranker, report = FeatureReranker.train(index, train_ex, k=k, dev=dev_ex, l2=l2, memory=memory,
+                                           translation=translation)
     ranker.save(output)
     dev = "".join(f"; dev acc@1 {name} {report['dev_candidates'][name]:.4f} -> {acc:.4f}"
                   for name, acc in report["dev_chosen"].items())

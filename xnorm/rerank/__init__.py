@@ -5,7 +5,8 @@
 terminology synonyms (supervision.py); ``calibrate_generator_weight`` (calibrate.py) chooses, per language on dev,
 how much of the candidate generator's ranking the reranked scores keep. ``FeatureReranker`` (feature_ranker.py)
 is the light alternative: a linear ranker over generator scores, lexical overlap, hierarchy position and a memory
-of the training annotations (features.py), trained in seconds on CPU. ``load_reranker`` opens a folder of any kind.
+of the training annotations (features.py), trained in seconds on CPU, optionally with word-piece translation
+tables learnt from a terminology's translations (translation.py). ``load_reranker`` opens a folder of any kind.
 """
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .pairs import CandidateTexts, PairEncoder, mention_texts
 from .supervision import (Examples, candidates_for, examples_from_documents, examples_from_labels,
                           examples_from_synonyms, load_examples)
 from .train import place_gold, train_reranker
+from .translation import TranslationModel
 
 
 def load_reranker(path: str | Path, **kwargs):
@@ -31,5 +33,5 @@ __all__ = [
     "MODES", "CandidateTexts", "Examples", "FeatureReranker", "PairEncoder", "Reranker",
     "calibrate_generator_weight", "candidates_for", "examples_from_documents", "examples_from_labels",
     "examples_from_synonyms", "generator_distribution", "load_examples", "load_reranker", "mention_texts",
-    "place_gold", "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker",
+    "place_gold", "rank_regularized_loss", "reorder", "softmax_rows", "train_reranker", "TranslationModel",
 ]

@@ -32,10 +32,12 @@ from ..types import Candidates, Mentions
 from .features import CorpusMemory, add_remembered, candidate_features, feature_names, has_context, own_documents
 from .model import reorder, softmax_rows
 from .supervision import Examples, candidates_for
+from .translation import TranslationModel
 
 FORMAT = "xnorm-feature-reranker"
 FORMAT_VERSION = 1
 MEMORY = "memory.parquet"
+TRANSLATION = "translation.parquet"
 L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 DEFAULT_L2 = 1e-2
 CROSS_VALIDATION = "cross-validation"  # the dev-set name of the held-out folds' acc@1 in a report
@@ -47,9 +49,11 @@ class FeatureReranker:
     mode = "features"
 
     def __init__(self, weights: np.ndarray, mean: np.ndarray, std: np.ndarray, generators: list[str],
-                 context_languages: list[str], memory: CorpusMemory, info: dict | None = None) -> None:
+                 context_languages: list[str], memory: CorpusMemory, info: dict | None = None,
+                 translation: TranslationModel | None = None) -> None:
         self.generators = list(generators)
-        n = len(feature_names(self.generators))
+        self.translation = translation
+        n = len(self.features)
         self.weights = np.asarray(weights, dtype=np.float64)
         self.mean, self.std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
         if self.weights.shape != (2 * n,) or self.mean.shape != (n,) or self.std.shape != (n,):
@@ -61,12 +65,12 @@ class FeatureReranker:
 
     @property
     def features(self) -> list[str]:
-        return feature_names(self.generators)
+        return feature_names(self.generators, self.translation.languages if self.translation is not None else None)
 
     def design(self, mentions: Mentions, candidates: Candidates, terminology) -> np.ndarray:
         """``[n, k, 2F]``: standardised features, then the same again for in-domain mentions (zeros elsewhere)."""
-        return self._expand(candidate_features(mentions, candidates, terminology, self.memory, self.generators),
-                            mentions)
+        return self._expand(candidate_features(mentions, candidates, terminology, self.memory, self.generators,
+                                               translation=self.translation), mentions)
 
     def _expand(self, x: np.ndarray, mentions: Mentions) -> np.ndarray:
         z = (x - self.mean) / self.std
@@ -91,13 +95,16 @@ class FeatureReranker:
 
     def describe(self) -> str:
         langs = ",".join(self.context_languages) or "none"
+        tables = (f", translation tables: {','.join(self.translation.languages)}" if self.translation is not None
+                  else "")
         return (f"feature reranker({len(self.features)} features, {len(self.memory):,} remembered annotations, "
-                f"in-domain languages: {langs})")
+                f"in-domain languages: {langs}{tables})")
 
     # ---- training ------------------------------------------------------------------------------------------
     @classmethod
     def train(cls, index, train: Examples, *, k: int = 16, dev: Mapping[str, Examples] | None = None,
-              l2: float | None = None, l2_grid=L2_GRID, memory: bool = True) -> tuple["FeatureReranker", dict]:
+              l2: float | None = None, l2_grid=L2_GRID, memory: bool = True,
+              translation: TranslationModel | None = None) -> tuple["FeatureReranker", dict]:
         """Fit on ``train`` (gold rows over ``index``'s terminology) with ``index``'s top-k candidates.
 
         ``l2``: a fixed weight; else two, one for the shared and one for the in-domain half of the weights, the
@@ -107,6 +114,8 @@ class FeatureReranker:
         ``DEFAULT_L2``): a small training set needs a much larger L2 than a large one.
         ``memory=False``: remember no annotations (the prior and memory features stay zero), for a ranker meant
         for other corpora than the one it was trained on.
+        ``translation``: word-piece translation tables (:mod:`.translation`) whose scores become features — fitted
+        on names that are none of the training mentions' (else the training sees its own answers).
         Returns the reranker and a report (sizes, time, per-l2 dev acc@1).
         """
         t0 = time.perf_counter()
@@ -129,12 +138,12 @@ class FeatureReranker:
                              fix="check that the annotations use the index's terminology, or raise --k.")
         train, cands = train[keep], cands[keep]
         held_out = (held_out[0][keep], held_out[1]) if held_out is not None else None
-        x = candidate_features(train.mentions, cands, term, annotations, generators, held_out)
+        x = candidate_features(train.mentions, cands, term, annotations, generators, held_out, translation)
         valid = cands.concepts >= 0
         mean, std = x[valid].mean(axis=0), x[valid].std(axis=0)
         n_feat = x.shape[-1]
         probe = cls(np.zeros(2 * n_feat), mean, np.where(std > 1e-6, std, 1.0), generators, context_languages,
-                    annotations)
+                    annotations, translation=translation)
         z = probe._expand(x, train.mentions)
         gold = train.hits(cands.concepts)
         dev_sets = {}
@@ -168,11 +177,13 @@ class FeatureReranker:
                   "dev": [{"l2": list(v), **s} for v, s in zip(grid, scores)],
                   "train_seconds": round(time.perf_counter() - t0, 2), "description": train.description}
         probe.info.update({"k": int(k), "l2": chosen, "training": report})
+        if translation is not None:
+            probe.info["translation"] = translation.info
         return probe, report
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the folder atomically: manifest (weights) + memory table."""
+        """Write the folder atomically: manifest (weights) + memory table (+ translation tables)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -182,12 +193,18 @@ class FeatureReranker:
             pq.write_table(pa.table({"lang": m.langs.astype(str).tolist(), "text": m.texts.astype(str).tolist(),
                                      "concept_id": m.concept_ids.astype(str).tolist(), "count": m.counts}),
                            tmp / MEMORY)
+            files = [MEMORY]
+            if self.translation is not None:
+                pq.write_table(pa.table(self.translation.to_columns()), tmp / TRANSLATION)
+                files.append(TRANSLATION)
             manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "xnorm_version": __version__,
                         "mode": self.mode, "generators": self.generators, "features": self.features,
                         "context_languages": self.context_languages, "weights": self.weights.tolist(),
+                        "translation": None if self.translation is None else
+                        {"tokenizer": self.translation.tokenizer, "languages": self.translation.languages},
                         "mean": self.mean.tolist(), "std": self.std.tolist(),
                         "info": json.loads(json.dumps(self.info, default=str)),
-                        "sha256": {MEMORY: sha256_file(tmp / MEMORY)}}
+                        "sha256": {f: sha256_file(tmp / f) for f in files}}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         self.path = str(path)
         return path
@@ -199,15 +216,21 @@ class FeatureReranker:
         path = Path(path)
         manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
         verify_checksums(path, manifest)
-        if manifest.get("features") != feature_names(manifest.get("generators", [])):
+        tables = manifest.get("translation")
+        if manifest.get("features") != feature_names(manifest.get("generators", []),
+                                                     tables["languages"] if tables else None):
             raise ArtifactError("this feature reranker was written with other features than this version of xnorm "
                                 "computes.", file=str(path / "manifest.json"), field="features",
                                 fix="retrain it with `xnorm train-reranker --mode features`.")
         t = pq.read_table(path / MEMORY).to_pydict()
         obj = lambda key: np.asarray(t[key], dtype=object)  # noqa: E731
         memory = CorpusMemory(obj("lang"), obj("text"), obj("concept_id"), np.asarray(t["count"], dtype=np.int64))
+        translation = None
+        if tables:
+            translation = TranslationModel.from_columns(pq.read_table(path / TRANSLATION).to_pydict(),
+                                                        tables["tokenizer"], manifest.get("info", {}).get("translation"))
         out = cls(manifest["weights"], manifest["mean"], manifest["std"], manifest["generators"],
-                  manifest["context_languages"], memory, manifest.get("info"))
+                  manifest["context_languages"], memory, manifest.get("info"), translation)
         out.path = str(path)
         return out
 

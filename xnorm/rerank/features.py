@@ -12,6 +12,9 @@
 - corpus memory (:class:`CorpusMemory`, from the training annotations): how often annotators of the mention's
   language chose this concept, and this concept for this exact mention text; whether the candidate is one the
   memory added (:func:`add_remembered`: annotated for this text, but missed by the candidate stage).
+- translation (with a :class:`~xnorm.rerank.translation.TranslationModel`): how well the mention's word pieces
+  and the candidate's English names explain each other under tables learnt from a terminology's translations,
+  overall and per language.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from ..errors import ConfigError
 from ..terminology.hierarchy import ancestor_matrix
 from ..types import (GENERATOR_LISTS, ROUTE_ANY_LANGUAGE, ROUTE_ENGLISH_FALLBACK, ROUTE_MEMORY, Candidates,
                      Mentions)
+from .translation import TranslationModel, feature_columns
 
 BASE_FEATURES = (
     "fused", "fused_minmax", "fused_gap", "rank_inverse", "is_first", "other_language_route", "remembered_only",
@@ -37,9 +41,11 @@ BASE_FEATURES = (
 GENERATOR_FEATURES = ("score", "gap", "absent")
 
 
-def feature_names(generators: Sequence[str]) -> list[str]:
-    """The feature columns, in order, for an index with these generators."""
-    return list(BASE_FEATURES) + [f"{g}_{f}" for g in generators for f in GENERATOR_FEATURES]
+def feature_names(generators: Sequence[str], translation_languages: Sequence[str] | None = None) -> list[str]:
+    """The feature columns, in order, for an index with these generators (and translation tables of these
+    languages; ``None``: no translation model)."""
+    names = list(BASE_FEATURES) + [f"{g}_{f}" for g in generators for f in GENERATOR_FEATURES]
+    return names if translation_languages is None else names + feature_columns(translation_languages)
 
 
 def normalise(text: str) -> str:
@@ -180,10 +186,11 @@ def add_remembered(mentions: Mentions, candidates: Candidates, terminology, memo
 
 
 def candidate_features(mentions: Mentions, candidates: Candidates, terminology, memory: CorpusMemory,
-                       generators: Sequence[str],
-                       held_out: tuple[Mentions, CorpusMemory] | None = None) -> np.ndarray:
+                       generators: Sequence[str], held_out: tuple[Mentions, CorpusMemory] | None = None,
+                       translation: TranslationModel | None = None) -> np.ndarray:
     """``[n, k, F]`` float32 features (columns: :func:`feature_names`); empty slots hold zeros. ``held_out``
-    (:func:`own_documents`): annotations subtracted from the memory's counts (training)."""
+    (:func:`own_documents`): annotations subtracted from the memory's counts (training). ``translation``: the
+    word-piece translation features (:mod:`.translation`) too."""
     lists = candidates.meta.get(GENERATOR_LISTS, {})
     missing = [g for g in generators if g not in lists]
     if missing:
@@ -215,7 +222,9 @@ def candidate_features(mentions: Mentions, candidates: Candidates, terminology, 
     f["log_prior"], f["prior_seen"], f["log_memory"] = np.log1p(prior), prior > 0, np.log1p(mem)
     for g in generators:
         f.update(_generator(g, lists[g], c, valid))
-    names = feature_names(generators)
+    if translation is not None:
+        f.update(translation.features(mentions, candidates, terminology))
+    names = feature_names(generators, translation.languages if translation is not None else None)
     out = np.stack([np.broadcast_to(np.asarray(f[x], dtype=np.float64), (n, k)) for x in names], axis=-1)
     return np.where(valid[..., None], np.nan_to_num(out), 0.0).astype(np.float32)
 
