@@ -97,6 +97,8 @@ def test_from_terminology_excludes_and_gives_features_per_language(index, word_t
                                               tokenizer=str(word_tokenizer))
     assert model.languages == ["es"] and model.info["pairs"] == {"es": len(CONCEPTS) - 2}
     assert "riñón" in model.tables[("es", "to_pivot")].sources
+    # Chinese / Japanese script: each character and bigram too, whatever the tokenizer makes of the run
+    assert model.pieces(["小耳, 1度"])[0][-4:] == ["小", "耳", "小耳", "度"]
     mentions = Mentions(texts=np.asarray(["riñón pequeño", "small kidney"], dtype=object),
                         langs=np.asarray(["es", "en"], dtype=object))
     cands = index.candidates(mentions, 16)

@@ -9,11 +9,14 @@ languages far from English (Japanese, Chinese labels: acc@1 0.64); the tables re
 compositional as HPO's labels are.
 
 Pieces come from a subword tokenizer (default: the embedded multilingual-e5-small's XLM-R sentencepiece) over
-normalised text (NFKC, lower case); tables are stored as their pieces (strings), so they stay readable and do not
-depend on token ids.
+normalised text (NFKC, lower case), plus, for Chinese and Japanese script, each character and character bigram:
+sentencepiece cuts CJK text into multi-character words that a new compound rarely repeats, while its characters
+recur (on the benchmark, Japanese 0.793 -> 0.807, Chinese 0.753 -> 0.763). Tables are stored as their pieces
+(strings), so they stay readable and do not depend on token ids.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -30,6 +33,7 @@ FLOOR = 1e-4  # probability floor: log(FLOOR) for a piece the other side does no
 MIN_PROB = 1e-3  # table entries below this are dropped after fitting (they only ever add < MIN_PROB / (l + 1))
 EM_ITERATIONS = 10
 NULL = "<null>"  # the empty word of Model 1: a piece may be explained by nothing on the other side
+CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")  # kana and CJK ideographs
 
 
 class Table:
@@ -176,8 +180,8 @@ class TranslationModel:
         if missing:
             tok = self._tokenizer()
             norm = [normalise(t) for t in missing]
-            for text, ids in zip(missing, tok(norm, add_special_tokens=False)["input_ids"]):
-                found[text] = tok.convert_ids_to_tokens(ids)
+            for text, clean, ids in zip(missing, norm, tok(norm, add_special_tokens=False)["input_ids"]):
+                found[text] = tok.convert_ids_to_tokens(ids) + _cjk_grams(clean)
             if cache:
                 self._pieces.update(found)
         return [self._pieces.get(t) or found[t] for t in texts]
@@ -266,6 +270,14 @@ class TranslationModel:
             matrix = sp.csr_matrix((prob[rows], (s_ids, remap[t_ids[1:]])), shape=(len(s_names), len(t_names)))
             tables[key] = Table(s_names.tolist(), t_names[order].tolist(), matrix)
         return cls(tables, tokenizer, info)
+
+
+def _cjk_grams(text: str) -> list[str]:
+    """The characters and character bigrams of each run of Chinese / Japanese script."""
+    out: list[str] = []
+    for run in CJK_RUN.findall(text):
+        out += list(run) + [run[i:i + 2] for i in range(len(run) - 1)]
+    return out
 
 
 def feature_columns(languages: Sequence[str]) -> list[str]:
