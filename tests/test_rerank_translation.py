@@ -131,6 +131,13 @@ def test_feature_reranker_links_held_out_concepts_through_translations(index, wo
         return float(test.hits(rr.rerank(test.mentions, cands, term).concepts[:, 0]).mean())
 
     assert acc(ranker) == 1.0 and acc(plain) < 1.0
+    # A language no training mention was in keeps the candidate stage's order (and its scores' ranking).
+    from xnorm.types import Mentions
+
+    other = Mentions(texts=test.mentions.texts, langs=np.asarray(["pt"] * len(test), dtype=object))
+    kept = index.candidates(other, 16)
+    np.testing.assert_array_equal(ranker.rerank(other, kept, term).concepts, kept.concepts)
+    assert ranker.languages == ["es"]
     ranker.save(tmp_path / "fr")
     again = load_reranker(tmp_path / "fr")
     assert again.translation.languages == ["es"] and "translation tables: es" in again.describe()

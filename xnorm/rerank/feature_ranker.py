@@ -8,10 +8,12 @@ learnt there without being imposed on bare labels or other languages. Trained as
 cross-entropy over each mention's candidates (any gold counts) + L2, by L-BFGS, each training mention seeing the
 memory without its own document's annotations (as a test mention would); the L2 weight is chosen on dev
 sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by; among equals,
-the best mean gain), one for the shared and one for the in-domain half of the weights.
+the best mean gain), one for the shared and one for the in-domain half of the weights. Mentions in a language
+no training mention was in keep the candidate stage's order: the weights know nothing of them (on XL-BEL, Thai
+lost 13 mentions to weights fitted to other languages' labels).
 
-Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` — no pickles,
-nothing executable. ``xnorm train-reranker --mode features``; the ``Linker`` loads it like any reranker.
+Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` (+
+``translation.parquet``, :mod:`.translation`) — no pickles, nothing executable. ``xnorm train-reranker --mode features``; the ``Linker`` loads it like any reranker.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ class FeatureReranker:
 
     def __init__(self, weights: np.ndarray, mean: np.ndarray, std: np.ndarray, generators: list[str],
                  context_languages: list[str], memory: CorpusMemory, info: dict | None = None,
-                 translation: TranslationModel | None = None) -> None:
+                 translation: TranslationModel | None = None, languages: list[str] | None = None) -> None:
         self.generators = list(generators)
         self.translation = translation
         n = len(self.features)
@@ -59,6 +61,7 @@ class FeatureReranker:
         if self.weights.shape != (2 * n,) or self.mean.shape != (n,) or self.std.shape != (n,):
             raise ValueError(f"{n} features need {2 * n} weights and {n} means / stds")
         self.context_languages = sorted(context_languages)
+        self.languages = None if languages is None else sorted(languages)  # None: rerank every language
         self.memory = memory
         self.info = dict(info or {})
         self.path: str | None = None
@@ -83,8 +86,13 @@ class FeatureReranker:
         return np.where(candidates.concepts >= 0, s, -np.inf)
 
     def rerank_scores(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> np.ndarray:
-        """Softmax over each mention's candidates, in their own order."""
-        return softmax_rows(self.logits(mentions, candidates, terminology))
+        """Softmax over each mention's candidates, in their own order; for a mention in a language the training
+        never saw, the softmax of the candidate stage's scores (its order kept)."""
+        logits = self.logits(mentions, candidates, terminology)
+        if self.languages is not None:
+            unseen = ~np.isin(mention_langs(mentions), self.languages)
+            logits[unseen] = np.where(candidates.concepts[unseen] >= 0, candidates.scores[unseen], -np.inf)
+        return softmax_rows(logits)
 
     def rerank(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> Candidates:
         """``candidates`` with the concepts the memory holds for a mention's exact text added
@@ -95,10 +103,11 @@ class FeatureReranker:
 
     def describe(self) -> str:
         langs = ",".join(self.context_languages) or "none"
+        trained = ",".join(self.languages) if self.languages is not None else "all"
         tables = (f", translation tables: {','.join(self.translation.languages)}" if self.translation is not None
                   else "")
         return (f"feature reranker({len(self.features)} features, {len(self.memory):,} remembered annotations, "
-                f"in-domain languages: {langs}{tables})")
+                f"languages: {trained}, in-domain: {langs}{tables})")
 
     # ---- training ------------------------------------------------------------------------------------------
     @classmethod
@@ -128,6 +137,7 @@ class FeatureReranker:
         annotations = CorpusMemory.from_examples(train if memory else train[np.arange(0)], term)
         generators = [g.name for g in index.generators]
         context_languages = sorted(set(mention_langs(train.mentions)[has_context(train.mentions)].tolist()))
+        languages = sorted(set(mention_langs(train.mentions).tolist()))
         # every training mention's own document, counted before any mention is dropped below
         held_out = own_documents(train.mentions, [ids[g] for g in train.gold]) if len(annotations) else None
         cands = add_remembered(train.mentions, candidates_for(index, train, k), term, annotations, held_out)
@@ -143,7 +153,7 @@ class FeatureReranker:
         mean, std = x[valid].mean(axis=0), x[valid].std(axis=0)
         n_feat = x.shape[-1]
         probe = cls(np.zeros(2 * n_feat), mean, np.where(std > 1e-6, std, 1.0), generators, context_languages,
-                    annotations, translation=translation)
+                    annotations, translation=translation, languages=languages)
         z = probe._expand(x, train.mentions)
         gold = train.hits(cands.concepts)
         dev_sets = {}
@@ -199,7 +209,8 @@ class FeatureReranker:
                 files.append(TRANSLATION)
             manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "xnorm_version": __version__,
                         "mode": self.mode, "generators": self.generators, "features": self.features,
-                        "context_languages": self.context_languages, "weights": self.weights.tolist(),
+                        "languages": self.languages, "context_languages": self.context_languages,
+                        "weights": self.weights.tolist(),
                         "translation": None if self.translation is None else
                         {"tokenizer": self.translation.tokenizer, "languages": self.translation.languages},
                         "mean": self.mean.tolist(), "std": self.std.tolist(),
@@ -230,7 +241,8 @@ class FeatureReranker:
             translation = TranslationModel.from_columns(pq.read_table(path / TRANSLATION).to_pydict(),
                                                         tables["tokenizer"], manifest.get("info", {}).get("translation"))
         out = cls(manifest["weights"], manifest["mean"], manifest["std"], manifest["generators"],
-                  manifest["context_languages"], memory, manifest.get("info"), translation)
+                  manifest["context_languages"], memory, manifest.get("info"), translation,
+                  manifest.get("languages"))
         out.path = str(path)
         return out
 
