@@ -1,6 +1,7 @@
 """Reranker ablation: candidates only vs. full fine-tuning vs. task adapter vs. Stack(lang, task), λ = 0 vs 1, and
 the feature reranker (``--runs features features-nomemory``) against a lookup of the training annotations
-(``--runs lookup``).
+(``--runs lookup``), and the feature reranker with word-piece translation tables (``--runs features+translation``:
+learnt from the hpo-multilingual terminology's names, leaving out every concept of the split's dev and test lists).
 
 Data (read where it lies, nothing copied):
 - HPO translations, concept-level split (``hpo-labels``, ``split: held_out``): the labels of the index-half
