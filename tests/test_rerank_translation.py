@@ -145,6 +145,11 @@ def test_feature_reranker_links_held_out_concepts_through_translations(index, wo
                                ranker.rerank_scores(test.mentions, cands, term), rtol=1e-5)
     manifest = json.loads((tmp_path / "fr" / "manifest.json").read_text())
     assert manifest["translation"] == {"tokenizer": str(word_tokenizer), "languages": ["es"]}
+    moved = {**manifest, "translation": {**manifest["translation"], "tokenizer": str(tmp_path / "gone")}}
+    (tmp_path / "fr" / "manifest.json").write_text(json.dumps(moved))
+    with pytest.raises(ArtifactError, match="tokenizer of its translation tables"):  # at load, not mid-link
+        load_reranker(tmp_path / "fr")
+    (tmp_path / "fr" / "manifest.json").write_text(json.dumps(manifest))
     tables = tmp_path / "fr" / "translation.parquet"
     tables.write_bytes(tables.read_bytes() + b"x")
     with pytest.raises(ArtifactError, match="translation.parquet"):

@@ -240,6 +240,14 @@ class FeatureReranker:
         if tables:
             translation = TranslationModel.from_columns(pq.read_table(path / TRANSLATION).to_pydict(),
                                                         tables["tokenizer"], manifest.get("info", {}).get("translation"))
+            try:  # now, not at the first mention linked: the tables mean nothing without their tokenizer
+                translation.tokenizer_path()
+            except ArtifactError as e:
+                raise ArtifactError(f"the tokenizer of its translation tables, {tables['tokenizer']!r}, is not "
+                                    f"here ({e.message})", file=str(path / "manifest.json"),
+                                    field="translation.tokenizer",
+                                    fix="install that model (or copy its folder) where the manifest says, or "
+                                        "retrain with --tokenizer set to a model this machine has.") from None
         out = cls(manifest["weights"], manifest["mean"], manifest["std"], manifest["generators"],
                   manifest["context_languages"], memory, manifest.get("info"), translation,
                   manifest.get("languages"))

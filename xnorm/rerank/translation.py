@@ -186,12 +186,17 @@ class TranslationModel:
                 self._pieces.update(found)
         return [self._pieces.get(t) or found[t] for t in texts]
 
+    def tokenizer_path(self) -> str:
+        """Where the tokenizer lies (an embedded model is materialized on first use); ArtifactError if nowhere."""
+        from ..models.registry import resolve_model
+
+        return resolve_model(self.tokenizer)
+
     def _tokenizer(self):
         if self._tok is None:
-            from ..models.registry import resolve_model
             from ..models.tokenizers import load_tokenizer
 
-            self._tok = load_tokenizer(resolve_model(self.tokenizer))
+            self._tok = load_tokenizer(self.tokenizer_path())
         return self._tok
 
     def features(self, mentions: Mentions, candidates: Candidates, terminology) -> dict[str, np.ndarray]:
