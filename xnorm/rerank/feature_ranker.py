@@ -13,7 +13,8 @@ no training mention was in keep the candidate stage's order: the weights know no
 lost 13 mentions to weights fitted to other languages' labels).
 
 Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` (+
-``translation.parquet``, :mod:`.translation`) — no pickles, nothing executable. ``xnorm train-reranker --mode features``; the ``Linker`` loads it like any reranker.
+``translation.parquet``, :mod:`.translation`) — no pickles, nothing executable. ``xnorm train-reranker --mode
+features``; the ``Linker`` loads it like any reranker.
 """
 from __future__ import annotations
 
@@ -239,7 +240,8 @@ class FeatureReranker:
         translation = None
         if tables:
             translation = TranslationModel.from_columns(pq.read_table(path / TRANSLATION).to_pydict(),
-                                                        tables["tokenizer"], manifest.get("info", {}).get("translation"))
+                                                        tables["tokenizer"],
+                                                        manifest.get("info", {}).get("translation"))
             try:  # now, not at the first mention linked: the tables mean nothing without their tokenizer
                 translation.tokenizer_path()
             except ArtifactError as e:

@@ -184,7 +184,7 @@ class TranslationModel:
                 found[text] = tok.convert_ids_to_tokens(ids) + _cjk_grams(clean)
             if cache:
                 self._pieces.update(found)
-        return [self._pieces.get(t) or found[t] for t in texts]
+        return [self._pieces[t] if t in self._pieces else found[t] for t in texts]
 
     def tokenizer_path(self) -> str:
         """Where the tokenizer lies (an embedded model is materialized on first use); ArtifactError if nowhere."""
