@@ -190,6 +190,17 @@ def test_cli_translations_leave_out_training_concepts_and_link(index, word_token
     assert r.exit_code == 0, r.output
     linked = [json.loads(x) for x in (tmp_path / "linked.jsonl").read_text().splitlines()]
     assert [d["entities"][0]["normalized"][0]["db_id"] for d in linked] == HELD_OUT
+    # With tables it has a zoo entry (base model: their tokenizer), found by name.
+    r = _run("adapters", "add-reranker", str(tmp_path / "fr"), "organs-fr")
+    assert r.exit_code == 0, r.output
+    from xnorm import zoo
+
+    entry = next(a for a in zoo.list_adapters("reranker") if a.name == "organs-fr")
+    assert entry.base_model == str(word_tokenizer) and entry.manifest["generators"] == ["sparse", "dense"]
+    r = _run("link", str(tmp_path / "test.jsonl"), "-o", str(tmp_path / "zoo.jsonl"), "--index", str(index_dir),
+             "--reranker", "organs-fr", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "zoo.jsonl").read_text() == (tmp_path / "linked.jsonl").read_text()
     # User errors: one line, exit code 3, nothing written.
     for args, flag in (([*features, "--tokenizer", str(word_tokenizer)], "--tokenizer"),
                        (["--translations", str(term_dir)], "--translations"),  # a cross-encoder mode

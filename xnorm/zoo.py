@@ -190,24 +190,35 @@ def add_reranker(reranker_dir: str | os.PathLike, name: str, *, root: str | os.P
                  **fields: Any) -> Path:
     """Put a trained reranker folder (``xnorm train-reranker -o DIR``) into the zoo as ``<root>/<name>``: the folder
     unchanged under ``reranker/`` (its own manifest and checksums) inside a zoo entry of kind ``reranker``, so
-    ``--reranker NAME`` finds it. ``root``: the user zoo (``$XNORM_HOME/adapters``) by default; ``fields`` go into
+    ``--reranker NAME`` finds it. A feature reranker needs translation tables (its base model: their tokenizer's);
+    it reranks the candidates of indexes whose generators have its generators' names. ``root``: the user zoo (``$XNORM_HOME/adapters``) by default; ``fields`` go into
     the zoo manifest (training data, metrics, license)."""
     from xnorm.models.registry import resolve_model
+    from xnorm.models.tokenizers import tokenizer_sha256
     from xnorm.rerank.feature_ranker import is_feature_reranker
 
     src = Path(reranker_dir)
     if is_feature_reranker(src):
-        raise ArtifactError("a feature reranker belongs to the index it was trained on, not to a base model, so it "
-                            "has no zoo entry.", file=str(src), fix="pass its folder to --reranker directly, or save "
-                            "a linker with it (Linker.save) to ship index and reranker together.")
-    inner = read_folder_manifest(src, "xnorm-reranker", 1, what="a reranker folder",
-                                 fix="give the folder `xnorm train-reranker -o DIR` wrote.")
-    base = str(inner["base_model"])
+        inner = read_folder_manifest(src, "xnorm-feature-reranker", 1, what="a feature reranker folder",
+                                     fix="give the folder `xnorm train-reranker --mode features -o DIR` wrote.")
+        if not inner.get("translation"):
+            raise ArtifactError("a feature reranker without translation tables belongs to the index it was trained "
+                                "on, not to a base model, so it has no zoo entry.", file=str(src),
+                                fix="pass its folder to --reranker directly, or save a linker with it (Linker.save) "
+                                    "to ship index and reranker together.")
+        # its tables are in the pieces of this model's tokenizer; it reranks indexes with these generator names
+        base = str(inner["translation"]["tokenizer"])
+        sha = tokenizer_sha256(resolve_model(base))
+        fields = {"generators": inner["generators"], **fields}
+    else:
+        inner = read_folder_manifest(src, "xnorm-reranker", 1, what="a reranker folder",
+                                     fix="give the folder `xnorm train-reranker -o DIR` wrote.")
+        base = str(inner["base_model"])
+        sha = model_sha256(resolve_model(base))
     dest = Path(root or user_zoo_dir()) / name
     with atomic_dir(dest) as tmp:
         shutil.copytree(src, tmp / RERANKER_SUBDIR)
-        write_manifest(tmp, kind="reranker", name=name, base_model=base,
-                       base_model_sha256=model_sha256(resolve_model(base)), **fields)
+        write_manifest(tmp, kind="reranker", name=name, base_model=base, base_model_sha256=sha, **fields)
     return dest
 
 

@@ -36,6 +36,11 @@ def _key(source: str) -> str:
     return digest.hexdigest()
 
 
+def tokenizer_sha256(source: str | Path) -> str:
+    """The sha256 of a model folder's tokenizer files (``hub:<id>`` for a hub id): what identifies a tokenizer."""
+    return _key(str(source))
+
+
 def load_tokenizer(source: str | Path) -> Any:
     """The tokenizer of a model folder or hub id, shared with every other user of identical tokenizer files."""
     from transformers import AutoTokenizer
