@@ -231,7 +231,8 @@ def matched_split(train, dev, terminology, split_json: str, seed: int):
     matched_dev = hpo[np.flatnonzero(mine & held)]
     matched_dev.description = "labels of a quarter of the encoder adapter's dev concepts"
     matched = _concat([hpo[np.flatnonzero(mine & ~held)], train[np.flatnonzero(gsc)]])
-    matched.description = "labels of the other dev concepts of the encoder adapter + the GSC+ training mentions"
+    matched.description = (f"labels of the other dev concepts of the encoder adapter + {int(gsc.sum())} GSC+ training "
+                           "mentions")
     source = np.r_[np.zeros(int((mine & ~held).sum()), np.int8), np.ones(int(gsc.sum()), np.int8)]
     plain = hpo[np.flatnonzero(~mine)]
     plain.description = "HPO training labels of the encoder adapter's training concepts"
