@@ -9,8 +9,8 @@ cross-entropy over each mention's candidates (any gold counts) + L2, by L-BFGS, 
 memory without its own document's annotations (as a test mention would); the L2 weight is chosen on dev
 sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by; among equals,
 the best mean gain), one for the shared and one for the in-domain half of the weights. Mentions in a language
-no training mention was in keep the candidate stage's order: the weights know nothing of them (on XL-BEL, Thai
-lost 13 mentions to weights fitted to other languages' labels).
+no training mention was in keep the candidate stage's list (order and scores): the weights know nothing of them
+(on XL-BEL, Thai lost 13 mentions to weights fitted to other languages' labels).
 
 Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` (+
 ``translation.parquet``, :mod:`.translation`) — no pickles, nothing executable. ``xnorm train-reranker --mode
@@ -90,17 +90,26 @@ class FeatureReranker:
         """Softmax over each mention's candidates, in their own order; for a mention in a language the training
         never saw, the softmax of the candidate stage's scores (its order kept)."""
         logits = self.logits(mentions, candidates, terminology)
-        if self.languages is not None:
-            unseen = ~np.isin(mention_langs(mentions), self.languages)
-            logits[unseen] = np.where(candidates.concepts[unseen] >= 0, candidates.scores[unseen], -np.inf)
+        unseen = self._unseen(mentions)
+        logits[unseen] = np.where(candidates.concepts[unseen] >= 0, candidates.scores[unseen], -np.inf)
         return softmax_rows(logits)
 
     def rerank(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> Candidates:
         """``candidates`` with the concepts the memory holds for a mention's exact text added
         (:func:`~xnorm.rerank.features.add_remembered`), re-ordered by :meth:`rerank_scores` (ties keep the
-        generator's order)."""
+        generator's order); a mention in a language the training never saw keeps its row as it was, scores too."""
         candidates = add_remembered(mentions, candidates, terminology, self.memory)
-        return reorder(candidates, self.rerank_scores(mentions, candidates, terminology))
+        out = reorder(candidates, self.rerank_scores(mentions, candidates, terminology))
+        unseen = self._unseen(mentions)
+        for field in ("concepts", "scores", "names", "routes"):
+            getattr(out, field)[unseen] = getattr(candidates, field)[unseen]
+        return out
+
+    def _unseen(self, mentions: Mentions) -> np.ndarray:
+        """Mentions in a language no training mention was in."""
+        if self.languages is None:
+            return np.zeros(len(mentions.texts), dtype=bool)
+        return ~np.isin(mention_langs(mentions), self.languages)
 
     def describe(self) -> str:
         langs = ",".join(self.context_languages) or "none"
