@@ -191,8 +191,8 @@ def add_reranker(reranker_dir: str | os.PathLike, name: str, *, root: str | os.P
     """Put a trained reranker folder (``xnorm train-reranker -o DIR``) into the zoo as ``<root>/<name>``: the folder
     unchanged under ``reranker/`` (its own manifest and checksums) inside a zoo entry of kind ``reranker``, so
     ``--reranker NAME`` finds it. A feature reranker needs translation tables (its base model: their tokenizer's);
-    it reranks the candidates of indexes whose generators have its generators' names. ``root``: the user zoo (``$XNORM_HOME/adapters``) by default; ``fields`` go into
-    the zoo manifest (training data, metrics, license)."""
+    it reranks the candidates of indexes whose generators have its generators' names. ``root``: the user zoo
+    (``$XNORM_HOME/adapters``) by default; ``fields`` go into the zoo manifest (training data, metrics, license)."""
     from xnorm.models.registry import resolve_model
     from xnorm.models.tokenizers import tokenizer_sha256
     from xnorm.rerank.feature_ranker import is_feature_reranker

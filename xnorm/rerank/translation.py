@@ -138,7 +138,7 @@ class TranslationModel:
         for lang in sorted(set(langs.tolist()) - {PIVOT}):
             rows = np.flatnonzero(langs == lang)
             src = model.pieces([texts[i] for i in rows])
-            tgt = model.pieces([pivot_texts[i] for i in rows])
+            tgt = model.pieces([pivot_texts[i] for i in rows], cache=True)  # the same names in every language
             model.tables[(lang, "to_pivot")] = Table.fit(src, tgt, iterations)
             model.tables[(lang, "from_pivot")] = Table.fit(tgt, src, iterations)
             pairs[lang] = int(len(rows))
