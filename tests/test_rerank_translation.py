@@ -68,7 +68,7 @@ def _labels(ids, terminology):
 
 
 def test_table_learns_alignments_and_scores_by_hand():
-    from xnorm.rerank.translation import FLOOR, NULL, Table
+    from xnorm.rerank.translation import FLOOR, NULL, UNEXPLAINED, Table
 
     pairs = [(es.split(), en.split()) for en, es in CONCEPTS.values()]
     t = Table.fit([p[0] for p in pairs], [p[1] for p in pairs])
@@ -82,10 +82,15 @@ def test_table_learns_alignments_and_scores_by_hand():
     kidney = t.targets["kidney"]
     expected = np.mean([np.log(max((m[s, 0] + m[s, small] + m[s, kidney]) / 3, FLOOR)),
                         np.log(max((m[h, 0] + m[h, small] + m[h, kidney]) / 3, FLOOR))])
-    got = t.score([["riñón", "pequeño", "unseen"], ["riñón", "pequeño"], ["unseen"]],
-                  [["small", "kidney"], ["large", "heart"], ["small", "kidney"]])
+    got, unexplained = t.score([["riñón", "pequeño", "unseen"], ["riñón", "pequeño"], ["unseen"]],
+                               [["small", "kidney"], ["large", "heart"], ["small", "kidney"]])
     assert got[0] == pytest.approx(expected)  # the unseen piece is skipped, not floored
     assert got[1] < got[0] and got[2] == pytest.approx(np.log(FLOOR))
+    # unexplained: pieces unknown to the table, or whose t(s | NULL) + Σ t(s | target) < UNEXPLAINED
+    heart, large = t.targets["heart"], t.targets["large"]
+    weak = sum(m[i, 0] + m[i, large] + m[i, heart] < UNEXPLAINED for i in (s, h))
+    assert weak >= 1  # riñón: large heart does not explain it (pequeño may ride on NULL)
+    np.testing.assert_array_equal(unexplained, [1, weak, 1])
 
 
 def test_from_terminology_excludes_and_gives_features_per_language(index, word_tokenizer):
@@ -99,6 +104,8 @@ def test_from_terminology_excludes_and_gives_features_per_language(index, word_t
     assert "riñón" in model.tables[("es", "to_pivot")].sources
     # Chinese / Japanese script: each character and bigram too, whatever the tokenizer makes of the run
     assert model.pieces(["小耳, 1度"])[0][-4:] == ["小", "耳", "小耳", "度"]
+    # and each whole word of three letters or more of other scripts, marked
+    assert model.pieces(["OCT上の低反射 in 2 eyes"])[0][-2:] == ["§oct", "§eyes"]
     mentions = Mentions(texts=np.asarray(["riñón pequeño", "small kidney"], dtype=object),
                         langs=np.asarray(["es", "en"], dtype=object))
     cands = index.candidates(mentions, 16)
@@ -108,9 +115,12 @@ def test_from_terminology_excludes_and_gives_features_per_language(index, word_t
     for name in ("translation_to_pivot", "translation_from_pivot"):
         best = ids[0][int(np.argmax(np.where(cands.concepts[0] >= 0, cols[name][0], -np.inf)))]
         assert best == "HP:2", name  # an excluded concept (small kidney), read through its parts
-        assert not cols[name][1].any()  # English: no table
+        unexplained = cols[name + "_unexplained"]
+        assert unexplained[0][ids[0] == "HP:2"] == 0 and unexplained[0][ids[0] == "HP:14"] > 0  # abnormal liver
+        for col in (cols[name], unexplained):
+            assert not col[1].any()  # English: no table
+            assert not col[0][cands.concepts[0] < 0].any()  # empty slots stay zero
         np.testing.assert_array_equal(cols[name], cols[name + "@es"])
-        assert not cols[name][0][cands.concepts[0] < 0].any()  # empty slots stay zero
     with pytest.raises(ConfigError, match="no names outside the pivot"):
         TranslationModel.from_terminology(_english_only(), tokenizer=str(word_tokenizer))
 

@@ -2,16 +2,19 @@
 
 IBM Model 1 (Brown et al., 1993), fitted by EM on (name in language L, preferred name of the same concept) pairs —
 the translations a multilingual terminology already holds — in both directions: ``to_pivot`` = t(piece of L |
-English piece), ``from_pivot`` = t(English piece | piece of L). A candidate's feature is how well one side's
+English piece), ``from_pivot`` = t(English piece | piece of L). A candidate's features are how well one side's
 pieces are explained by the other's (IBM Model 1's per-piece log-likelihood, best over the candidate's English
-names). Why: a dense encoder trained on the same translations ranks the concepts that have *no* name in L poorly in
+names) and how many pieces nothing on the other side explains (a word one side has and the other lacks: right /
+left, toe / nail; one piece of thirty barely moves a mean). Why: a dense encoder trained on the same translations ranks the concepts that have *no* name in L poorly in
 languages far from English (Japanese, Chinese labels: acc@1 0.64); the tables read a new label piece by piece, as
 compositional as HPO's labels are.
 
 Pieces come from a subword tokenizer (default: the embedded multilingual-e5-small's XLM-R sentencepiece) over
 normalised text (NFKC, lower case), plus, for Chinese and Japanese script, each character and character bigram:
 sentencepiece cuts CJK text into multi-character words that a new compound rarely repeats, while its characters
-recur (on the benchmark, Japanese 0.793 -> 0.807, Chinese 0.753 -> 0.763). Tables are stored as their pieces
+recur (on the benchmark, Japanese 0.793 -> 0.807, Chinese 0.753 -> 0.763); plus each whole word of three letters or
+more in other scripts (marked ``§``): sentencepiece shares "ce pha ly" between microcephaly and brachycephaly, while
+短头 can align to the whole word. Tables are stored as their pieces
 (strings), so they stay readable and do not depend on token ids.
 """
 from __future__ import annotations
@@ -30,10 +33,14 @@ PIVOT = "en"
 DIRECTIONS = ("to_pivot", "from_pivot")
 DEFAULT_TOKENIZER = "multilingual-e5-small"
 FLOOR = 1e-4  # probability floor: log(FLOOR) for a piece the other side does not explain
+UNEXPLAINED = 0.05  # a piece is unexplained when Σ over the other side's pieces (and NULL) of t(piece | ·) is below
 MIN_PROB = 1e-3  # table entries below this are dropped after fitting (they only ever add < MIN_PROB / (l + 1))
 EM_ITERATIONS = 10
+UNEXPLAINED_SUFFIX = "_unexplained"
 NULL = "<null>"  # the empty word of Model 1: a piece may be explained by nothing on the other side
 CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")  # kana and CJK ideographs
+WORD = re.compile(r"[^\W\d_]{3,}")  # three letters or more: a whole word, next to its word pieces
+WORD_MARK = "§"
 
 
 class Table:
@@ -79,9 +86,11 @@ class Table:
         matrix = sp.csr_matrix((t[keep], (codes[keep] // n_t, code_t[keep])), shape=(len(sources), n_t))
         return cls(list(sources), list(targets), matrix)
 
-    def score(self, source_docs: Sequence[Sequence[str]], target_docs: Sequence[Sequence[str]]) -> np.ndarray:
+    def score(self, source_docs: Sequence[Sequence[str]],
+              target_docs: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Per pair: the mean over the source pieces the table knows of log(Σ_{t ∈ target + NULL} t(s | t) /
-        (|target| + 1)) (at least log FLOOR); log FLOOR where it knows none."""
+        (|target| + 1)) (at least log FLOOR; log FLOOR where it knows none), and how many source pieces are left
+        unexplained (unknown to the table, or Σ_t t(s | t) < UNEXPLAINED)."""
         n = len(source_docs)
         s_ids, s_pair = [], []
         for p, doc in enumerate(source_docs):
@@ -93,16 +102,18 @@ class Table:
             ids = [0] + [self.targets[t] for t in doc if t in self.targets]
             t_ids += ids
             t_pair += [p] * len(ids)
+        sizes = np.asarray([len(doc) for doc in source_docs], dtype=np.float64)
         if not s_ids:
-            return np.full(n, np.log(FLOOR))
+            return np.full(n, np.log(FLOOR)), sizes
         lengths = np.asarray([len(doc) + 1 for doc in target_docs], dtype=np.float64)
         bags = sp.csr_matrix((np.ones(len(t_ids)), (t_ids, t_pair)), shape=(len(self.targets), n))
         explained = (self.matrix @ bags).tocsr()  # [sources, pairs]: Σ over the pair's targets of t(s | t)
         s_ids, s_pair = np.asarray(s_ids), np.asarray(s_pair)
-        p = np.asarray(explained[s_ids, s_pair]).ravel() / lengths[s_pair]
+        mass = np.asarray(explained[s_ids, s_pair]).ravel()
         known = np.bincount(s_pair, minlength=n)
-        total = np.bincount(s_pair, np.log(np.maximum(p, FLOOR)), minlength=n)
-        return np.where(known > 0, total / np.maximum(known, 1), np.log(FLOOR))
+        total = np.bincount(s_pair, np.log(np.maximum(mass / lengths[s_pair], FLOOR)), minlength=n)
+        weak = np.bincount(s_pair, (mass < UNEXPLAINED).astype(np.float64), minlength=n)
+        return np.where(known > 0, total / np.maximum(known, 1), np.log(FLOOR)), sizes - known + weak
 
     def rows(self) -> tuple[list[str], list[str], np.ndarray]:
         """(source, target, probability) of every entry."""
@@ -181,7 +192,7 @@ class TranslationModel:
             tok = self._tokenizer()
             norm = [normalise(t) for t in missing]
             for text, clean, ids in zip(missing, norm, tok(norm, add_special_tokens=False)["input_ids"]):
-                found[text] = tok.convert_ids_to_tokens(ids) + _cjk_grams(clean)
+                found[text] = tok.convert_ids_to_tokens(ids) + _cjk_grams(clean) + _words(clean)
             if cache:
                 self._pieces.update(found)
         return [self._pieces[t] if t in self._pieces else found[t] for t in texts]
@@ -200,11 +211,12 @@ class TranslationModel:
         return self._tok
 
     def features(self, mentions: Mentions, candidates: Candidates, terminology) -> dict[str, np.ndarray]:
-        """``[n, k]`` per direction (:func:`feature_columns`' names): the candidate's best English name's score,
-        zero for mentions in a language without tables (the pivot's own, others) and for empty slots; and the same
-        again per language, zero outside it (how much to trust a table differs with its size and quality)."""
+        """``[n, k]`` per column of :func:`feature_columns`: per direction the score of the candidate's best English
+        name and the fewest unexplained pieces over its names, zero for mentions in a language without tables (the
+        pivot's own, others) and for empty slots; and the scores again per language, zero outside it (how much to
+        trust a table differs with its size and quality)."""
         n, k = candidates.shape
-        out = {d: np.zeros((n, k)) for d in DIRECTIONS}
+        out = {c: np.zeros((n, k)) for d in DIRECTIONS for c in (d, d + UNEXPLAINED_SUFFIX)}
         langs = mention_langs(mentions)
         names_of = self._pivot_names(terminology)
         for lang in self.languages:
@@ -224,12 +236,14 @@ class TranslationModel:
                 continue
             tgt = self.pieces(tgt, cache=True)
             at = (np.asarray(pair_row), np.asarray(pair_slot))
-            for d, scores in (("to_pivot", self.tables[(lang, "to_pivot")].score(src, tgt)),
-                              ("from_pivot", self.tables[(lang, "from_pivot")].score(tgt, src))):
-                best = np.full((n, k), -np.inf)
+            for d, (scores, unexplained) in (("to_pivot", self.tables[(lang, "to_pivot")].score(src, tgt)),
+                                             ("from_pivot", self.tables[(lang, "from_pivot")].score(tgt, src))):
+                best, fewest = np.full((n, k), -np.inf), np.full((n, k), np.inf)
                 np.maximum.at(best, at, scores)
+                np.minimum.at(fewest, at, unexplained)
                 out[d][rows] = np.where(np.isfinite(best[rows]), best[rows], 0.0)
-        cols = {d: out[d] for d in DIRECTIONS}
+                out[d + UNEXPLAINED_SUFFIX][rows] = np.where(np.isfinite(fewest[rows]), fewest[rows], 0.0)
+        cols = dict(out)
         for lang in self.languages:
             mask = (langs == lang)[:, None]
             cols.update({f"{d}@{lang}": np.where(mask, out[d], 0.0) for d in DIRECTIONS})
@@ -285,7 +299,12 @@ def _cjk_grams(text: str) -> list[str]:
     return out
 
 
+def _words(text: str) -> list[str]:
+    """The whole words (three letters or more, outside Chinese / Japanese script) of a normalised text, marked."""
+    return [WORD_MARK + w for w in WORD.findall(CJK_RUN.sub(" ", text))]
+
+
 def feature_columns(languages: Sequence[str]) -> list[str]:
     """The translation feature names for tables of these languages, in :meth:`TranslationModel.features` order."""
-    return [f"translation_{d}" for d in DIRECTIONS] + [f"translation_{d}@{lang}" for lang in languages
-                                                        for d in DIRECTIONS]
+    return ([f"translation_{c}" for d in DIRECTIONS for c in (d, d + UNEXPLAINED_SUFFIX)]
+            + [f"translation_{d}@{lang}" for lang in languages for d in DIRECTIONS])
