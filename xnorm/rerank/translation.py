@@ -5,17 +5,17 @@ the translations a multilingual terminology already holds — in both directions
 English piece), ``from_pivot`` = t(English piece | piece of L). A candidate's features are how well one side's
 pieces are explained by the other's (IBM Model 1's per-piece log-likelihood, best over the candidate's English
 names) and how many pieces nothing on the other side explains (a word one side has and the other lacks: right /
-left, toe / nail; one piece of thirty barely moves a mean). Why: a dense encoder trained on the same translations ranks the concepts that have *no* name in L poorly in
-languages far from English (Japanese, Chinese labels: acc@1 0.64); the tables read a new label piece by piece, as
-compositional as HPO's labels are.
+left, toe / nail; one piece in thirty barely moves a mean). Why: a dense encoder trained on the same translations
+ranks the concepts that have *no* name in L poorly in languages far from English (Japanese, Chinese labels: acc@1
+0.64); the tables read a new label piece by piece, as compositional as HPO's labels are.
 
 Pieces come from a subword tokenizer (default: the embedded multilingual-e5-small's XLM-R sentencepiece) over
 normalised text (NFKC, lower case), plus, for Chinese and Japanese script, each character and character bigram:
 sentencepiece cuts CJK text into multi-character words that a new compound rarely repeats, while its characters
-recur (on the benchmark, Japanese 0.793 -> 0.807, Chinese 0.753 -> 0.763); plus each whole word of three letters or
-more in other scripts (marked ``§``): sentencepiece shares "ce pha ly" between microcephaly and brachycephaly, while
-短头 can align to the whole word. Tables are stored as their pieces
-(strings), so they stay readable and do not depend on token ids.
+recur (on the benchmark, Japanese 0.793 -> 0.807, Chinese 0.753 -> 0.763); plus each whole word of three letters
+or more in other scripts (marked ``§``): sentencepiece cuts microcephaly and brachycephaly into pieces they share,
+while 短头 can align to the whole word. Tables are stored as their pieces (strings), so they stay readable and do
+not depend on token ids.
 """
 from __future__ import annotations
 
