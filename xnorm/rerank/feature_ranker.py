@@ -216,7 +216,7 @@ class FeatureReranker:
             files = [MEMORY]
             if self.translation is not None:
                 # zstd: a third smaller than the default snappy for these string-heavy tables
-                pq.write_table(pa.table(self.translation.to_columns()), tmp / TRANSLATION, compression="zstd")
+                pq.write_table(self.translation.to_arrow(), tmp / TRANSLATION, compression="zstd")
                 files.append(TRANSLATION)
             manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "xnorm_version": __version__,
                         "mode": self.mode, "generators": self.generators, "features": self.features,
@@ -249,9 +249,8 @@ class FeatureReranker:
         memory = CorpusMemory(obj("lang"), obj("text"), obj("concept_id"), np.asarray(t["count"], dtype=np.int64))
         translation = None
         if tables:
-            translation = TranslationModel.from_columns(pq.read_table(path / TRANSLATION).to_pydict(),
-                                                        tables["tokenizer"],
-                                                        manifest.get("info", {}).get("translation"))
+            translation = TranslationModel.from_arrow(pq.read_table(path / TRANSLATION), tables["tokenizer"],
+                                                      manifest.get("info", {}).get("translation"))
             try:  # now, not at the first mention linked: the tables mean nothing without their tokenizer
                 translation.tokenizer_path()
             except ArtifactError as e:

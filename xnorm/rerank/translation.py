@@ -108,6 +108,7 @@ class Table:
         lengths = np.asarray([len(doc) + 1 for doc in target_docs], dtype=np.float64)
         bags = sp.csr_matrix((np.ones(len(t_ids)), (t_ids, t_pair)), shape=(len(self.targets), n))
         explained = (self.matrix @ bags).tocsr()  # [sources, pairs]: Σ over the pair's targets of t(s | t)
+        explained.sort_indices()  # sampled below: sorted rows are binary-searched, unsorted ones scanned
         s_ids, s_pair = np.asarray(s_ids), np.asarray(s_pair)
         mass = np.asarray(explained[s_ids, s_pair]).ravel()
         known = np.bincount(s_pair, minlength=n)
@@ -189,13 +190,26 @@ class TranslationModel:
         missing = [t for t in dict.fromkeys(texts) if t not in self._pieces]
         found: dict[str, list[str]] = {}
         if missing:
-            tok = self._tokenizer()
             norm = [normalise(t) for t in missing]
-            for text, clean, ids in zip(missing, norm, tok(norm, add_special_tokens=False)["input_ids"]):
-                found[text] = tok.convert_ids_to_tokens(ids) + _cjk_grams(clean) + _words(clean)
+            for text, clean, tokens in zip(missing, norm, self._tokens(norm)):
+                found[text] = tokens + _cjk_grams(clean) + _words(clean)
             if cache:
                 self._pieces.update(found)
         return [self._pieces[t] if t in self._pieces else found[t] for t in texts]
+
+    def _tokens(self, texts: list[str]) -> list[list[str]]:
+        """The tokenizer's pieces of each text, an unknown piece as the unknown token (what the ids say)."""
+        from ..models.tokenizers import call_lock
+
+        tok = self._tokenizer()
+        backend = getattr(tok, "backend_tokenizer", None)
+        with call_lock(tok):
+            if backend is None:
+                return [tok.convert_ids_to_tokens(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+            # the Rust tokenizer itself: transformers' conversion of each encoding costs twice the tokenizing
+            encodings = backend.encode_batch(texts, add_special_tokens=False)
+        unk, unk_id = tok.unk_token, tok.unk_token_id
+        return [[unk if i == unk_id else t for t, i in zip(e.tokens, e.ids)] for e in encodings]
 
     def tokenizer_path(self) -> str:
         """Where the tokenizer lies (an embedded model is materialized on first use); ArtifactError if nowhere."""
@@ -260,34 +274,44 @@ class TranslationModel:
         return self._names[1]
 
     # ---- persistence -----------------------------------------------------------------------------------------
-    def to_columns(self) -> dict[str, list]:
-        """The tables as columns (lang, direction, source, target, prob), for a parquet file."""
-        cols: dict[str, list] = {"lang": [], "direction": [], "source": [], "target": [], "prob": []}
+    def to_arrow(self):
+        """The tables as one Arrow table (lang, direction, source, target, prob), for a parquet file."""
+        import pyarrow as pa
+
+        cols: dict[str, list] = {"lang": [], "direction": [], "source": [], "target": []}
+        probs = []
         for (lang, d), table in sorted(self.tables.items()):
             s, t, p = table.rows()
             cols["lang"] += [lang] * len(s)
             cols["direction"] += [d] * len(s)
             cols["source"] += s
             cols["target"] += t
-            cols["prob"] += p.astype(np.float32).tolist()
-        return cols
+            probs.append(p.astype(np.float32))
+        prob = np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
+        return pa.table({**cols, "prob": pa.array(prob, type=pa.float32())})
 
     @classmethod
-    def from_columns(cls, cols: dict[str, list], tokenizer: str, info: dict | None = None) -> "TranslationModel":
-        lang, direction = np.asarray(cols["lang"], dtype=object), np.asarray(cols["direction"], dtype=object)
-        source, target = np.asarray(cols["source"], dtype=object), np.asarray(cols["target"], dtype=object)
-        prob = np.asarray(cols["prob"], dtype=np.float64)
+    def from_arrow(cls, table, tokenizer: str, info: dict | None = None) -> "TranslationModel":
+        """Back from :meth:`to_arrow`'s table. Pieces are dictionary-encoded by Arrow (hashing, not sorting
+        strings): loading 1.8M entries takes well under a second."""
+        import pyarrow.compute as pc
+
+        def encoded(column):
+            array = pc.dictionary_encode(column).combine_chunks()
+            return array.dictionary.to_pylist(), array.indices.to_numpy(zero_copy_only=False)
+
         tables = {}
-        for key in sorted(set(zip(lang.tolist(), direction.tolist()))):
-            rows = np.flatnonzero((lang == key[0]) & (direction == key[1]))
-            s_names, s_ids = np.unique(source[rows].astype(str), return_inverse=True)
-            t_names, t_ids = np.unique(np.r_[[NULL], target[rows].astype(str)], return_inverse=True)
-            # NULL first among the targets
-            order = np.r_[np.flatnonzero(t_names == NULL), np.flatnonzero(t_names != NULL)]
-            remap = np.empty(len(order), dtype=np.int64)
-            remap[order] = np.arange(len(order))
-            matrix = sp.csr_matrix((prob[rows], (s_ids, remap[t_ids[1:]])), shape=(len(s_names), len(t_names)))
-            tables[key] = Table(s_names.tolist(), t_names[order].tolist(), matrix)
+        keys = table.group_by(["lang", "direction"]).aggregate([])
+        for key in sorted(zip(keys["lang"].to_pylist(), keys["direction"].to_pylist())):
+            rows = table.filter(pc.and_(pc.equal(table["lang"], key[0]), pc.equal(table["direction"], key[1])))
+            sources, s_ids = encoded(rows["source"])
+            targets, t_ids = encoded(rows["target"])
+            order = [NULL] + [t for t in targets if t != NULL]  # NULL is target 0, present or not
+            is_null = np.asarray([t == NULL for t in targets], dtype=bool)
+            remap = np.where(is_null, 0, np.cumsum(~is_null))  # order's index of each dictionary entry
+            prob = rows["prob"].to_numpy().astype(np.float64)
+            matrix = sp.csr_matrix((prob, (s_ids, remap[t_ids])), shape=(len(sources), len(order)))
+            tables[key] = Table(sources, order, matrix)
         return cls(tables, tokenizer, info)
 
 
