@@ -153,6 +153,12 @@ def test_feature_reranker_links_held_out_concepts_through_translations(index, wo
     ranker.save(tmp_path / "fr")
     again = load_reranker(tmp_path / "fr")
     assert again.translation.languages == ["es"] and "translation tables: es" in again.describe()
+    for key, table in ranker.translation.tables.items():  # every entry back, NULL still target 0
+        loaded = again.translation.tables[key]
+        entries = lambda t: {(s, g): p for s, g, p in zip(*t.rows())}  # noqa: E731
+        assert entries(loaded).keys() == entries(table).keys() and list(loaded.targets)[0] == "<null>"
+        np.testing.assert_allclose([entries(loaded)[e] for e in entries(table)], list(entries(table).values()),
+                                   rtol=1e-6)
     np.testing.assert_allclose(again.rerank_scores(test.mentions, cands, term),  # tables are stored as float32
                                ranker.rerank_scores(test.mentions, cands, term), rtol=1e-5)
     manifest = json.loads((tmp_path / "fr" / "manifest.json").read_text())

@@ -31,12 +31,12 @@ from ..types import Candidates, Mentions
 
 PIVOT = "en"
 DIRECTIONS = ("to_pivot", "from_pivot")
+UNEXPLAINED_SUFFIX = "_unexplained"  # a direction's feature of unexplained-piece counts: to_pivot_unexplained
 DEFAULT_TOKENIZER = "multilingual-e5-small"
 FLOOR = 1e-4  # probability floor: log(FLOOR) for a piece the other side does not explain
 UNEXPLAINED = 0.05  # a piece is unexplained when Σ over the other side's pieces (and NULL) of t(piece | ·) is below
 MIN_PROB = 1e-3  # table entries below this are dropped after fitting (they only ever add < MIN_PROB / (l + 1))
 EM_ITERATIONS = 10
-UNEXPLAINED_SUFFIX = "_unexplained"
 NULL = "<null>"  # the empty word of Model 1: a piece may be explained by nothing on the other side
 CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")  # kana and CJK ideographs
 WORD = re.compile(r"[^\W\d_]{3,}")  # three letters or more: a whole word, next to its word pieces
