@@ -14,7 +14,7 @@
   memory added (:func:`add_remembered`: annotated for this text, but missed by the candidate stage).
 - translation (with a :class:`~xnorm.rerank.translation.TranslationModel`): how well the mention's word pieces
   and the candidate's English names explain each other under tables learnt from a terminology's translations,
-  overall and per language.
+  overall and per language, and how many pieces of each side the other leaves unexplained.
 """
 from __future__ import annotations
 
