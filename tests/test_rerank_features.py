@@ -228,6 +228,28 @@ def test_l2_chosen_on_dev_and_shrinks_the_weights(index):
     assert np.abs(flat.weights).max() < 0.01 * np.abs(ranker.weights).max()
 
 
+def test_dev_sets_score_untrained_languages_as_reranking_does(index):
+    """A dev mention in a language no training mention was in keeps the candidates' order at inference, so it must
+    not sway the L2 choice either: its dev acc@1 is the candidates' for every L2 (it was not, and a labels-only
+    ranker's L2 was chosen by how English dev mentions it never reranks would have fared)."""
+    from xnorm.rerank import FeatureReranker, examples_from_labels
+
+    term = index.terminology
+    labels = lambda texts, lang, ids: examples_from_labels(texts, [lang] * len(texts), ids, term)  # noqa: E731
+    # English labels teach a convention (a "seizure cluster" is the coarser Seizure, HP:1; without memory it lives
+    # in the hierarchy features, which German mentions share), German ones say the literal match (HP:9, the
+    # candidates' first) is right: the convention would be wrong there, if applied.
+    train = labels(["seizure cluster"] * 6 + ["pyrexia", "small head", "fever"], "en",
+                   ["HP:1"] * 6 + ["HP:6", "HP:4", "HP:6"])
+    german = labels(["seizure cluster"] * 3, "de", ["HP:9"] * 3)
+    english = labels(["seizure cluster", "pyrexia"], "en", ["HP:1", "HP:6"])
+    ranker, report = FeatureReranker.train(index, train, k=4, dev={"en": english, "de": german}, memory=False)
+    assert report["dev_candidates"]["de"] == 1.0 and {d["de"] for d in report["dev"]} == {1.0}
+    assert report["dev_chosen"]["en"] == 1.0  # the convention is learnt for English
+    cands = index.candidates(german.mentions, 4)
+    assert german.hits(ranker.rerank(german.mentions, cands, term).concepts[:, 0]).all()
+
+
 def test_document_folds_keep_documents_together():
     from xnorm.rerank.feature_ranker import document_folds
 

@@ -170,7 +170,7 @@ class FeatureReranker:
         for name, ex in (dev or {}).items():
             ex = ex.known()
             c = add_remembered(ex.mentions, candidates_for(index, ex, k), term, annotations)
-            dev_sets[name] = (ex, c, probe.design(ex.mentions, c, term))
+            dev_sets[name] = (ex, c, probe.design(ex.mentions, c, term), probe._unseen(ex.mentions))
         folds = None if dev_sets or l2 is not None else document_folds(train.mentions)
         if l2 is not None:
             grid = [(float(l2), float(l2))]
@@ -186,7 +186,7 @@ class FeatureReranker:
                 scores.append({CROSS_VALIDATION: _cross_validated(z, valid, gold, folds, penalty)})
             else:
                 scores.append({name: _acc1(fits[-1], *d) for name, d in dev_sets.items()})
-        base = {name: float(ex.hits(c.concepts[:, 0]).mean()) for name, (ex, c, _) in dev_sets.items()}
+        base = {name: float(ex.hits(c.concepts[:, 0]).mean()) for name, (ex, c, *_) in dev_sets.items()}
         if folds is not None:
             base = {CROSS_VALIDATION: float(gold[:, 0].mean())}
         best = choose_l2(grid, scores, base)
@@ -307,9 +307,12 @@ def _cross_validated(z: np.ndarray, valid: np.ndarray, gold: np.ndarray, folds: 
     return right / len(z)
 
 
-def _acc1(weights: np.ndarray, ex: Examples, cands: Candidates, design: np.ndarray) -> float:
+def _acc1(weights: np.ndarray, ex: Examples, cands: Candidates, design: np.ndarray, unseen: np.ndarray) -> float:
+    """Dev acc@1 as :meth:`FeatureReranker.rerank` would score it: ``unseen`` mentions (a language the training
+    never saw) keep the candidate stage's first."""
     s = np.where(cands.concepts >= 0, design @ weights, -np.inf)
-    return float(ex.hits(cands.concepts[np.arange(len(ex)), s.argmax(axis=1)]).mean()) if len(ex) else 0.0
+    first = np.where(unseen, 0, s.argmax(axis=1))
+    return float(ex.hits(cands.concepts[np.arange(len(ex)), first]).mean()) if len(ex) else 0.0
 
 
 def _fit(z: np.ndarray, valid: np.ndarray, gold: np.ndarray, l2: np.ndarray) -> np.ndarray:
