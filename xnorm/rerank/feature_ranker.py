@@ -8,9 +8,10 @@ learnt there without being imposed on bare labels or other languages. Trained as
 cross-entropy over each mention's candidates (any gold counts) + L2, by L-BFGS, each training mention seeing the
 memory without its own document's annotations (as a test mention would); the L2 weight is chosen on dev
 sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by; among equals,
-the best mean gain), one for the shared and one for the in-domain half of the weights. Mentions in a language
-no training mention was in keep the candidate stage's list (order and scores): the weights know nothing of them
-(on XL-BEL, Thai lost 13 mentions to weights fitted to other languages' labels).
+the best mean gain; dev mentions of untrained languages scored as reranking leaves them), one for the shared and
+one for the in-domain half of the weights. Mentions in a language no training mention was in keep the candidate
+stage's list (order and scores): the weights know nothing of them (on XL-BEL, Thai lost 13 mentions to weights
+fitted to other languages' labels).
 
 Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` (+
 ``translation.parquet``, :mod:`.translation`) — no pickles, nothing executable. ``xnorm train-reranker --mode
