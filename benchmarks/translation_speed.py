@@ -53,43 +53,20 @@ def baseline_tokens(model, texts: list[str]) -> list[list[str]]:
     return [tok.convert_ids_to_tokens(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
 
-def baseline_score(self, source_docs, target_docs):
-    """``Table.score`` as it was, but for the one line: the product's rows are sampled unsorted."""
-    from xnorm.rerank.translation import FLOOR, UNEXPLAINED
-
-    n = len(source_docs)
-    s_ids, s_pair, t_ids, t_pair = [], [], [], []
-    for p, doc in enumerate(source_docs):
-        ids = [self.sources[s] for s in doc if s in self.sources]
-        s_ids += ids
-        s_pair += [p] * len(ids)
-    for p, doc in enumerate(target_docs):
-        ids = [0] + [self.targets[t] for t in doc if t in self.targets]
-        t_ids += ids
-        t_pair += [p] * len(ids)
-    sizes = np.asarray([len(doc) for doc in source_docs], dtype=np.float64)
-    if not s_ids:
-        return np.full(n, np.log(FLOOR)), sizes
-    lengths = np.asarray([len(doc) + 1 for doc in target_docs], dtype=np.float64)
-    bags = sp.csr_matrix((np.ones(len(t_ids)), (t_ids, t_pair)), shape=(len(self.targets), n))
-    explained = (self.matrix @ bags).tocsr()
-    s_ids, s_pair = np.asarray(s_ids), np.asarray(s_pair)
-    mass = np.asarray(explained[s_ids, s_pair]).ravel()
-    known = np.bincount(s_pair, minlength=n)
-    total = np.bincount(s_pair, np.log(np.maximum(mass / lengths[s_pair], FLOOR)), minlength=n)
-    weak = np.bincount(s_pair, (mass < UNEXPLAINED).astype(np.float64), minlength=n)
-    return np.where(known > 0, total / np.maximum(known, 1), np.log(FLOOR)), sizes - known + weak
+def baseline_mass(matrix, bags, s_ids, s_pair):
+    """``explained_mass`` as it was: the product's rows sampled unsorted."""
+    return np.asarray((matrix @ bags).tocsr()[s_ids, s_pair]).ravel()
 
 
 def baseline_features(model, mentions, cands, term):
-    from xnorm.rerank.translation import Table
+    from xnorm.rerank import translation
 
-    current = Table.score
-    Table.score = baseline_score
+    current = translation.explained_mass
+    translation.explained_mass = baseline_mass
     try:
         return model.features(mentions, cands, term)
     finally:
-        Table.score = current
+        translation.explained_mass = current
 
 
 def timed(fn):
@@ -120,8 +97,8 @@ def main(argv=None) -> None:
     ranker = load_reranker(folder)
     model = ranker.translation
     linker = Linker.default()
-    docs = build_dataset("hpo-labels", {"languages": ["ja", "zh"], "split": None, "max_per_language": args.mentions // 2,
-                                        "seed": 0}).documents
+    options = {"languages": ["ja", "zh"], "split": None, "max_per_language": args.mentions // 2, "seed": 0}
+    docs = build_dataset("hpo-labels", options).documents
     texts, langs = [], []
     for d in docs:
         for e in d["entities"]:
@@ -170,8 +147,8 @@ def main(argv=None) -> None:
         "the pieces' strings after `to_pydict()`.",
         "- tokenize: the Rust tokenizer's `encode_batch` (unknown pieces mapped to `<unk>`) vs transformers' "
         "`tokenizer(...)` + `convert_ids_to_tokens`.",
-        "- score: `Table.score` sampling the [sources, pairs] product with sorted rows (binary search) vs unsorted "
-        "rows (scipy scans them); names' pieces cached in both.",
+        "- score: `explained_mass` sampling the [sources, pairs] product with sorted rows (binary search) vs "
+        "unsorted rows (scipy scans them); names' pieces cached in both.",
         "",
         f"Command: `python benchmarks/translation_speed.py --repeats {args.repeats} --mentions {args.mentions} "
         f"--k {args.k}`.", ""])

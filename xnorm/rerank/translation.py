@@ -107,10 +107,8 @@ class Table:
             return np.full(n, np.log(FLOOR)), sizes
         lengths = np.asarray([len(doc) + 1 for doc in target_docs], dtype=np.float64)
         bags = sp.csr_matrix((np.ones(len(t_ids)), (t_ids, t_pair)), shape=(len(self.targets), n))
-        explained = (self.matrix @ bags).tocsr()  # [sources, pairs]: Σ over the pair's targets of t(s | t)
-        explained.sort_indices()  # sampled below: sorted rows are binary-searched, unsorted ones scanned
         s_ids, s_pair = np.asarray(s_ids), np.asarray(s_pair)
-        mass = np.asarray(explained[s_ids, s_pair]).ravel()
+        mass = explained_mass(self.matrix, bags, s_ids, s_pair)
         known = np.bincount(s_pair, minlength=n)
         total = np.bincount(s_pair, np.log(np.maximum(mass / lengths[s_pair], FLOOR)), minlength=n)
         weak = np.bincount(s_pair, (mass < UNEXPLAINED).astype(np.float64), minlength=n)
@@ -313,6 +311,13 @@ class TranslationModel:
             matrix = sp.csr_matrix((prob, (s_ids, remap[t_ids])), shape=(len(sources), len(order)))
             tables[key] = Table(sources, order, matrix)
         return cls(tables, tokenizer, info)
+
+
+def explained_mass(matrix: sp.csr_matrix, bags: sp.csr_matrix, s_ids: np.ndarray, s_pair: np.ndarray) -> np.ndarray:
+    """Σ over pair ``s_pair[i]``'s targets of t(``s_ids[i]`` | target): entries of the [sources, pairs] product."""
+    explained = (matrix @ bags).tocsr()
+    explained.sort_indices()  # sorted rows are binary-searched when sampled, unsorted ones scanned (5x slower)
+    return np.asarray(explained[s_ids, s_pair]).ravel()
 
 
 def _cjk_grams(text: str) -> list[str]:
