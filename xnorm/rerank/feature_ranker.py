@@ -90,9 +90,10 @@ class FeatureReranker:
     def rerank_scores(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> np.ndarray:
         """Softmax over each mention's candidates, in their own order; for a mention in a language the training
         never saw, the softmax of the candidate stage's scores (its order kept)."""
-        logits = self.logits(mentions, candidates, terminology)
-        unseen = self._unseen(mentions)
-        logits[unseen] = np.where(candidates.concepts[unseen] >= 0, candidates.scores[unseen], -np.inf)
+        logits = np.where(candidates.concepts >= 0, candidates.scores, -np.inf).astype(np.float64)
+        seen = np.flatnonzero(~self._unseen(mentions))
+        if len(seen):  # no features for the others: an English corpus under a ranker of other languages costs nothing
+            logits[seen] = self.logits(mentions[seen], candidates[seen], terminology)
         return softmax_rows(logits)
 
     def rerank(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> Candidates:
@@ -240,8 +241,7 @@ class FeatureReranker:
         manifest = read_manifest(path, FORMAT, FORMAT_VERSION)
         verify_checksums(path, manifest)
         tables = manifest.get("translation")
-        if manifest.get("features") != feature_names(manifest.get("generators", []),
-                                                     tables["languages"] if tables else None):
+        if not features_match(manifest):
             raise ArtifactError("this feature reranker was written with other features than this version of xnorm "
                                 "computes.", file=str(path / "manifest.json"), field="features",
                                 fix="retrain it with `xnorm train-reranker --mode features`.")
@@ -265,6 +265,14 @@ class FeatureReranker:
                   manifest.get("languages"))
         out.path = str(path)
         return out
+
+
+def features_match(manifest: dict) -> bool:
+    """Whether a saved feature reranker's manifest lists the features this version computes for its generators and
+    translation tables (else its weights mean nothing here)."""
+    tables = manifest.get("translation")
+    return manifest.get("features") == feature_names(manifest.get("generators", []),
+                                                     tables["languages"] if tables else None)
 
 
 def is_feature_reranker(path: str | os.PathLike) -> bool:
