@@ -113,8 +113,8 @@ def main(argv=None) -> None:
 
     steps = {
         "load tables": (lambda: baseline_load(folder / "translation.parquet", model.tokenizer),
-                        lambda: TranslationModel.from_arrow(pq.read_table(folder / "translation.parquet"),
-                                                            model.tokenizer)),
+                        lambda: dict(TranslationModel.from_arrow(pq.read_table(folder / "translation.parquet"),
+                                                                 model.tokenizer).tables)),  # every table built
         "tokenize candidate names": (lambda: baseline_tokens(model, norm), lambda: model._tokens(norm)),
         "score (features)": (lambda: baseline_features(model, mentions, cands, term),
                              lambda: model.features(mentions, cands, term)),

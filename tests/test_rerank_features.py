@@ -250,6 +250,31 @@ def test_dev_sets_score_untrained_languages_as_reranking_does(index):
     assert german.hits(ranker.rerank(german.mentions, cands, term).concepts[:, 0]).all()
 
 
+def test_untrained_languages_keep_their_order_with_probabilities_as_scores(index, trained, tmp_path):
+    """A mention in a language the ranker never trained on keeps the candidate stage's row, its scores turned into
+    probabilities by the fitted fallback scale: a NIL threshold means the same for every mention of a run."""
+    from xnorm.rerank import load_reranker
+    from xnorm.rerank.model import softmax_rows
+
+    ranker, report = trained
+    assert ranker.languages == ["en"] and ranker.fallback_scale > 0
+    assert report["fallback_scale"] == ranker.fallback_scale
+    term = index.terminology
+    m = Mentions(texts=["kleiner kopf", "fiebre alta"], langs=["de", "es"])
+    cands = index.candidates(m, 4)
+    out = ranker.rerank(m, cands, term)
+    assert (out.concepts == cands.concepts).all() and (out.names == cands.names).all()
+    np.testing.assert_allclose(out.scores, softmax_rows(ranker.fallback_scale * cands.scores), rtol=1e-6)
+    np.testing.assert_allclose(out.scores.sum(axis=1), 1.0, rtol=1e-5)
+    ranker.save(tmp_path / "fr")
+    assert load_reranker(tmp_path / "fr").fallback_scale == ranker.fallback_scale
+    # A ranker saved before the scale existed leaves such rows exactly as they were.
+    manifest = tmp_path / "fr" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "fallback_scale": None}))
+    old = load_reranker(tmp_path / "fr").rerank(m, cands, term)
+    assert (old.concepts == cands.concepts).all() and (old.scores == cands.scores).all()
+
+
 def test_document_folds_keep_documents_together():
     from xnorm.rerank.feature_ranker import document_folds
 

@@ -141,18 +141,24 @@ def test_feature_reranker_links_held_out_concepts_through_translations(index, wo
         return float(test.hits(rr.rerank(test.mentions, cands, term).concepts[:, 0]).mean())
 
     assert acc(ranker) == 1.0 and acc(plain) < 1.0
-    # A language no training mention was in keeps the candidate stage's rows, scores too.
+    # A language no training mention was in keeps the candidate stage's rows (scores as probabilities).
+    from xnorm.rerank.model import softmax_rows
     from xnorm.types import Mentions
 
     other = Mentions(texts=test.mentions.texts, langs=np.asarray(["pt"] * len(test), dtype=object))
     kept = index.candidates(other, 16)
     again = ranker.rerank(other, kept, term)
     np.testing.assert_array_equal(again.concepts, kept.concepts)
-    np.testing.assert_array_equal(again.scores, kept.scores)
+    np.testing.assert_allclose(again.scores, softmax_rows(ranker.fallback_scale * kept.scores), rtol=1e-6)
     assert ranker.languages == ["es"]
     ranker.save(tmp_path / "fr")
     again = load_reranker(tmp_path / "fr")
     assert again.translation.languages == ["es"] and "translation tables: es" in again.describe()
+    # Tables are built at their language's first mention: none for the Portuguese ones, then Spanish's.
+    again.rerank(other, kept, term)
+    assert again.translation.tables.built == []
+    again.rerank(test.mentions, cands, term)
+    assert again.translation.tables.built == [("es", "from_pivot"), ("es", "to_pivot")]
     for key, table in ranker.translation.tables.items():  # every entry back, NULL still target 0
         loaded = again.translation.tables[key]
         entries = lambda t: {(s, g): p for s, g, p in zip(*t.rows())}  # noqa: E731

@@ -183,3 +183,17 @@ def test_shipped_zoo_manifests_are_valid():
             from xnorm.rerank.feature_ranker import features_match
 
             assert features_match(json.loads((zoo.reranker_folder(folder) / "manifest.json").read_text())), folder.name
+
+
+def test_every_shipped_zoo_file_is_package_data():
+    """A wheel carries only the package-data patterns: a zoo file outside them (the reranker's parquet tables were)
+    would be missing from a non-editable install."""
+    import tomllib
+
+    root = zoo.package_zoo_dir()
+    if not (root.parent / "pyproject.toml").is_file():
+        pytest.skip("not an editable install: the zoo folder is not beside pyproject.toml")
+    pyproject = tomllib.loads((root.parent / "pyproject.toml").read_text())
+    suffixes = tuple(p.rsplit("*", 1)[-1] for p in pyproject["tool"]["setuptools"]["package-data"]["xnorm.adapters_zoo"])
+    files = [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
+    assert files and [str(p.relative_to(root)) for p in files if not p.name.endswith(suffixes)] == []

@@ -10,8 +10,9 @@ memory without its own document's annotations (as a test mention would); the L2 
 sets by the worst-set acc@1 gain over the candidates (the criterion the cross-encoders are kept by; among equals,
 the best mean gain; dev mentions of untrained languages scored as reranking leaves them), one for the shared and
 one for the in-domain half of the weights. Mentions in a language no training mention was in keep the candidate
-stage's list (order and scores): the weights know nothing of them (on XL-BEL, Thai lost 13 mentions to weights
-fitted to other languages' labels).
+stage's list: the weights know nothing of them (on XL-BEL, Thai lost 13 mentions to weights fitted to other
+languages' labels); their scores become probabilities too, softmax(``fallback_scale`` × the candidate stage's
+score), the scale fitted on the training mentions, so one NIL threshold means the same for every mention.
 
 Saved as a folder: ``manifest.json`` (weights, feature names, standardisation) + ``memory.parquet`` (+
 ``translation.parquet``, :mod:`.translation`) — no pickles, nothing executable. ``xnorm train-reranker --mode
@@ -54,7 +55,8 @@ class FeatureReranker:
 
     def __init__(self, weights: np.ndarray, mean: np.ndarray, std: np.ndarray, generators: list[str],
                  context_languages: list[str], memory: CorpusMemory, info: dict | None = None,
-                 translation: TranslationModel | None = None, languages: list[str] | None = None) -> None:
+                 translation: TranslationModel | None = None, languages: list[str] | None = None,
+                 fallback_scale: float | None = None) -> None:
         self.generators = list(generators)
         self.translation = translation
         n = len(self.features)
@@ -64,6 +66,9 @@ class FeatureReranker:
             raise ValueError(f"{n} features need {2 * n} weights and {n} means / stds")
         self.context_languages = sorted(context_languages)
         self.languages = None if languages is None else sorted(languages)  # None: rerank every language
+        # Unseen languages' scores: softmax(fallback_scale * candidate stage's score), fitted on the training
+        # mentions, so every mention's scores are probabilities (one NIL threshold); None: their scores as they were.
+        self.fallback_scale = None if fallback_scale is None else float(fallback_scale)
         self.memory = memory
         self.info = dict(info or {})
         self.path: str | None = None
@@ -89,8 +94,9 @@ class FeatureReranker:
 
     def rerank_scores(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> np.ndarray:
         """Softmax over each mention's candidates, in their own order; for a mention in a language the training
-        never saw, the softmax of the candidate stage's scores (its order kept)."""
-        logits = np.where(candidates.concepts >= 0, candidates.scores, -np.inf).astype(np.float64)
+        never saw, the softmax of the candidate stage's scores times ``fallback_scale`` (their order kept)."""
+        scale = 1.0 if self.fallback_scale is None else self.fallback_scale
+        logits = np.where(candidates.concepts >= 0, scale * candidates.scores, -np.inf).astype(np.float64)
         seen = np.flatnonzero(~self._unseen(mentions))
         if len(seen):  # no features for the others: an English corpus under a ranker of other languages costs nothing
             logits[seen] = self.logits(mentions[seen], candidates[seen], terminology)
@@ -99,12 +105,15 @@ class FeatureReranker:
     def rerank(self, mentions: Mentions, candidates: Candidates, terminology, **_) -> Candidates:
         """``candidates`` with the concepts the memory holds for a mention's exact text added
         (:func:`~xnorm.rerank.features.add_remembered`), re-ordered by :meth:`rerank_scores` (ties keep the
-        generator's order); a mention in a language the training never saw keeps its row as it was, scores too."""
+        generator's order); a mention in a language the training never saw keeps its row as it was, with
+        probabilities as scores where the ranker has a ``fallback_scale`` (else the scores as they were)."""
         candidates = add_remembered(mentions, candidates, terminology, self.memory)
-        out = reorder(candidates, self.rerank_scores(mentions, candidates, terminology))
+        scores = self.rerank_scores(mentions, candidates, terminology)
+        out = reorder(candidates, scores)
         unseen = self._unseen(mentions)
-        for field in ("concepts", "scores", "names", "routes"):
+        for field in ("concepts", "names", "routes"):
             getattr(out, field)[unseen] = getattr(candidates, field)[unseen]
+        out.scores[unseen] = (scores if self.fallback_scale is not None else candidates.scores)[unseen]
         return out
 
     def _unseen(self, mentions: Mentions) -> np.ndarray:
@@ -198,6 +207,8 @@ class FeatureReranker:
                   "dev_candidates": base, "dev_chosen": scores[best],
                   "dev": [{"l2": list(v), **s} for v, s in zip(grid, scores)],
                   "train_seconds": round(time.perf_counter() - t0, 2), "description": train.description}
+        probe.fallback_scale = fallback_scale(x[..., probe.features.index("fused")], valid, gold)
+        report["fallback_scale"] = probe.fallback_scale
         probe.info.update({"k": int(k), "l2": chosen, "training": report})
         if translation is not None:
             probe.info["translation"] = translation.info
@@ -223,7 +234,7 @@ class FeatureReranker:
             manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "xnorm_version": __version__,
                         "mode": self.mode, "generators": self.generators, "features": self.features,
                         "languages": self.languages, "context_languages": self.context_languages,
-                        "weights": self.weights.tolist(),
+                        "weights": self.weights.tolist(), "fallback_scale": self.fallback_scale,
                         "translation": None if self.translation is None else
                         {"tokenizer": self.translation.tokenizer, "languages": self.translation.languages},
                         "mean": self.mean.tolist(), "std": self.std.tolist(),
@@ -250,8 +261,8 @@ class FeatureReranker:
         memory = CorpusMemory(obj("lang"), obj("text"), obj("concept_id"), np.asarray(t["count"], dtype=np.int64))
         translation = None
         if tables:
-            translation = TranslationModel.from_arrow(pq.read_table(path / TRANSLATION), tables["tokenizer"],
-                                                      manifest.get("info", {}).get("translation"))
+            translation = TranslationModel.from_parquet(path / TRANSLATION, tables["languages"], tables["tokenizer"],
+                                                        manifest.get("info", {}).get("translation"))
             try:  # now, not at the first mention linked: the tables mean nothing without their tokenizer
                 translation.tokenizer_path()
             except ArtifactError as e:
@@ -262,7 +273,7 @@ class FeatureReranker:
                                         "retrain with --tokenizer set to a model this machine has.") from None
         out = cls(manifest["weights"], manifest["mean"], manifest["std"], manifest["generators"],
                   manifest["context_languages"], memory, manifest.get("info"), translation,
-                  manifest.get("languages"))
+                  manifest.get("languages"), manifest.get("fallback_scale"))
         out.path = str(path)
         return out
 
@@ -314,6 +325,12 @@ def _cross_validated(z: np.ndarray, valid: np.ndarray, gold: np.ndarray, folds: 
         s = np.where(valid[out], z[out] @ w, -np.inf)
         right += int(gold[out][np.arange(int(out.sum())), s.argmax(axis=1)].sum())
     return right / len(z)
+
+
+def fallback_scale(fused: np.ndarray, valid: np.ndarray, gold: np.ndarray) -> float:
+    """The temperature that turns the candidate stage's scores ``fused`` [n, k] into probabilities: the one weight
+    of a conditional logit on them alone (what the training mentions' gold says a score is worth)."""
+    return max(0.0, float(_fit(fused[..., None], valid, gold, np.zeros(1))[0]))
 
 
 def _acc1(weights: np.ndarray, ex: Examples, cands: Candidates, design: np.ndarray, unseen: np.ndarray) -> float:
