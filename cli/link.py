@@ -50,7 +50,8 @@ FORMATS = ["bigbio", "brat", "pubtator", "hf"]
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
               help="Documents per batch; a mention text repeated within a batch is searched once.")
 @click.option("--reranker", "reranker_dir", help="Rerank the top candidates with this reranker folder "
-              "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name.")
+              "(`xnorm train-reranker`), CrossEncoder folder or adapter-zoo name; `none`: no reranker. Default: the "
+              "linker's; the embedded default pipeline reranks with the shipped hpo-translate-rerank-e5small.")
 @click.option("--rerank-precision", type=click.Choice(RERANK_PRECISIONS),
               help="The reranker's precision: auto (bf16 where the CPU/GPU has it natively), fp32 or bf16 "
               "[default: the linker config's rerank_precision].")

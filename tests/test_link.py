@@ -422,6 +422,36 @@ def test_default_encoder_follows_the_terminology(tmp_path, monkeypatch):
     assert seen == ["r"] and built.config.candidates["generators"][0]["type"] == "sparse"
 
 
+def test_default_reranker_follows_the_pipeline(linker):
+    """The shipped HPO reranker comes with HPO's default pipeline only (its weights are fitted to that pipeline's
+    scores), as recorded in a built index's config; `none` / None turn a reranker off."""
+    from types import SimpleNamespace
+
+    from xnorm import zoo
+    from xnorm.linker import DOMAIN_RERANKERS, Linker, LinkerConfig, default_candidates, default_reranker
+    from xnorm.terminology import load_terminology
+
+    hpo = load_terminology("hpo-en")
+    name = DOMAIN_RERANKERS["HPO"]
+    assert name in {a.name for a in zoo.list_adapters("reranker")}
+    index = lambda config, term=hpo: SimpleNamespace(terminology=term, config=config)  # noqa: E731
+    recorded = default_candidates(hpo)  # as an index records it: resolved defaults, floats
+    recorded["generators"] = [{**g, "name": g["type"], "batch_size": 128} for g in recorded["generators"]]
+    recorded["fusion"] = {**recorded["fusion"], "weights": [1.0, 2.0], "k": 60}
+    assert default_reranker(index(recorded)) == name
+    other_encoder = json.loads(json.dumps(recorded))
+    other_encoder["generators"][1]["model"] = "multilingual-e5-small"
+    other_weights = json.loads(json.dumps(recorded))
+    other_weights["fusion"]["weights"] = [1, 1]
+    custom = SimpleNamespace(metadata={"db_name": "MY"})
+    assert [default_reranker(index(c)) for c in (other_encoder, other_weights, SPARSE)] == [None] * 3
+    assert default_reranker(index(recorded, custom)) is None
+    # HPO over another pipeline (this module's TF-IDF index): no reranker by default
+    assert LinkerConfig().reranker == "auto" and linker.reranker is None and linker.config.reranker is None
+    for off in ("none", None):
+        assert Linker(linker.index, LinkerConfig(reranker=off)).reranker is None
+
+
 def test_under_restricts_predictions_to_a_branch(tmp_path, monkeypatch):
     """`under` (LinkerConfig, `--under`): only the given concepts and their is_a descendants are predicted; a saved
     linker keeps it; an unknown root or a terminology without hierarchy is a config error (exit 3)."""

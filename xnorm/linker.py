@@ -48,6 +48,29 @@ DEFAULT_CANDIDATES: dict[str, Any] = {
 # terminology's names where one ships (HPO: ja acc@1 0.21 -> 0.42, zh 0.13 -> 0.38, GSC+ 0.715 -> 0.745 on concepts
 # it never saw; benchmarks/results/fusion_aligned/), else the embedded e5-small above.
 DOMAIN_ENCODERS = {"HPO": "hpo-align-e5small"}
+# The reranker of that default pipeline per terminology, where one ships: for HPO a feature reranker with translation
+# tables (HPO labels of unseen concepts: ja 0.640 -> 0.830, zh 0.630 -> 0.797; it leaves English mentions in the
+# candidate stage's order; benchmarks/results/rerank_translation_labels_only.md). Used when a linker's reranker is
+# AUTO and its index is that pipeline: the reranker's weights are fitted to that pipeline's scores.
+DOMAIN_RERANKERS = {"HPO": "hpo-translate-rerank-e5small"}
+AUTO = "auto"
+
+
+def default_reranker(index) -> str | None:
+    """The shipped reranker for ``index`` (a zoo name) when the index is its terminology's default pipeline (same
+    generators, encoders, routing and fusion as :func:`default_candidates`), else None."""
+    name = DOMAIN_RERANKERS.get(index.terminology.metadata.get("db_name"))
+    if name is None:
+        return None
+    return name if _pipeline(index.config) == _pipeline(default_candidates(index.terminology)) else None
+
+
+def _pipeline(candidates: dict) -> tuple:
+    """What a reranker's features depend on in a candidate config (not batch sizes, caches or precision)."""
+    fusion = candidates.get("fusion") or {}
+    weights = lambda key: tuple(float(w) for w in fusion.get(key) or ())  # noqa: E731
+    return (tuple((g.get("type"), g.get("model")) for g in candidates.get("generators", [])),
+            candidates.get("routing"), fusion.get("method"), weights("weights"), weights("fallback_weights"))
 
 
 def default_candidates(terminology=None) -> dict[str, Any]:
@@ -73,7 +96,9 @@ class LinkerConfig:
     abbreviations: bool = True  # expand abbreviations defined in the document (scispaCy detector)
     context_chars: int = 100
     default_lang: str = "en"
-    reranker: str | None = None  # a reranker folder (`xnorm train-reranker`), CrossEncoder folder or zoo name
+    # a reranker folder (`xnorm train-reranker`), CrossEncoder folder or zoo name; "auto": the shipped reranker of
+    # the terminology's default pipeline when the index is that pipeline (DOMAIN_RERANKERS), else none; None: none
+    reranker: str | None = AUTO
     rerank_k: int | None = None  # candidates the reranker re-scores (the rest keep their order, score 0);
     # None: the k it was trained with (16 for a reranker that does not record it)
     rerank_precision: str = RERANK_PRECISION  # the reranker's forward pass: auto (bf16 where native), fp32, bf16
@@ -146,10 +171,15 @@ class Linker:
 
     def set_reranker(self, reranker, precision: str | None = None) -> None:
         """Use a reranker: a ``Reranker`` / ``FeatureReranker``, its folder, a CrossEncoder folder or an adapter-zoo
-        name; ``None`` = off.
+        name; ``"auto"``: :func:`default_reranker` (the shipped one for the default pipeline, else none); ``None``
+        or ``"none"`` = off.
         ``precision`` (default: the config's ``rerank_precision``): ``auto`` (bf16 where native), fp32 or bf16."""
         precision = _check_rerank_precision(precision or self.config.rerank_precision)
         self.config.rerank_precision = precision
+        if reranker == AUTO:
+            reranker = default_reranker(self.index)
+        if reranker == "none":
+            reranker = None
         if reranker is None or hasattr(reranker, "rerank"):
             self.reranker = reranker
             self.config.reranker = getattr(reranker, "path", None) if reranker is not None else None
