@@ -252,22 +252,24 @@ def _lexical(mentions: Mentions, candidates: Candidates, terminology) -> dict[st
     texts = np.where(name_rows >= 0, terminology.name_texts[np.maximum(name_rows, 0)],
                      terminology.preferred_names[np.maximum(candidates.concepts, 0)]).ravel()
     preferred = terminology.preferred_names[np.maximum(candidates.concepts, 0)].ravel()
-    m_norm = [normalise(t) for t in mentions.texts]
-    n_norm = [normalise(t) for t in texts]
+    # each distinct name once: the same names recur across a batch's mentions
+    uniq, inverse = np.unique(np.concatenate([texts, preferred]).astype(str), return_inverse=True)
+    u_norm = np.asarray([normalise(t) for t in uniq], dtype=object)
+    name_of, preferred_of = inverse[:len(texts)], inverse[len(texts):]
+    m_norm = np.asarray([normalise(t) for t in mentions.texts], dtype=object)
     common = dict(binary=True, norm=None, alternate_sign=False, n_features=1 << 20, lowercase=False)
     grams = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 3), **common)
     words = HashingVectorizer(analyzer="word", token_pattern=r"(?u)\b\w+\b", **common)
     rep = np.repeat(np.arange(n), k)
     out = {}
     for key, vec in (("gram", grams), ("word", words)):
-        m, c = vec.transform(m_norm), vec.transform(n_norm)
-        inter = np.asarray(m[rep].multiply(c).sum(axis=1)).ravel()
-        m_size, c_size = m.getnnz(axis=1)[rep].astype(np.float64), c.getnnz(axis=1).astype(np.float64)
+        m, c = vec.transform(m_norm), vec.transform(u_norm)
+        inter = np.asarray(m[rep].multiply(c[name_of]).sum(axis=1)).ravel()
+        m_size, c_size = m.getnnz(axis=1)[rep].astype(np.float64), c.getnnz(axis=1)[name_of].astype(np.float64)
         out[key] = (inter, m_size, c_size)
     inter, a, b = out["gram"]
     w_inter, w_m, w_c = out["word"]
-    exact = (np.asarray(n_norm, dtype=object) == np.asarray(m_norm, dtype=object)[rep])
-    exact |= np.asarray([normalise(p) for p in preferred], dtype=object) == np.asarray(m_norm, dtype=object)[rep]
+    exact = (u_norm[name_of] == m_norm[rep]) | (u_norm[preferred_of] == m_norm[rep])
     shape = (n, k)
     return {
         "gram_jaccard": (inter / np.maximum(a + b - inter, 1)).reshape(shape),

@@ -97,22 +97,13 @@ class Table:
         (|target| + 1)) (at least log FLOOR; log FLOOR where it knows none), and how many source pieces are left
         unexplained (unknown to the table, or Σ_t t(s | t) < UNEXPLAINED)."""
         n = len(source_docs)
-        s_ids, s_pair = [], []
-        for p, doc in enumerate(source_docs):
-            ids = [self.sources[s] for s in doc if s in self.sources]
-            s_ids += ids
-            s_pair += [p] * len(ids)
-        t_ids, t_pair = [], []
-        for p, doc in enumerate(target_docs):
-            ids = [0] + [self.targets[t] for t in doc if t in self.targets]
-            t_ids += ids
-            t_pair += [p] * len(ids)
+        s_ids, s_pair = _piece_ids(source_docs, self.sources)
+        t_ids, t_pair = _piece_ids(target_docs, self.targets, NULL)
         sizes = np.asarray([len(doc) for doc in source_docs], dtype=np.float64)
-        if not s_ids:
+        if not len(s_ids):
             return np.full(n, np.log(FLOOR)), sizes
         lengths = np.asarray([len(doc) + 1 for doc in target_docs], dtype=np.float64)
         bags = sp.csr_matrix((np.ones(len(t_ids)), (t_ids, t_pair)), shape=(len(self.targets), n))
-        s_ids, s_pair = np.asarray(s_ids), np.asarray(s_pair)
         mass = explained_mass(self.matrix, bags, s_ids, s_pair)
         known = np.bincount(s_pair, minlength=n)
         total = np.bincount(s_pair, np.log(np.maximum(mass / lengths[s_pair], FLOOR)), minlength=n)
@@ -365,6 +356,23 @@ def _table_of(rows, key: tuple[str, str]) -> Table:
     prob = rows["prob"].to_numpy().astype(np.float64)
     matrix = sp.csr_matrix((prob, (s_ids, remap[t_ids])), shape=(len(sources), len(order)))
     return Table(sources, order, matrix)
+
+
+def _piece_ids(docs: Sequence[Sequence[str]], vocab: dict[str, int], lead: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, doc of each id): the pieces of every doc that ``vocab`` knows (``lead`` first, e.g. NULL), looked up
+    once per distinct doc object — a mention's pieces recur in every pair with its candidates' names."""
+    memo: dict[int, np.ndarray] = {}
+    arrays = []
+    for doc in docs:
+        ids = memo.get(id(doc))
+        if ids is None:
+            known = [vocab[p] for p in doc if p in vocab]
+            ids = memo[id(doc)] = np.asarray(known if lead is None else [vocab[lead]] + known, dtype=np.int64)
+        arrays.append(ids)
+    counts = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    return flat, np.repeat(np.arange(len(arrays)), counts)
 
 
 def explained_mass(matrix: sp.csr_matrix, bags: sp.csr_matrix, s_ids: np.ndarray, s_pair: np.ndarray) -> np.ndarray:
