@@ -19,6 +19,7 @@ COMMANDS = {
     "link": ("link", "link"),
     "train-reranker": ("train_reranker", "train_reranker"),
     "calibrate-reranker": ("calibrate_reranker", "calibrate_reranker"),
+    "calibrate-threshold": ("calibrate_threshold", "calibrate_threshold"),
     "evaluate": ("evaluate", "evaluate"),
     "benchmark": ("benchmark", "benchmark"),
     "train-encoder": ("train_encoder", "train_encoder"),

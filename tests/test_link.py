@@ -422,6 +422,41 @@ def test_default_encoder_follows_the_terminology(tmp_path, monkeypatch):
     assert seen == ["r"] and built.config.candidates["generators"][0]["type"] == "sparse"
 
 
+def test_cli_calibrate_threshold_saves_a_linker_that_links_with_it(hpo_index, tmp_path):
+    """`xnorm calibrate-threshold`: gold from `normalized` (empty, or an id outside the terminology: NIL), the
+    mentions read as `xnorm link` reads them; the saved linker leaves exactly the mentions under it unlinked."""
+    first = tmp_path / "first.jsonl"
+    assert run("link", str(EXAMPLE), "-o", str(first), "--index", str(hpo_index)).exit_code == 0
+    dev = _read(first)
+    entities = [e for d in dev for e in d["entities"]]  # gold: the index's own first answers, except for
+    low = sorted(entities, key=lambda e: e["normalized"][0]["score"])[:3]  # the three it is least sure of
+    low[0]["normalized"] = []  # NIL
+    low[1]["normalized"] = [{"db_name": "HPO", "db_id": "HP:9999999"}]  # not in the terminology: NIL too
+    low[2]["normalized"] = [{"db_name": "HPO", "db_id": "HP:0000118"}]  # the first answer is wrong
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(d) + "\n" for d in dev))
+    res = run("calibrate-threshold", str(tmp_path / "dev.jsonl"), "--index", str(hpo_index), "-o",
+              str(tmp_path / "linker"), "--json")
+    assert res.exit_code == 0, res.output
+    choice = json.loads(res.output)
+    assert choice["mentions"] == 14 and choice["with_gold"] == 12
+    out = tmp_path / "linked.jsonl"
+    assert run("link", str(EXAMPLE), "-o", str(out), "--linker", str(tmp_path / "linker")).exit_code == 0
+    linked = [e["normalized"] for d in _read(out) for e in d["entities"]]
+    assert sum(1 for n in linked if n) == choice["linked"] == 11  # the three least sure ones stay unlinked
+    assert all(n[0]["score"] >= choice["threshold"] for n in linked if n)
+    assert (choice["precision"], choice["recall"]) == (1.0, pytest.approx(11 / 12))
+    # No gold at all, or a precision no threshold reaches: bad input, named.
+    res = run("calibrate-threshold", str(EXAMPLE), "--index", str(hpo_index))
+    assert res.exit_code == EXIT_BAD_INPUT and "clinical_notes.bigbio.jsonl" in res.output
+    assert "gold id" in res.output
+    for e in entities:
+        e["normalized"] = [{"db_name": "HPO", "db_id": "HP:0000118"}]  # every first answer wrong
+    (tmp_path / "wrong.jsonl").write_text("".join(json.dumps(d) + "\n" for d in dev))
+    res = run("calibrate-threshold", str(tmp_path / "wrong.jsonl"), "--index", str(hpo_index),
+              "--target-precision", "0.5")
+    assert res.exit_code == EXIT_BAD_INPUT and "no threshold reaches precision 0.5" in res.output
+
+
 def test_default_reranker_follows_the_pipeline(linker):
     """The shipped HPO reranker comes with HPO's default pipeline only (its weights are fitted to that pipeline's
     scores), as recorded in a built index's config; `none` / None turn a reranker off."""

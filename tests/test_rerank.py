@@ -667,7 +667,8 @@ def test_calibrate_threshold(index_dir, trained):
     m = Mentions(texts=["convulsions", "pyrexia", "cephalalgia", "zebra stripes", "blue car"], langs=["en"] * 5)
     gold = ["HP:1", "HP:6", "HP:7", None, None]
     top = linker.candidates(m).top(1)
-    t = linker.calibrate_threshold(m, gold)
+    choice = linker.calibrate_threshold(m, gold)
+    t = choice.threshold
     assert linker.config.threshold == t and t in top.scores[:, 0]
     preds = linker.predict(m)
     linked = preds.concepts[:, 0] >= 0
@@ -675,6 +676,8 @@ def test_calibrate_threshold(index_dir, trained):
     # F1-optimal: nothing linked is wrong unless linking it also gained recall.
     tp = sum(1 for i, g in zip(ids, gold) if i is not None and i == g)
     assert tp >= 1 and linked.sum() >= tp
+    assert (choice.linked, choice.mentions, choice.with_gold) == (linked.sum(), 5, 3)
+    assert (choice.precision, choice.recall) == (tp / linked.sum(), tp / 3)
     with pytest.raises(Exception, match="precision"):
         linker.calibrate_threshold(m, [None] * 5, target_precision=0.5)
 

@@ -140,6 +140,19 @@ class LinkerConfig:
         return cfg
 
 
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """A NIL threshold chosen on a dev set, and the dev set's linking decisions at it."""
+
+    threshold: float  # a mention is linked when its top score is >= this
+    precision: float  # of the linked mentions, the share linked to a gold id
+    recall: float  # of the mentions with a gold id in the terminology, the share linked to one
+    f1: float
+    linked: int
+    mentions: int
+    with_gold: int  # mentions with a gold id in the terminology (the others should stay unlinked)
+
+
 class Linker:
     """Maps mentions to ranked concept ids. ``link(documents)`` fills each entity's ``normalized`` list."""
 
@@ -300,8 +313,10 @@ class Linker:
         # A reranker may add candidates (a feature reranker's memory): the same branch and type rules apply to them.
         return self.index.restrict(mentions, head, under=self.config.under).top(k)
 
-    def calibrate_threshold(self, mentions: Mentions, gold, *, target_precision: float | None = None) -> float:
-        """Set (and return) the NIL threshold from a dev set with gold ids (``None``/empty = a NIL mention).
+    def calibrate_threshold(self, mentions: Mentions, gold, *, target_precision: float | None = None
+                            ) -> "ThresholdChoice":
+        """Set the NIL threshold from a dev set with gold ids (``None``/empty, or ids outside the terminology: a
+        mention that should get no prediction); returns it with the dev set's precision / recall / F1 at it.
 
         A mention is linked when its top score is >= the threshold. Without ``target_precision`` the threshold
         maximises F1 of the linking decisions (true positive: linked to a gold id; false positive: linked but
@@ -310,12 +325,14 @@ class Linker:
         """
         from .errors import InputError
 
-        gold_sets = [{g} if isinstance(g, str) else set(g or ()) - {None, ""} for g in gold]
+        term = self.terminology
+        gold_sets = [{term.resolve(c) for c in ([g] if isinstance(g, str) else (g or ())) if c and c in term}
+                     for g in gold]
         if len(gold_sets) != len(mentions) or not len(mentions):
             raise InputError(f"{len(gold_sets)} gold entries for {len(mentions)} mentions.", field="gold",
                              fix="give one gold id (or set of ids, empty for NIL) per mention.")
         top = self.candidates(mentions).top(1)
-        ids = top.concept_ids(self.terminology)[:, 0]
+        ids = top.concept_ids(term)[:, 0]
         scores = top.scores[:, 0].astype(np.float64)
         correct = np.fromiter((i is not None and i in g for i, g in zip(ids, gold_sets)), dtype=bool,
                               count=len(ids))
@@ -326,8 +343,8 @@ class Linker:
         linked = np.arange(1, len(order) + 1)
         precision = tp / linked
         recall = tp / max(1, n_pos)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
         if target_precision is None:
-            f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
             best = int(np.argmax(f1))
         else:
             ok = np.flatnonzero(precision >= target_precision)
@@ -337,8 +354,11 @@ class Linker:
                                  fix="lower the target precision or give a larger dev set.")
             best = int(ok.max())
         # Ties: the threshold is the score itself, so every mention with the same score is linked too.
-        self.config.threshold = float(scores[order][best])
-        return self.config.threshold
+        threshold = float(scores[order][best])
+        best = int(np.flatnonzero(scores[order] >= threshold).max())  # the last tie is linked as well
+        self.config.threshold = threshold
+        return ThresholdChoice(threshold, float(precision[best]), float(recall[best]), float(f1[best]), best + 1,
+                               len(mentions), n_pos)
 
     def predict(self, mentions: Mentions, top_k: int | None = None) -> Candidates:
         """Top-k predictions; rows whose best score is under the threshold are emptied (NIL)."""
@@ -399,11 +419,11 @@ class Linker:
         return dataset.map(link_columns, batched=True, batch_size=batch_size,
                            features=None, desc="xnorm link")
 
-    def _link_batch(self, docs, top_k, field, overwrite, explain, lang, progress):
-        from .data import document_text, mentions_from_documents, set_predictions
+    def mentions(self, docs: list[dict], lang: str | None = None) -> tuple[Mentions, np.ndarray]:
+        """The entity mentions of ``docs`` as :meth:`link` sees them — language (``lang`` as in ``link``), context,
+        long forms of abbreviations the document defines — and their ``refs`` (document, entity) indices."""
+        from .data import document_text, mentions_from_documents
 
-        if not overwrite:
-            _check_no_gold(docs, field)
         mentions, refs = mentions_from_documents(docs, default_lang=self.config.default_lang,
                                                  context_chars=self.config.context_chars)
         if lang == "auto":  # documents that say their language keep it; the others are detected from their text
@@ -418,6 +438,14 @@ class Linker:
             from .candidates.abbreviations import fill_long_forms
 
             fill_long_forms(docs, mentions)
+        return mentions, refs
+
+    def _link_batch(self, docs, top_k, field, overwrite, explain, lang, progress):
+        from .data import set_predictions
+
+        if not overwrite:
+            _check_no_gold(docs, field)
+        mentions, refs = self.mentions(docs, lang)
         preds = self.predict(mentions, top_k)
         extra = None
         if explain:
