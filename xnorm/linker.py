@@ -314,7 +314,7 @@ class Linker:
         return self.index.restrict(mentions, head, under=self.config.under).top(k)
 
     def calibrate_threshold(self, mentions: Mentions, gold, *, target_precision: float | None = None
-                            ) -> "ThresholdChoice":
+                            ) -> ThresholdChoice:
         """Set the NIL threshold from a dev set with gold ids (``None``/empty, or ids outside the terminology: a
         mention that should get no prediction); returns it with the dev set's precision / recall / F1 at it.
 
