@@ -215,4 +215,5 @@ def _train_features(index, train_ex, dev_ex, output, k, l2, memory, threads, tra
                   for name, acc in report["dev_chosen"].items())
     click.echo(f"wrote {output}: {report['trained_on']:,} mentions with the gold among {k} candidates, l2 "
                f"{report['l2']['shared']:g} (shared) / {report['l2']['in_domain']:g} (in domain), "
-               f"{report['train_seconds']:.0f} s{dev}")
+               f"{report['train_seconds']:.0f} s{dev}; reranks mentions in {','.join(ranker.languages)} (any other "
+               f"language keeps its candidate order, scores softmax({ranker.fallback_scale:.3g} x fused score))")

@@ -371,7 +371,7 @@ def test_cli_train_features_and_link(index_dir, tmp_path):
     r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train),
              "--dev", str(test), "--k", "4", "-o", str(out))
     assert r.exit_code == 0, r.output
-    assert "wrote" in r.output and "dev acc@1" in r.output
+    assert "wrote" in r.output and "dev acc@1" in r.output and "reranks mentions in en (any other" in r.output
     assert json.loads((out / "manifest.json").read_text())["format"] == "xnorm-feature-reranker"
     r = _run("link", str(test), "-o", str(tmp_path / "linked.jsonl"), "--index", str(index_dir), "--reranker",
              str(out), "--overwrite")
