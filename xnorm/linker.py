@@ -58,9 +58,11 @@ AUTO = "auto"
 
 def default_reranker(index) -> str | None:
     """The shipped reranker for ``index`` (a zoo name) when the index is its terminology's default pipeline (same
-    generators, encoders, routing and fusion as :func:`default_candidates`), else None."""
+    generators, encoders, routing and fusion as :func:`default_candidates`) over English names only — what it was
+    trained and measured on (names in the mention's language change the candidates' routes and scores) — else
+    None."""
     name = DOMAIN_RERANKERS.get(index.terminology.metadata.get("db_name"))
-    if name is None:
+    if name is None or index.terminology.languages != ["en"]:
         return None
     return name if _pipeline(index.config) == _pipeline(default_candidates(index.terminology)) else None
 
