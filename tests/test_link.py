@@ -478,10 +478,9 @@ def test_default_reranker_follows_the_pipeline(linker):
     other_encoder["generators"][1]["model"] = "multilingual-e5-small"
     other_weights = json.loads(json.dumps(recorded))
     other_weights["fusion"]["weights"] = [1, 1]
-    custom = SimpleNamespace(metadata={"db_name": "MY"}, languages=["en"])
-    translated = SimpleNamespace(metadata={"db_name": "HPO"}, languages=["en", "es"])  # e.g. hpo-multilingual
+    custom = SimpleNamespace(metadata={"db_name": "MY"})
     assert [default_reranker(index(c)) for c in (other_encoder, other_weights, SPARSE)] == [None] * 3
-    assert default_reranker(index(recorded, custom)) is None and default_reranker(index(recorded, translated)) is None
+    assert default_reranker(index(recorded, custom)) is None
     # HPO over another pipeline (this module's TF-IDF index): no reranker by default
     assert LinkerConfig().reranker == "auto" and linker.reranker is None and linker.config.reranker is None
     for off in ("none", None):

@@ -50,19 +50,19 @@ DEFAULT_CANDIDATES: dict[str, Any] = {
 DOMAIN_ENCODERS = {"HPO": "hpo-align-e5small"}
 # The reranker of that default pipeline per terminology, where one ships: for HPO a feature reranker with translation
 # tables (HPO labels of unseen concepts: ja 0.640 -> 0.830, zh 0.630 -> 0.797; it leaves English mentions in the
-# candidate stage's order; benchmarks/results/rerank_translation_labels_only.md). Used when a linker's reranker is
-# AUTO and its index is that pipeline: the reranker's weights are fitted to that pipeline's scores.
+# candidate stage's order; benchmarks/results/default_reranker.md, over hpo-multilingual
+# default_reranker_multilingual.md). Used when a linker's reranker is AUTO and its index is that pipeline: the
+# reranker's weights are fitted to that pipeline's scores.
 DOMAIN_RERANKERS = {"HPO": "hpo-translate-rerank-e5small"}
 AUTO = "auto"
 
 
 def default_reranker(index) -> str | None:
     """The shipped reranker for ``index`` (a zoo name) when the index is its terminology's default pipeline (same
-    generators, encoders, routing and fusion as :func:`default_candidates`) over English names only — what it was
-    trained and measured on (names in the mention's language change the candidates' routes and scores) — else
-    None."""
+    generators, encoders, routing and fusion as :func:`default_candidates`; English names only or with
+    translations, both measured), else None."""
     name = DOMAIN_RERANKERS.get(index.terminology.metadata.get("db_name"))
-    if name is None or index.terminology.languages != ["en"]:
+    if name is None:
         return None
     return name if _pipeline(index.config) == _pipeline(default_candidates(index.terminology)) else None
 
