@@ -680,6 +680,8 @@ def test_calibrate_threshold(index_dir, trained):
     assert (choice.precision, choice.recall) == (tp / linked.sum(), tp / 3)
     with pytest.raises(Exception, match="precision"):
         linker.calibrate_threshold(m, [None] * 5, target_precision=0.5)
+    with pytest.raises(Exception, match="no dev mention's first answer is right"):  # all NIL: nothing to choose
+        linker.calibrate_threshold(m, [None] * 5)
 
 
 def _run(*args):

@@ -347,6 +347,9 @@ class Linker:
         recall = tp / max(1, n_pos)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
         if target_precision is None:
+            if not tp[-1]:
+                raise InputError("no dev mention's first answer is right, so no threshold helps.", field="gold",
+                                 fix="check that the gold ids are this terminology's, or give a larger dev set.")
             best = int(np.argmax(f1))
         else:
             ok = np.flatnonzero(precision >= target_precision)
