@@ -111,7 +111,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
     def build():  # the linker the options describe (Ray workers get it saved, the local engine uses it directly)
         built = _make_linker(index_dir, terminology, linker_dir, config_path, threshold)
         if reranker_dir or rerank_precision:
-            if not (reranker_dir or built.reranker):
+            if rerank_precision and (reranker_dir == "none" or not (reranker_dir or built.reranker)):
                 raise click.UsageError("--rerank-precision applies to a reranker (--reranker, or one in the "
                                        "linker or config).")
             built.set_reranker(reranker_dir or built.reranker, rerank_precision)

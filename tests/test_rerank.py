@@ -834,3 +834,6 @@ def test_linker_rerank_precision_config_and_cli(index_dir, trained, tmp_path):
              "--rerank-precision", "bf16")
     assert r.exit_code == 2 and "--rerank-precision applies to a reranker" in r.output
     assert not (tmp_path / "l2.jsonl").exists()
+    r = _run("link", str(plain), "-o", str(tmp_path / "l2.jsonl"), "--index", str(index_dir), "--reranker", "none",
+             "--rerank-precision", "bf16")
+    assert r.exit_code == 2 and "--rerank-precision applies to a reranker" in r.output
