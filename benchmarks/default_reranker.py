@@ -119,11 +119,12 @@ def nil_thresholds(pipelines: dict, data_root: str) -> dict:
     """Per pipeline and rule (best F1, precision >= 0.9): the NIL threshold `Linker.calibrate_threshold` chooses on
     GSC+ dev, and the precision / recall / F1 of GSC+ test's linking decisions at it (mentions read as `link` does)."""
     from xnorm.benchmark.datasets import build_dataset
+    from xnorm.data import gold_ids
 
     def mentions_and_gold(linker, split):
         docs = list(build_dataset("gsc-plus", {"split": split}, data_root=data_root).documents)
         mentions, refs = linker.mentions(docs)
-        return mentions, [[n["db_id"] for n in docs[d]["entities"][e]["normalized"]] for d, e in refs]
+        return mentions, gold_ids(docs, refs)
 
     out = {}
     for label, linker in pipelines.items():
@@ -189,7 +190,8 @@ def write(args, rows, nil, pipelines, medians, n_timed, linker) -> None:
         "at that threshold (a mention is linked when its top score reaches it; English: the reranker keeps the "
         "candidate order, only the scores differ).",
         "",
-        "| pipeline | rule | threshold | dev precision / recall | test precision | test recall | test F1 | test linked |",
+        "| pipeline | rule | threshold | dev precision / recall | test precision | test recall | test F1 "
+        "| test linked |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (label, rule), v in nil.items():

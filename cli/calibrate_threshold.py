@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .link import FORMATS, _make_linker
+from .link import FORMATS, _make_linker, check_one_pipeline, reader_options
 
 
 @click.command("calibrate-threshold")
@@ -42,20 +42,17 @@ def calibrate_threshold(dev_path, index_dir, terminology, linker_dir, config_pat
       xnorm calibrate-threshold dev.bigbio.jsonl --target-precision 0.9 -o my-linker
       xnorm link notes.jsonl -o linked.jsonl --linker my-linker
     """
-    from xnorm.data import detect_format, read_documents
+    from xnorm.data import detect_format, gold_ids, read_documents
     from xnorm.errors import InputError
 
-    if sum(x is not None for x in (index_dir, terminology, linker_dir, config_path)) > 1:
-        raise click.UsageError("give at most one of --index, --terminology, --linker, --config.")
+    check_one_pipeline(index_dir, terminology, linker_dir, config_path)
     fmt = in_format or detect_format(dev_path)  # the input is checked before the (slower) linker is built
-    opts = {"lang": lang} if lang and lang != "auto" and fmt in ("brat", "pubtator") else {}
-    docs = list(read_documents(dev_path, format=fmt, **opts))
+    docs = list(read_documents(dev_path, format=fmt, **reader_options(fmt, lang)))
     linker = _make_linker(index_dir, terminology, linker_dir, config_path, None)
     if reranker_dir:
         linker.set_reranker(reranker_dir)
     mentions, refs = linker.mentions(docs, lang)
-    gold = [[str(n.get("db_id")) for n in docs[d]["entities"][e].get("normalized") or [] if n.get("db_id")]
-            for d, e in refs]
+    gold = gold_ids(docs, refs)
     if not any(gold):
         raise InputError("no entity carries a gold id in `normalized`, so no threshold can be chosen.",
                          file=dev_path, field="normalized",

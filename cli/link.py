@@ -96,8 +96,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
         raise click.UsageError("missing -o/--output.")
     if spans and text is None:
         raise click.UsageError("--mention needs --text.")
-    if sum(x is not None for x in (index_dir, terminology, linker_dir, config_path)) > 1:
-        raise click.UsageError("give at most one of --index, --terminology, --linker, --config.")
+    check_one_pipeline(index_dir, terminology, linker_dir, config_path)
     if query_precision is not None and not query_model:
         raise click.UsageError("--query-precision applies to --query-model.")
 
@@ -144,11 +143,7 @@ def link(input_path, output, index_dir, terminology, linker_dir, config_path, to
 
     from xnorm.data import read_documents, write_documents
 
-    reader_opts = {}
-    if fmt_in in ("brat", "pubtator") and lang and lang != "auto":
-        reader_opts["lang"] = lang
-    if fmt_in == "pubtator" and db_name:
-        reader_opts["db_name"] = db_name
+    reader_opts = reader_options(fmt_in, lang, db_name)
     docs = read_documents(input_path, format=fmt_in, **reader_opts)
     fmt = output_format or ("brat" if fmt_in == "brat" else "bigbio")
     done = [0]
@@ -182,11 +177,7 @@ def _link_ray(input_path, output, fmt_in, lang, db_name, threshold, linker_dir, 
 
     from xnorm.engines.ray_engine import link_with_ray
 
-    reader_opts = {}
-    if fmt_in in ("brat", "pubtator") and lang and lang != "auto":
-        reader_opts["lang"] = lang
-    if fmt_in == "pubtator" and db_name:
-        reader_opts["db_name"] = db_name
+    reader_opts = reader_options(fmt_in, lang, db_name)
     overrides = {k: v for k, v in (("threshold", threshold), ("db_name", db_name)) if v is not None}
     tmp = None
     try:
@@ -208,6 +199,22 @@ def _link_ray(input_path, output, fmt_in, lang, db_name, threshold, linker_dir, 
             shutil.rmtree(tmp, ignore_errors=True)
     click.echo(f"linked {run.mentions} mentions in {run.documents} documents with {run.workers} Ray worker(s) "
                f"-> {output} ({run.parts} part(s), {run.seconds:.1f} s)", err=True)
+
+
+def check_one_pipeline(index_dir, terminology, linker_dir, config_path) -> None:
+    """At most one of the options that say which pipeline runs."""
+    if sum(x is not None for x in (index_dir, terminology, linker_dir, config_path)) > 1:
+        raise click.UsageError("give at most one of --index, --terminology, --linker, --config.")
+
+
+def reader_options(fmt: str, lang: str | None, db_name: str | None = None) -> dict:
+    """`read_documents` options from --lang / --db-name, for the formats that do not carry them."""
+    opts = {}
+    if fmt in ("brat", "pubtator") and lang and lang != "auto":
+        opts["lang"] = lang
+    if fmt == "pubtator" and db_name:
+        opts["db_name"] = db_name
+    return opts
 
 
 def _make_linker(index_dir, terminology, linker_dir, config_path, threshold):

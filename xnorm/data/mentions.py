@@ -54,6 +54,13 @@ def mentions_from_documents(docs: Sequence[dict], default_lang: str = "en",
     return mentions, np.asarray(refs, dtype=np.int64).reshape(-1, 2)
 
 
+def gold_ids(docs: Sequence[dict], refs: np.ndarray, field: str = "normalized") -> list[list[str]]:
+    """Per referenced entity (:func:`mentions_from_documents`' ``refs``), the ``db_id`` strings of its ``field``
+    (the gold annotations), in order; ``[]`` for an entity without any."""
+    return [[str(n.get("db_id")) for n in docs[d]["entities"][e].get(field) or [] if n.get("db_id")]
+            for d, e in refs]
+
+
 def set_predictions(docs: Sequence[dict], refs: np.ndarray, ids: np.ndarray, scores: np.ndarray | None = None,
                     field: str = "normalized", db_name: str | Sequence[str] = "",
                     extra: np.ndarray | None = None) -> Sequence[dict]:

@@ -82,13 +82,10 @@ def examples_from_documents(docs: Sequence[dict], terminology, *, context_chars:
                             default_lang: str = "en", description: str = "") -> Examples:
     """One example per entity with a gold id (``normalized``): its first id known to ``terminology`` is ``gold``,
     all of them ``gold_sets``."""
-    from ..data import mentions_from_documents
+    from ..data import gold_ids, mentions_from_documents
 
     mentions, refs = mentions_from_documents(docs, default_lang=default_lang, context_chars=context_chars)
-    ids = []
-    for d, e in refs:
-        ent = docs[d]["entities"][e]
-        ids.append([str(n.get("db_id")) for n in ent.get("normalized") or [] if n.get("db_id")])
+    ids = gold_ids(docs, refs)
     if not any(ids):
         raise InputError("no entity carries a gold id in 'normalized'; nothing to train on.", field="normalized",
                          fix="give annotated documents (BigBIO kb with normalized db_ids).")
