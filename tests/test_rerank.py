@@ -684,6 +684,28 @@ def test_calibrate_threshold(index_dir, trained):
         linker.calibrate_threshold(m, [None] * 5)
 
 
+def test_calibrate_threshold_never_splits_tied_scores(index_dir, trained):
+    """A threshold links every mention with its score: with three right and one wrong answer tied at the top, no
+    threshold gives precision 1, and the reported precision is that of everything the threshold links."""
+    from xnorm.linker import Linker
+    from xnorm.types import Candidates
+
+    _, _, out, _ = trained
+    linker = Linker.from_config({"index": str(index_dir), "reranker": str(out), "rerank_k": 4})
+    term = linker.terminology
+    rows = [term.concept_index(c) for c in ("HP:1", "HP:6", "HP:7", "HP:1", "HP:6")]
+    scores = [[3.0], [3.0], [3.0], [3.0], [1.0]]
+    tied = Candidates(concepts=np.c_[rows], scores=scores, names=np.full((5, 1), -1), routes=np.zeros((5, 1)))
+    linker.candidates = lambda mentions: tied
+    m = Mentions(texts=list("abcde"), langs=["en"] * 5)
+    gold = ["HP:1", "HP:6", "HP:7", "HP:6", None]  # the fourth top answer is wrong, tied with three right ones
+    with pytest.raises(Exception, match="no threshold reaches precision 0.9"):
+        linker.calibrate_threshold(m, gold, target_precision=0.9)
+    choice = linker.calibrate_threshold(m, gold, target_precision=0.7)
+    assert (choice.threshold, choice.linked, choice.precision) == (3.0, 4, 0.75)
+    assert linker.calibrate_threshold(m, gold).linked == 4  # best F1: all four tied, not the first three of them
+
+
 def _run(*args):
     from tests.test_link import run
 

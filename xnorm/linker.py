@@ -346,6 +346,10 @@ class Linker:
         precision = tp / linked
         recall = tp / max(1, n_pos)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+        # A threshold links every mention with its score, so only the last of a run of tied scores is a choice.
+        sorted_scores = scores[order]
+        choice = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
+        precision, recall, f1 = (np.where(choice, v, -1.0) for v in (precision, recall, f1))
         if target_precision is None:
             if not tp[-1]:
                 raise InputError("no dev mention's first answer is right, so no threshold helps.", field="gold",
@@ -358,9 +362,7 @@ class Linker:
                                  f"{precision.max():.3f}).", field="target_precision",
                                  fix="lower the target precision or give a larger dev set.")
             best = int(ok.max())
-        # Ties: the threshold is the score itself, so every mention with the same score is linked too.
-        threshold = float(scores[order][best])
-        best = int(np.flatnonzero(scores[order] >= threshold).max())  # the last tie is linked as well
+        threshold = float(sorted_scores[best])
         self.config.threshold = threshold
         return ThresholdChoice(threshold, float(precision[best]), float(recall[best]), float(f1[best]), best + 1,
                                len(mentions), n_pos)
