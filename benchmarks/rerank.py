@@ -37,6 +37,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 LANGS = ["es", "fr", "de", "it", "ja", "zh", "nl"]
+FEATURE_MODES = ("features", "features-nomemory", "features+translation", "features+translation-nomemory")
 
 
 def parse_args(argv=None):
@@ -61,7 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--work-dir", default="/tmp/k1_rerank", help="where trained rerankers are saved")
     p.add_argument("--runs", nargs="*", default=["adapter:1", "adapter:0", "full:1"],
                    help="MODE:LAMBDA; stack:L needs an English language adapter in the zoo; `features` / "
-                        "`features-nomemory`: the feature reranker (with / without the annotation memory); "
+                        "`features-nomemory`: the feature reranker (with / without the annotation memory), "
+                        "`features+translation[-nomemory]` with translation tables; "
                         "`lookup`: the training annotations of the exact mention text first, no model")
     p.add_argument("--langs", nargs="*", default=LANGS)
     p.add_argument("--train-per-lang", type=int, default=80)
@@ -344,9 +346,9 @@ def lang_adapter_for(lang: str):
 def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_cands) -> dict:
     from xnorm.rerank import train_reranker
 
-    if mode in ("features", "features-nomemory", "features+translation"):
-        return run_features(args, name, index, train, dev, tests, test_cands, memory=mode != "features-nomemory",
-                            translation=translation_model(args, train, dev) if mode == "features+translation" else None)
+    if mode in FEATURE_MODES:
+        return run_features(args, name, index, train, dev, tests, test_cands, memory=not mode.endswith("-nomemory"),
+                            translation=translation_model(args, train, dev) if "+translation" in mode else None)
     if mode == "lookup":
         return run_lookup(index, train, tests, test_cands)
 
@@ -647,7 +649,7 @@ def main(argv=None) -> None:
     results.setdefault("runs", {})
     for spec in args.runs:
         mode, _, lam = spec.partition(":")
-        name = f"{mode}{args.tag}" if mode in ("features", "features-nomemory", "features+translation", "lookup") else \
+        name = f"{mode}{args.tag}" if mode in FEATURE_MODES + ("lookup",) else \
             f"{mode} λ={float(lam):g}{args.tag}"
         print(f"run {name}", flush=True)
         results["runs"][name] = run_one(args, name.replace(" ", "_").replace("λ=", "lam"), mode, float(lam or 0),
