@@ -359,8 +359,10 @@ class Linker:
             ok = np.flatnonzero(precision >= target_precision)
             if not len(ok):
                 raise InputError(f"no threshold reaches precision {target_precision} on these mentions (best "
-                                 f"{precision.max():.3f}).", field="target_precision",
-                                 fix="lower the target precision or give a larger dev set.")
+                                 f"{precision.max():.3f}; mentions with the same top score are linked together).",
+                                 field="target_precision",
+                                 fix="lower the target precision, give a larger dev set, or use a pipeline with a "
+                                     "reranker (its scores tie less than the fused ones).")
             best = int(ok.max())
         threshold = float(sorted_scores[best])
         self.config.threshold = threshold
