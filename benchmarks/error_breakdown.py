@@ -1,9 +1,14 @@
-"""Where the candidate stage's first answer goes wrong, per in-context dataset: the gold concept is not among the
-top k at all (a recall problem), or it is but another concept comes first (a ranking problem, a reranker's job) —
+"""Where the first answer goes wrong (the candidate stage's, or the reranked one), per in-context dataset: the gold
+concept is not among the top k at all (a recall problem), or it is but another concept comes first (a ranking
+problem, a reranker's job) —
 and how many of the wrong first answers are the gold's is_a descendant or ancestor in HPO (a granularity
 near-miss: "Neoplasm of the breast" for an annotated "Neoplasm", or the reverse).
 
-    python benchmarks/error_breakdown.py --index IDX --out benchmarks/results/error_breakdown
+    python benchmarks/error_breakdown.py --index IDX --reranker none --out benchmarks/results/error_breakdown
+    python benchmarks/error_breakdown.py --out benchmarks/results/error_breakdown_default   # the default pipeline
+
+The lists are what the linker returns (``Linker.predict``, top k): with ``--reranker auto`` (the default) the
+shipped reranker's order where the index is HPO's default pipeline, with ``--reranker none`` the candidate stage's.
 
 Writes ``<out>.json`` and ``<out>.md``. Any of a mention's gold ids counts (one CUI may map to several HPO terms).
 """
@@ -36,8 +41,8 @@ def breakdown(ex, cands, terminology, hierarchy) -> dict:
 
 def render(res: dict) -> str:
     k = res["k"]
-    lines = ["# Where the candidate stage's first answer goes wrong", "",
-             f"Index: `{res['index']}` ({res['index_describe']}); k = {k}; {res['date']}. "
+    lines = ["# Where the first answer goes wrong", "",
+             f"Index: `{res['index']}`; pipeline: {res['index_describe']}; k = {k}; {res['date']}. "
              "Any of a mention's gold ids counts. *Finer* / *coarser*: the wrong first answer is an is_a descendant / "
              "ancestor of a gold concept in hp.obo.", "",
              f"| dataset | n | acc@1 | recall@{k} | wrong first | gold not in top {k} | gold in top {k}, not first | "
@@ -54,24 +59,27 @@ def render(res: dict) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--index", required=True, help="a saved CandidateIndex over HPO")
+    p.add_argument("--index", default=None, help="a saved CandidateIndex over HPO (default: the embedded default)")
+    p.add_argument("--reranker", default="auto", help="auto (the default pipeline's), none, or a reranker folder/name")
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", default="benchmarks/results/error_breakdown")
     args = p.parse_args(argv)
     from xnorm.benchmark import build_dataset
-    from xnorm.candidates import CandidateIndex
+    from xnorm.linker import Linker, LinkerConfig
     from xnorm.rerank import examples_from_documents
     from xnorm.terminology import load_terminology
 
-    index = CandidateIndex.load(args.index, verify=False)
+    reranker = None if args.reranker == "none" else args.reranker
+    linker = Linker.from_config(LinkerConfig(index=args.index, reranker=reranker, candidate_cache_mb=0))
+    index = linker.index
     hierarchy = load_terminology("hpo-en")  # the index's own copy may predate is_a edges
-    res = {"index": args.index, "index_describe": index.describe(), "k": args.k,
+    res = {"index": args.index or "the embedded default", "index_describe": linker.pipeline, "k": args.k,
            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "datasets": {}}
     for name, (key, opts) in DATASETS.items():
         ds = build_dataset(key, opts, data_root=args.data_root)
         ex = examples_from_documents(ds.documents, index.terminology, context_chars=100)
-        res["datasets"][name] = breakdown(ex, index.candidates(ex.mentions, args.k), index.terminology, hierarchy)
+        res["datasets"][name] = breakdown(ex, linker.predict(ex.mentions, top_k=args.k), index.terminology, hierarchy)
         print(name, res["datasets"][name], flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
