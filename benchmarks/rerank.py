@@ -109,6 +109,9 @@ def parse_args(argv=None):
     p.add_argument("--calibrate", action="store_true",
                    help="choose each reranker's generator weight per language on the dev sets, with the test index's "
                         "candidates (xnorm.rerank.calibrate), before testing")
+    p.add_argument("--refit", action="store_true",
+                   help="feature rerankers: once the dev sets chose the L2, fit again on training + dev mentions (dev "
+                        "mentions of --test-concepts' test concepts left out) with it; the refitted one is tested")
     p.add_argument("--merge", nargs="*", default=None,
                    help="only merge the runs of these result JSONs (from parallel invocations) into --out")
     return p.parse_args(argv)
@@ -129,8 +132,7 @@ def build_sets(args, terminology):
     n_train = args.train_per_lang + -(-args.dev // len(args.langs))
     held_rows = None
     if args.test_concepts:
-        held = json.loads(Path(args.test_concepts).read_text())["test"]
-        held_rows = np.asarray([terminology.concept_index(c) for c in held if c in terminology])
+        held_rows = test_concept_rows(args, terminology)
         labels = build_dataset("hpo-labels", {"languages": args.langs, "split": None, "max_per_language": None,
                                               "seed": args.seed}, data_root=args.data_root)
         parts = []
@@ -376,6 +378,14 @@ def run_one(args, name, mode, lam, index, train_index, train, dev, tests, test_c
             "lang_adapters_used": sorted(rr.lang_adapters), **rerank_tests(rr, index, tests, test_cands)}
 
 
+def test_concept_rows(args, terminology) -> np.ndarray:
+    """Rows of --test-concepts' test concepts (none without it)."""
+    if not args.test_concepts:
+        return np.zeros(0, dtype=np.int64)
+    held = json.loads(Path(args.test_concepts).read_text())["test"]
+    return np.asarray([terminology.concept_index(c) for c in held if c in terminology], dtype=np.int64)
+
+
 def translation_model(args, train, dev):
     """Word-piece translation tables from the hpo-multilingual terminology's names, leaving out every concept a
     training, dev or test mention is annotated with (the split's dev and test concepts, GSC+'s concepts only
@@ -397,6 +407,15 @@ def run_features(args, name, index, train, dev, tests, test_cands, memory: bool,
     from xnorm.rerank import FeatureReranker
 
     rr, report = FeatureReranker.train(index, train, k=args.k, dev=dev, memory=memory, translation=translation)
+    if args.refit:  # the chosen L2, every labelled mention: training + dev
+        held = test_concept_rows(args, index.terminology)
+        full = _concat([train] + [ex[np.flatnonzero(~np.isin(ex.gold, held))] for ex in dev.values()])
+        full.description = f"{train.description} + the dev sets (refit)"
+        rr, refit = FeatureReranker.train(index, full, k=args.k, l2=(report["l2"]["shared"], report["l2"]["in_domain"]),
+                                          memory=memory, translation=translation)
+        report["train_seconds"] += refit["train_seconds"]
+        report["trained_on"] = refit["trained_on"]
+        print(f"  refit on {len(full)} training + dev mentions", flush=True)
     out_dir = rr.save(Path(args.work_dir) / name)
     chosen, sets = report["dev_chosen"], list(report["dev_candidates"])
     l2 = f"l2 {report['l2']['shared']:g} / {report['l2']['in_domain']:g}"

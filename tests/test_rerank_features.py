@@ -226,6 +226,11 @@ def test_l2_chosen_on_dev_and_shrinks_the_weights(index):
     assert report["l2"] == {"shared": 1.0, "in_domain": 1.0}  # every pair ties on this dev set: the largest
     flat, _ = FeatureReranker.train(index, train, k=4, l2=1e3)
     assert np.abs(flat.weights).max() < 0.01 * np.abs(ranker.weights).max()
+    # A fixed (shared, in-domain) pair, as chosen on dev, to refit on more data: each half gets its own.
+    half = len(ranker.weights) // 2
+    pair, report = FeatureReranker.train(index, train, k=4, l2=(1.0, 1e3))
+    assert report["l2"] == {"shared": 1.0, "in_domain": 1e3}
+    assert np.abs(pair.weights[half:]).max() < 0.01 * np.abs(pair.weights[:half]).max()
 
 
 def test_dev_sets_score_untrained_languages_as_reranking_does(index):

@@ -133,11 +133,12 @@ class FeatureReranker:
     # ---- training ------------------------------------------------------------------------------------------
     @classmethod
     def train(cls, index, train: Examples, *, k: int = 16, dev: Mapping[str, Examples] | None = None,
-              l2: float | None = None, l2_grid=L2_GRID, memory: bool = True,
+              l2: float | tuple[float, float] | None = None, l2_grid=L2_GRID, memory: bool = True,
               translation: TranslationModel | None = None) -> tuple["FeatureReranker", dict]:
         """Fit on ``train`` (gold rows over ``index``'s terminology) with ``index``'s top-k candidates.
 
-        ``l2``: a fixed weight; else two, one for the shared and one for the in-domain half of the weights, the
+        ``l2``: a fixed weight, or a fixed (shared, in-domain) pair (e.g. one chosen on dev, to refit on train +
+        dev); else two, one for the shared and one for the in-domain half of the weights, the
         best pair from ``l2_grid`` on the ``dev`` sets — two, because a dev set of bare labels depends on the
         shared half only, and should not hold the in-domain half back. Without dev sets, one L2 for both, chosen by
         cross-validation over the training documents (:func:`document_folds`; fewer than two documents:
@@ -184,7 +185,7 @@ class FeatureReranker:
             dev_sets[name] = (ex, c, probe.design(ex.mentions, c, term), probe._unseen(ex.mentions))
         folds = None if dev_sets or l2 is not None else document_folds(train.mentions)
         if l2 is not None:
-            grid = [(float(l2), float(l2))]
+            grid = [tuple(float(v) for v in l2)] if isinstance(l2, (tuple, list)) else [(float(l2), float(l2))]
         elif dev_sets:
             grid = [(a, b) for a in sorted(l2_grid) for b in sorted(l2_grid)]
         else:  # cross-validation: one training distribution, so one L2 for both halves
