@@ -145,7 +145,7 @@ def build_sets(args, terminology):
             test.description = f"HPO {lang} labels of {Path(args.test_concepts).name}'s test concepts"
             tests[f"hpo-{lang}"] = test
             parts.append(pool[sample(len(pool), n_train, args.seed + 1)])
-        hpo_train = _concat(parts)
+        hpo_train = Examples.concat(parts)
         label_source = f"HPO translations, labels of concepts outside {args.test_concepts}'s test list"
     else:
         labels = build_dataset("hpo-labels", {"languages": args.langs, "split": "held_out",
@@ -202,7 +202,7 @@ def build_sets(args, terminology):
     hpo_dev.description = "held-out slice of the HPO training labels"
     if held_rows is not None:  # no GSC+ training mention of a test concept either
         gsc_train = gsc_train[np.flatnonzero(~np.isin(gsc_train.gold, held_rows))]
-    train = _concat([hpo_train] + [gsc_train] * args.gsc_repeat)
+    train = Examples.concat([hpo_train] + [gsc_train] * args.gsc_repeat)
     train.description = (f"{label_source} ({', '.join(args.langs)}; "
                          f"up to {args.train_per_lang}/lang) + {len(gsc_train)} GSC+ mentions in context from "
                          f"{in_context}" + (f" (x{args.gsc_repeat})" if args.gsc_repeat > 1 else "")
@@ -226,30 +226,23 @@ def matched_split(train, dev, terminology, split_json: str, seed: int):
     of those concepts are the dev set, the rest + the GSC+ training mentions the matched training set (source per
     mention: 0 label, 1 GSC+). ``plain``: the other HPO training labels (for the base-encoder index).
     """
+    from xnorm.rerank import Examples
+
     rows = np.asarray([terminology.concept_index(c) for c in json.loads(Path(split_json).read_text())["dev"]
                        if c in terminology])
     gsc = _is_gsc(train)
-    hpo = _concat([train[np.flatnonzero(~gsc)], dev["hpo-labels"]])
+    hpo = Examples.concat([train[np.flatnonzero(~gsc)], dev["hpo-labels"]])
     mine = np.isin(hpo.gold, rows)
     held = np.isin(hpo.gold, np.random.default_rng(seed).permutation(rows)[:len(rows) // 4])
     matched_dev = hpo[np.flatnonzero(mine & held)]
     matched_dev.description = "labels of a quarter of the encoder adapter's dev concepts"
-    matched = _concat([hpo[np.flatnonzero(mine & ~held)], train[np.flatnonzero(gsc)]])
+    matched = Examples.concat([hpo[np.flatnonzero(mine & ~held)], train[np.flatnonzero(gsc)]])
     matched.description = (f"labels of the other dev concepts of the encoder adapter + {int(gsc.sum())} GSC+ training "
                            "mentions")
     source = np.r_[np.zeros(int((mine & ~held).sum()), np.int8), np.ones(int(gsc.sum()), np.int8)]
     plain = hpo[np.flatnonzero(~mine)]
     plain.description = "HPO training labels of the encoder adapter's training concepts"
     return plain, matched, source, matched_dev
-
-
-def _concat(parts):
-    from xnorm.rerank import Examples
-    from xnorm.types import Mentions
-    from dataclasses import fields
-
-    m = Mentions(**{f.name: np.concatenate([getattr(p.mentions, f.name) for p in parts]) for f in fields(Mentions)})
-    return Examples(m, np.concatenate([p.gold for p in parts]), None, "")
 
 
 def _bits(flags) -> str:
@@ -404,12 +397,12 @@ def translation_model(args, train, dev):
 def run_features(args, name, index, train, dev, tests, test_cands, memory: bool, translation=None) -> dict:
     """The feature reranker (xnorm.rerank.FeatureReranker): L2 chosen on the dev sets; its figures in the shape the
     cost table reads (one "step" over every training mention with the gold among its candidates)."""
-    from xnorm.rerank import FeatureReranker
+    from xnorm.rerank import Examples, FeatureReranker
 
     rr, report = FeatureReranker.train(index, train, k=args.k, dev=dev, memory=memory, translation=translation)
     if args.refit:  # the chosen L2, every labelled mention: training + dev
         held = test_concept_rows(args, index.terminology)
-        full = _concat([train] + [ex[np.flatnonzero(~np.isin(ex.gold, held))] for ex in dev.values()])
+        full = Examples.concat([train] + [ex[np.flatnonzero(~np.isin(ex.gold, held))] for ex in dev.values()])
         full.description = f"{train.description} + the dev sets (refit)"
         rr, refit = FeatureReranker.train(index, full, k=args.k, l2=(report["l2"]["shared"], report["l2"]["in_domain"]),
                                           memory=memory, translation=translation)

@@ -35,6 +35,9 @@ def _lang_adapter(ctx, param, values):
 @click.option("--l2", type=click.FloatRange(0, min_open=True),
               help="--mode features: L2 weight [default: with --dev the best pair (shared, in-domain weights) "
                    "of 0.001-1; without, one chosen by 5-fold cross-validation over the training documents].")
+@click.option("--refit", is_flag=True,
+              help="--mode features with --dev: once the dev sets chose the L2, train again on the training and dev "
+                   "mentions together with it (a small annotated corpus then lends every annotation to the memory).")
 @click.option("--no-memory", is_flag=True,
               help="--mode features: remember no training annotations (no concept prior, no exact-mention memory), "
                    "for a ranker meant for other corpora than its training one.")
@@ -94,7 +97,7 @@ def _lang_adapter(ctx, param, values):
               help="The base model's forward/backward pass: bf16 autocast (trained tensors stay fp32), fp32, or "
                    "auto (bf16 where the CPU/GPU computes it natively).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="CPU threads.")
-def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory, translations_spec,
+def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, refit, no_memory, translations_spec,
                    exclude_concepts, tokenizer, lam, k, base_model, steps, epochs,
                    batch_size, lr, max_length, context_chars, parents, lang_adapters, source_lang, max_train,
                    missing_gold, pooling, no_prior, eval_every, patience, max_seconds, teacher, teacher_weight, lang,
@@ -125,6 +128,8 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory
         _check_unset(CROSS_ENCODER_ONLY, "the cross-encoder modes", "train a cross-encoder (--mode adapter/stack/full)")
         if not translations_spec:
             _check_unset(TRANSLATIONS_ONLY, "--translations", "pass --translations TERMINOLOGY")
+        if refit and not dev_specs:
+            raise click.UsageError("--refit refits with the L2 the dev sets choose: give --dev, or drop --refit.")
     else:
         _check_unset(FEATURES_ONLY + TRANSLATIONS_ONLY, "--mode features", "train with --mode features")
     index = CandidateIndex.load(index_dir)
@@ -135,7 +140,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory
         if translations_spec:
             translation = _translations(translations_spec, exclude_concepts, tokenizer,
                                         [train_ex, *(dev_ex or {}).values()], index.terminology)
-        _train_features(index, train_ex, dev_ex, output, k, l2, not no_memory, threads, translation)
+        _train_features(index, train_ex, dev_ex, output, k, l2, not no_memory, threads, translation, refit)
         return
     source = None
     if mode == "stack":
@@ -162,7 +167,7 @@ def train_reranker(index_dir, train_spec, dev_specs, output, mode, l2, no_memory
 CROSS_ENCODER_ONLY = ("lam", "base_model", "steps", "epochs", "batch_size", "lr", "max_length", "context_chars",
                       "parents", "lang_adapters", "source_lang", "missing_gold", "pooling", "no_prior", "eval_every",
                       "patience", "max_seconds", "teacher", "teacher_weight", "device", "precision")
-FEATURES_ONLY = ("l2", "no_memory", "translations_spec")
+FEATURES_ONLY = ("l2", "refit", "no_memory", "translations_spec")
 TRANSLATIONS_ONLY = ("exclude_concepts", "tokenizer")
 
 
@@ -201,15 +206,24 @@ def _translations(spec, exclude_concepts, tokenizer, example_sets, terminology):
     return model
 
 
-def _train_features(index, train_ex, dev_ex, output, k, l2, memory, threads, translation=None) -> None:
+def _train_features(index, train_ex, dev_ex, output, k, l2, memory, threads, translation=None,
+                    refit: bool = False) -> None:
     import torch
 
-    from xnorm.rerank import FeatureReranker
+    from xnorm.rerank import Examples, FeatureReranker
 
     torch.set_num_threads(threads)  # the index's encoder embeds the training mentions
     click.echo(f"training on {len(train_ex):,} mentions ({train_ex.description}); k={k}, mode features", err=True)
     ranker, report = FeatureReranker.train(index, train_ex, k=k, dev=dev_ex, l2=l2, memory=memory,
                                            translation=translation)
+    if refit:
+        full = Examples.concat([train_ex, *dev_ex.values()], f"{train_ex.description} + the dev sets")
+        click.echo(f"refitting on {len(full):,} training + dev mentions with the chosen l2", err=True)
+        chosen = (report["l2"]["shared"], report["l2"]["in_domain"])
+        ranker, refitted = FeatureReranker.train(index, full, k=k, l2=chosen, memory=memory, translation=translation)
+        report["trained_on"] = refitted["trained_on"]
+        report["train_seconds"] += refitted["train_seconds"]
+        ranker.info["training"]["l2_chosen_on"] = {key: report[key] for key in ("dev_candidates", "dev_chosen")}
     ranker.save(output)
     dev = "".join(f"; dev acc@1 {name} {report['dev_candidates'][name]:.4f} -> {acc:.4f}"
                   for name, acc in report["dev_chosen"].items())

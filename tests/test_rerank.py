@@ -205,7 +205,7 @@ def test_place_gold_insert_and_skip():
 
 # ---- weak supervision -------------------------------------------------------------------------------------
 def test_examples_keep_every_gold_concept_of_an_annotation(index):
-    from xnorm.rerank import examples_from_documents
+    from xnorm.rerank import Examples, examples_from_documents
     from xnorm.rerank.supervision import is_gold
 
     t = index.terminology
@@ -225,6 +225,11 @@ def test_examples_keep_every_gold_concept_of_an_annotation(index):
     assert ex[1:].hits(concepts[1:, 2]).tolist() == [True] and ex[1:].gold_sets.shape == (1, 2)
     # Single gold rows: an empty slot (-1) is never a hit, even against a mention without gold.
     assert is_gold(np.array([[-1, 3]]), np.array([-1])).tolist() == [[False, False]]
+    # Concatenated with single-gold examples: their rows join the gold sets, padded; the mentions keep their order.
+    both = Examples.concat([ex[1:], Examples(Mentions.from_texts(["fiebre"], "es"), np.array([r("HP:6")])), ex[:1]])
+    assert both.mentions.texts.tolist() == ["fever", "fiebre", "fits"] and both.mentions.langs[1] == "es"
+    assert both.gold_sets.tolist() == [[r("HP:6"), -1], [r("HP:6"), -1], [r("HP:9"), r("HP:1")]]
+    assert both.gold.tolist() == [r("HP:6"), r("HP:6"), r("HP:9")] and both.exclude_names is None
 
 
 def test_synonym_examples_exclude_their_own_name(index):

@@ -369,6 +369,8 @@ def _run(*args):
 
 
 def test_cli_train_features_and_link(index_dir, tmp_path):
+    from xnorm.rerank import FeatureReranker
+
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     train.write_text("".join(json.dumps(d) + "\n" for d in TRAIN_DOCS))
     test.write_text("".join(json.dumps(d) + "\n" for d in TEST_DOCS))
@@ -390,6 +392,16 @@ def test_cli_train_features_and_link(index_dir, tmp_path):
     assert r.exit_code == EXIT_BAD_INPUT and "no generator weight" in r.output and "Traceback" not in r.output
     r = _run("adapters", "add-reranker", str(out), "fr-zoo")
     assert r.exit_code == EXIT_BAD_INPUT and "no zoo entry" in r.output and "Traceback" not in r.output
+    # --refit: the dev mentions join the training (and the memory) with the L2 the dev set chose.
+    r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train),
+             "--dev", str(test), "--k", "4", "--refit", "-o", str(tmp_path / "refit"))
+    assert r.exit_code == 0 and "refitting on" in r.output, r.output
+    refit = FeatureReranker.load(tmp_path / "refit")
+    assert refit.memory.counts.sum() > FeatureReranker.load(out).memory.counts.sum()
+    assert refit.info["l2"] == json.loads((out / "manifest.json").read_text())["info"]["l2"]
+    r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train), "--refit",
+             "-o", str(tmp_path / "x"))
+    assert r.exit_code != 0 and "give --dev" in r.output and not (tmp_path / "x").exists()
     r = _run("train-reranker", "--index", str(index_dir), "--mode", "features", "--train", str(train),
              "--lambda", "0", "-o", str(tmp_path / "x"))
     assert r.exit_code == EXIT_BAD_INPUT and "--lambda" in r.output and "Traceback" not in r.output

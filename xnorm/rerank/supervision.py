@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -44,6 +44,20 @@ class Examples:
     def known(self) -> "Examples":
         """Only the mentions whose gold concept is in the terminology."""
         return self[self.gold >= 0]
+
+    @staticmethod
+    def concat(parts: Sequence["Examples"], description: str = "") -> "Examples":
+        """One set of the ``parts``' mentions, in order (gold sets padded to the widest; name exclusions kept)."""
+        mentions = Mentions(**{f.name: np.concatenate([getattr(p.mentions, f.name) for p in parts])
+                               for f in fields(Mentions)})
+        exclude = (np.concatenate([p.exclude_names if p.exclude_names is not None else np.full(len(p), -1)
+                                   for p in parts]) if any(p.exclude_names is not None for p in parts) else None)
+        sets = None
+        if any(p.gold_sets is not None for p in parts):
+            rows = [p.all_gold.reshape(len(p), -1) for p in parts]
+            width = max(r.shape[1] for r in rows)
+            sets = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=-1) for r in rows])
+        return Examples(mentions, np.concatenate([p.gold for p in parts]), exclude, description, sets)
 
     @property
     def all_gold(self) -> np.ndarray:
