@@ -209,9 +209,9 @@ def write(args, rows, nil, pipelines, medians, n_timed, linker) -> None:
         if "unreachable" in v:
             lines.append(f"| {label} | {rule} | — | {v['unreachable']} | | | | |")
             continue
-        lines.append(f"| {label} | {rule} | {v['threshold']:.4g} | {v['calibration_precision']:.3f} / {v['calibration_recall']:.3f} | "
-                     f"{v['test_precision']:.3f} | {v['test_recall']:.3f} | {v['test_f1']:.3f} | "
-                     f"{v['test_linked']} of {v['test_mentions']} |")
+        lines.append(f"| {label} | {rule} | {v['threshold']:.4g} | "
+                     f"{v['calibration_precision']:.3f} / {v['calibration_recall']:.3f} | {v['test_precision']:.3f} | "
+                     f"{v['test_recall']:.3f} | {v['test_f1']:.3f} | {v['test_linked']} of {v['test_mentions']} |")
     t = result["seconds_per_1k_mentions"]
     lines += [
         "",
