@@ -49,8 +49,8 @@ DEFAULT_CANDIDATES: dict[str, Any] = {
 # it never saw; benchmarks/results/fusion_aligned/), else the embedded e5-small above.
 DOMAIN_ENCODERS = {"HPO": "hpo-align-e5small"}
 # The reranker of that default pipeline per terminology, where one ships: for HPO a feature reranker with translation
-# tables (HPO labels of unseen concepts: ja 0.640 -> 0.830, zh 0.630 -> 0.797; it leaves English mentions in the
-# candidate stage's order; benchmarks/results/default_reranker.md, over hpo-multilingual
+# tables and a memory of GSC+ dev's annotations (HPO labels of unseen concepts: ja 0.640 -> 0.823, zh 0.630 -> 0.800;
+# GSC+ test, English abstracts, 0.750 -> 0.779; benchmarks/results/default_reranker.md, over hpo-multilingual
 # default_reranker_multilingual.md). Used when a linker's reranker is AUTO and its index is that pipeline: the
 # reranker's weights are fitted to that pipeline's scores.
 DOMAIN_RERANKERS = {"HPO": "hpo-translate-rerank-e5small"}
